@@ -1,0 +1,31 @@
+# The two commands of the set-up contract: `make demo` and `make test`.
+# Each creates .venv and installs what it needs (re-installing only when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	touch $@
+
+demo: $(VENV)/.installed-dev
+	$(BIN)/hdlmm demo --out demo_output
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/seed.py
+
+clean:
+	rm -rf $(VENV) demo_output
