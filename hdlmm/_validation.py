@@ -1,0 +1,165 @@
+"""Input validation in one place, with one message style: name the problem and the fix."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups"]
+
+
+def _as_float_matrix(A, name, n_rows=None):
+    """2-D float array, or a ValueError naming ``name``."""
+    if isinstance(A, pd.DataFrame):
+        bad = [c for c in A.columns if not (pd.api.types.is_numeric_dtype(A[c])
+                                            or pd.api.types.is_bool_dtype(A[c]))]
+        if bad:
+            raise ValueError(
+                f"{name} has non-numeric columns {bad[:5]}; encode them (e.g. "
+                f"pandas.get_dummies) or use SparseLMM.from_formula, which does")
+    try:
+        arr = np.asarray(A, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be numeric; could not convert it to float ({exc}). "
+            f"Encode categorical columns first (e.g. pandas.get_dummies)") from None
+    if arr.ndim == 1 and name != "y":
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_columns); "
+                         f"got {arr.ndim} dimensions")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows); pass at least one row per cluster")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; pass at least one column")
+    _check_finite(arr, name)
+    return arr
+
+
+def _check_finite(arr, name):
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        kind = "NaN" if np.isnan(arr[bad]).any() else "inf"
+        raise ValueError(
+            f"{name} contains {kind} values in {rows.size} row(s) (first: row {rows[0]}); "
+            f"drop or impute them before fitting (hdlmm never drops rows silently)")
+
+
+def check_groups(groups, n_rows):
+    """Validate cluster labels; return (codes, labels) with labels in sorted order.
+
+    Labels may be any hashable values; codes index into ``labels``. Sorting makes the
+    result independent of the row order.
+    """
+    if groups is None:
+        raise ValueError("groups is required: pass one cluster label per row "
+                         "(e.g. groups=df['subject'])")
+    g = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series)
+                  else groups.to_numpy(dtype=object))
+    if g.ndim != 1 or len(g) != n_rows:
+        raise ValueError(f"groups has {len(g)} labels but X has {n_rows} rows; "
+                         f"pass one cluster label per row")
+    if g.isna().any():
+        raise ValueError(f"groups has {int(g.isna().sum())} missing labels; "
+                         f"give every row a cluster label")
+    codes, labels = pd.factorize(g, sort=False)
+    order = _sort_order(labels)
+    relabel = np.empty(len(labels), dtype=np.intp)
+    relabel[order] = np.arange(len(labels))
+    return relabel[codes], np.asarray(labels, dtype=object)[order]
+
+
+def _sort_order(labels):
+    """Order that sorts labels; by (type name, repr) when the labels are not comparable."""
+    try:
+        return np.argsort(np.asarray(labels), kind="stable")
+    except TypeError:
+        keys = [(type(v).__name__, repr(v)) for v in labels]
+        return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.intp)
+
+
+def check_lmm_arrays(X, y, groups, Z=None):
+    """Validate (X, y, groups, Z) for fitting.
+
+    Returns
+    -------
+    X, y, Z : float ndarrays (Z is a column of ones when not given)
+    codes : ndarray of int, cluster index of each row (into ``labels``)
+    labels : ndarray of object, sorted cluster labels
+    """
+    X = _as_float_matrix(X, "X")
+    n = X.shape[0]
+    if y is None:
+        raise ValueError("y is required: pass the response, one value per row of X")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-dimensional; got shape {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"y has {y.shape[0]} values but X has {n} rows; "
+                         f"pass one response per row")
+    try:
+        y = y.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError("y must be numeric; could not convert it to float") from None
+    _check_finite(y, "y")
+    codes, labels = check_groups(groups, n)
+    if labels.size < 2:
+        raise ValueError(f"groups has {labels.size} cluster; a mixed model needs at "
+                         f"least 2 clusters")
+    if Z is None:
+        Z = np.ones((n, 1))
+    else:
+        Z = _as_float_matrix(Z, "Z")
+        if Z.shape[0] != n:
+            raise ValueError(f"Z has {Z.shape[0]} rows but X has {n} rows; "
+                             f"pass one row of random-effect covariates per row of X")
+        _reject_block_diagonal(Z, codes, labels.size)
+    return X, y, Z, codes, labels
+
+
+def _reject_block_diagonal(Z, codes, n_clusters):
+    """Raise if Z is the N × (n·q) block-diagonal layout instead of row-wise N × q."""
+    width, rem = divmod(Z.shape[1], n_clusters)
+    if rem or width < 1 or Z.shape[1] < 2 * width or n_clusters < 2:
+        return
+    nz = Z != 0
+    blocks = np.arange(Z.shape[1]) // width
+    used = np.zeros((n_clusters, n_clusters), dtype=bool)
+    np.logical_or.at(used, (codes[:, None], blocks[None, :]), nz)
+    if np.all(used.sum(axis=1) <= 1) and np.unique(used.argmax(axis=1)).size == n_clusters:
+        raise ValueError(
+            f"Z looks block-diagonal ({Z.shape[0]} × {Z.shape[1]} = {n_clusters} clusters × "
+            f"{width} columns); pass the row-wise random-effect design of shape "
+            f"({Z.shape[0]}, {width}) instead, like statsmodels' exog_re (for a "
+            f"block-diagonal Zb: Zb.reshape(len(Zb), -1, {width}).sum(axis=1))")
+
+
+def check_support_size(k, n_features, n_samples):
+    """Validate a support size against the data."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+        raise ValueError(f"support_size must be a positive integer or None; got {k!r}")
+    if k < 1:
+        raise ValueError(f"support_size must be at least 1; got {k}")
+    if k > n_features:
+        raise ValueError(f"support_size={k} exceeds the number of features "
+                         f"({n_features}); pass at most {n_features}")
+    if k >= n_samples:
+        raise ValueError(f"support_size={k} is not below the number of rows "
+                         f"({n_samples}); the fit on the support would be exact. "
+                         f"Pass at most {n_samples - 1}")
+    return int(k)
+
+
+def check_a(a, name="a"):
+    """Validate one proxy parameter a ≥ 0."""
+    if isinstance(a, bool) or not isinstance(a, numbers.Real):
+        raise ValueError(f"{name} must be a non-negative number; got {a!r}")
+    if not np.isfinite(a) or a < 0:
+        raise ValueError(f"{name} must be finite and ≥ 0 (0 ignores the clustering); "
+                         f"got {a}")
+    return float(a)

@@ -1,0 +1,254 @@
+"""SparseLMM: best-subset fixed effects of a linear mixed model (scikit-learn API).
+
+The estimator only orchestrates: it builds a :class:`~hdlmm.stats.ClusterStats`, the
+:class:`~hdlmm.transform.ProxyTransform`, chooses (a, k) with :mod:`hdlmm.tuning` and
+solves with :mod:`hdlmm.splicing`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_a, check_support_size, _as_float_matrix
+from .path import default_k_max, fit_path, fit_support_size
+from .stats import ClusterStats
+from .transform import ProxyTransform
+from .tuning import CV_CRITERIA, IC_TYPES, cross_validate, information_criterion
+
+__all__ = ["SparseLMM", "DEFAULT_A_GRID"]
+
+#: Default grid of the proxy parameter a: 0 (ignore the clustering) and half-decades
+#: from 0.1 to 100 (a is a proxy of the variance ratio Ψ/σ² in the units of Z).
+DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 7)]
+
+
+class SparseLMM(RegressorMixin, BaseEstimator):
+    """Sparse fixed effects of a linear mixed model by best-subset selection.
+
+    Model: y_i = X_i β + Z_i γ_i + ε_i for clusters i = 1..n, γ_i ~ (0, Ψ),
+    ε_i ~ (0, σ² I), β sparse. Following Li, Cai & Li (2022), each cluster is whitened
+    by the proxy covariance Σ_a^i = a Z_i Z_iᵀ + I and β is the best subset of size k of
+
+        minimise ‖Σ_a^{-1/2}(y − 1β₀ − Xβ)‖²  subject to  ‖β‖₀ ≤ k,
+
+    solved by splicing (Zhu et al. 2020) on the cross-products (see DESIGN.md).
+
+    Parameters
+    ----------
+    support_size : int or None
+        k, the number of nonzero fixed effects (the intercept is not counted). None
+        chooses it from the data (see ``k_selection``).
+    a : float ≥ 0 or None
+        Proxy parameter; 0 ignores the clustering (ordinary best subset). None chooses
+        it by grouped cross-validation over ``a_grid``.
+    fit_intercept : bool
+        Fit an unpenalised intercept (``intercept_``), always in the model.
+    a_grid : array-like, optional
+        Candidate values of a (default :data:`DEFAULT_A_GRID`).
+    k_max : int, optional
+        Largest support size on the path (default N / (log log N · log p), as abess).
+    k_selection : {"ic", "cv"}
+        How k is chosen when ``support_size`` is None: an information criterion on the
+        full data (``ic``) or grouped cross-validation jointly with a.
+    ic : {"ebic", "gic", "sic", "bic", "aic"}
+        Information criterion for ``k_selection="ic"``, with n = tr(Σ_a⁻¹).
+    cv : int
+        Number of grouped folds (whole clusters).
+    cv_criterion : {"marginal", "loglik"}
+        Held-out criterion of the cross-validation (see :mod:`hdlmm.tuning`).
+    one_se : bool
+        Choose the sparsest cell within one standard error of the best CV score.
+    max_exchange : int
+        Largest number of variables exchanged at once by splicing (C_max).
+    random_state : int, RandomState or None
+        Seeds the assignment of clusters to folds.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+    intercept_ : float
+    support_ : ndarray of int
+        Indices of the nonzero entries of ``coef_``.
+    a_ : float
+        The proxy parameter used.
+    support_size_ : int
+    selection_ : str
+        How a and k were chosen.
+    path_ : pandas.DataFrame
+        Per k at ``a_``: support, coefficients, RSS and information criterion.
+    cv_results_ : pandas.DataFrame or None
+        Per (a, k): mean and standard error of the held-out criterion.
+    n_eff_ : float
+        tr(Σ_a⁻¹) at ``a_``.
+    stats_ : ClusterStats
+    fit_time_ : float
+        Seconds spent in ``fit``.
+
+    References
+    ----------
+    Li, S., Cai, T. T. & Li, H. (2022). JASA 117, 1835-1846. doi:10.1080/01621459.2021.1888740
+    Zhu, J. et al. (2020). PNAS 117, 33117-33123. doi:10.1073/pnas.2014241117
+    """
+
+    def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
+                 k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="marginal",
+                 one_se=False, max_exchange=2, random_state=None):
+        self.support_size = support_size
+        self.a = a
+        self.fit_intercept = fit_intercept
+        self.a_grid = a_grid
+        self.k_max = k_max
+        self.k_selection = k_selection
+        self.ic = ic
+        self.cv = cv
+        self.cv_criterion = cv_criterion
+        self.one_se = one_se
+        self.max_exchange = max_exchange
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, groups=None, Z=None):
+        """Fit on rows (X, y) in clusters ``groups`` with random-effect design ``Z``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (N, p)
+        y : array-like of shape (N,)
+        groups : array-like of shape (N,)
+            Cluster label of each row (any hashable values; rows in any order).
+        Z : array-like of shape (N, q), optional
+            Row-wise random-effect design; default a random intercept.
+        """
+        t0 = time.perf_counter()
+        self._check_params()
+        names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
+        needs_cv = self.a is None or (self.support_size is None
+                                      and self.k_selection == "cv")
+        stats = ClusterStats.from_arrays(
+            X, y, groups, Z, fit_intercept=self.fit_intercept,
+            n_blocks=self.cv if needs_cv else 1, random_state=self.random_state,
+            feature_names=names)
+        self._fit_stats(stats)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _check_params(self):
+        if self.support_size is not None:
+            check_support_size(self.support_size, np.inf, np.inf)
+        if self.a is not None:
+            check_a(self.a)
+        if self.k_selection not in ("ic", "cv"):
+            raise ValueError(f"k_selection must be 'ic' or 'cv'; got {self.k_selection!r}")
+        if self.ic not in IC_TYPES:
+            raise ValueError(f"ic must be one of {IC_TYPES}; got {self.ic!r}")
+        if self.cv_criterion not in CV_CRITERIA:
+            raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; "
+                             f"got {self.cv_criterion!r}")
+        if not (isinstance(self.cv, (int, np.integer)) and self.cv >= 2):
+            raise ValueError(f"cv must be an integer ≥ 2; got {self.cv!r}")
+
+    def _fit_stats(self, stats):
+        """Choose (a, k) and fit, from the cross-products only."""
+        self.stats_ = stats
+        free = [0] if stats.intercept else []
+        p = stats.n_features - len(free)
+        self.n_features_in_ = p
+        if self.support_size is not None:
+            check_support_size(self.support_size, p, stats.n_samples)
+        k_max = self._k_max(stats.n_samples, p)
+        transform = ProxyTransform(stats)
+        self.cv_results_ = None
+        if self.a is None:
+            a_grid = self._a_grid()
+            cvres = cross_validate(transform, a_grid, k_max, free=free,
+                                   criterion=self.cv_criterion,
+                                   max_exchange=self.max_exchange)
+            self.cv_results_ = _cv_table(cvres)
+            a, k, how = self._choose_from_cv(cvres, transform, k_max, free, p)
+        else:
+            a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
+            if k is None and self.k_selection == "cv":
+                cvres = cross_validate(transform, [a], k_max, free=free,
+                                       criterion=self.cv_criterion,
+                                       max_exchange=self.max_exchange)
+                self.cv_results_ = _cv_table(cvres)
+                k = int(cvres.ks[cvres.best(self.one_se)[1]])
+                how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
+        self._final_fit(transform, a, k, k_max, free, p, how)
+
+    def _k_max(self, n_samples, p):
+        if self.support_size is not None and self.k_max is None:
+            return self.support_size
+        k_max = self.k_max or default_k_max(n_samples * (self.cv - 1) // self.cv, p)
+        if self.support_size is not None:
+            k_max = max(k_max, self.support_size)
+        return check_support_size(int(k_max), p, n_samples)
+
+    def _a_grid(self):
+        grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
+        return np.array([check_a(float(v), "a_grid values") for v in grid])
+
+    def _choose_from_cv(self, cvres, transform, k_max, free, p):
+        """(a, k, description) from the CV table (and the IC path when k is free)."""
+        how = f"a by {self.cv}-fold grouped CV ({self.cv_criterion})"
+        if self.support_size is not None:
+            k_of_a = np.full(cvres.a_grid.size, self.support_size - 1)
+            ia, _ = cvres.best(self.one_se, k_of_a=k_of_a)
+            return float(cvres.a_grid[ia]), self.support_size, how + "; k given"
+        if self.k_selection == "cv":
+            ia, ik = cvres.best(self.one_se)
+            return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how + ", jointly with k"
+        k_of_a = []
+        for a in cvres.a_grid:
+            G, c, d, n_eff, _ = transform.at(a).total()
+            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
+            k_of_a.append(int(np.argmin(information_criterion(
+                path.rss, path.ks, n_eff, p, self.ic))))
+        ia, _ = cvres.best(self.one_se, k_of_a=np.array(k_of_a))
+        return (float(cvres.a_grid[ia]), k_of_a[ia] + 1,
+                how + f" at the k chosen by {self.ic.upper()} for each a")
+
+    def _final_fit(self, transform, a, k, k_max, free, p, how):
+        G, c, d, n_eff, _ = transform.at(a).total()
+        path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
+        ic = information_criterion(path.rss, path.ks, n_eff, p, self.ic)
+        if k is None:
+            k = int(path.ks[np.argmin(ic)])
+            how += f"; k by {self.ic.upper()} (n_eff = tr(Σ_a⁻¹) = {n_eff:.1f})"
+        if k <= path.ks[-1]:
+            coef = path.coefs[k - 1]
+        else:
+            coef, _ = fit_support_size(G, c, d, k, free=free,
+                                       max_exchange=self.max_exchange)
+        self.a_, self.support_size_, self.n_eff_, self.selection_ = a, k, n_eff, how
+        self.intercept_ = float(coef[0]) if free else 0.0
+        self.coef_ = coef[len(free):].copy()
+        self.support_ = np.flatnonzero(self.coef_)
+        self.path_ = pd.DataFrame({
+            "k": path.ks, "rss": path.rss, "ic": ic,
+            "support": [np.flatnonzero(cf[len(free):]) for cf in path.coefs],
+            "coef": [cf[len(free):] for cf in path.coefs]})
+
+    # -------------------------------------------------------------- predict
+    def predict(self, X):
+        """Marginal prediction X β̂ + β̂₀ (random effects set to their mean 0)."""
+        check_is_fitted(self, "coef_")
+        X = _as_float_matrix(X, "X")
+        if X.shape[1] != self.coef_.size:
+            raise ValueError(f"X has {X.shape[1]} columns but the model was fitted on "
+                             f"{self.coef_.size}; pass the same columns as in fit")
+        return X @ self.coef_ + self.intercept_
+
+
+def _cv_table(cvres):
+    """cv_results_ as a long DataFrame: one row per (a, k)."""
+    A, Kk = np.meshgrid(cvres.a_grid, cvres.ks, indexing="ij")
+    return pd.DataFrame({"a": A.ravel(), "k": Kk.ravel(), "mean": cvres.mean.ravel(),
+                         "se": cvres.se.ravel()})

@@ -1,0 +1,78 @@
+"""Support-size paths on one whitened problem, with unpenalised columns profiled out.
+
+This is the glue between a :class:`~hdlmm.transform.Quadratic` (which knows clusters)
+and the splicing solver (which does not): it removes the unpenalised columns (the
+intercept) by their Schur complement, solves, and maps the coefficients back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .splicing import best_subset, best_subset_path, profile_out
+
+__all__ = ["PathFit", "fit_path", "fit_support_size", "default_k_max"]
+
+
+@dataclass
+class PathFit:
+    """Fits along k: ``coefs[i]`` (all p columns, unpenalised ones included) and
+    ``rss[i]`` for support size ``ks[i]`` (penalised columns only)."""
+
+    ks: np.ndarray
+    coefs: np.ndarray
+    rss: np.ndarray
+
+    def supports(self, free):
+        """Penalised support of each fit (indices into all p columns)."""
+        mask = np.ones(self.coefs.shape[1], dtype=bool)
+        mask[list(free)] = False
+        return [np.flatnonzero((c != 0) & mask) for c in self.coefs]
+
+
+def _expand(fit, p, rest, recover, free):
+    beta_R = fit.full_coef(rest.size)
+    coef = np.zeros(p)
+    coef[rest] = beta_R
+    coef[list(free)] = recover(beta_R)
+    return coef
+
+
+def fit_path(G, c, d, k_max, free=(), max_exchange=2):
+    """Best subsets of the penalised columns for k = 1..k_max.
+
+    Parameters
+    ----------
+    G, c, d : the quadratic d − 2βᵀc + βᵀGβ over all p columns
+    k_max : int
+    free : sequence of int
+        Unpenalised columns (always in the model).
+    max_exchange : int
+
+    Returns
+    -------
+    PathFit
+    """
+    p = G.shape[0]
+    Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
+    fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange)
+    coefs = np.array([_expand(f, p, rest, recover, free) for f in fits])
+    return PathFit(ks=np.arange(1, k_max + 1), coefs=coefs,
+                   rss=np.array([f.rss for f in fits]))
+
+
+def fit_support_size(G, c, d, k, free=(), max_exchange=2):
+    """Best subset of exactly k penalised columns; returns (coef over all p, rss)."""
+    p = G.shape[0]
+    Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
+    fit = best_subset(Gt, ct, dt, k, max_exchange=max_exchange)
+    return _expand(fit, p, rest, recover, free), fit.rss
+
+
+def default_k_max(n_samples, n_penalised):
+    """abess's default largest support size, N / (log log N · log p), within [1, p]."""
+    n = max(n_samples, 3)
+    guess = int(n / (np.log(np.log(n)) * np.log(max(n_penalised, 3))))
+    return int(np.clip(guess, 1, min(n_penalised, n_samples - 2)))

@@ -1,0 +1,307 @@
+"""Best-subset selection by splicing on a quadratic in cross-product form.
+
+Minimises f(β) = d − 2βᵀc + βᵀGβ subject to ‖β‖₀ ≤ k. The solver knows nothing of
+clusters: any least-squares problem given by (G, c, d) will do.
+
+For a support A with β_A = G_AA⁻¹c_A, M = G_AA⁻¹ and g = c − G_{·A}β_A:
+
+* removing j ∈ A raises f by ξ_j = β_j² / M_jj (backward sacrifice);
+* adding j ∉ A lowers f by ζ_j = g_j² / D_j, D_j = G_jj − G_jA M G_Aj (forward sacrifice);
+* exchanging i ∈ A for j ∉ A changes f by exactly
+  ξ_i − (g_j + β_i H_ji / M_ii)² / (D_j + H_ji² / M_ii),  H = G_{·A} M,
+  so the best single exchange over all k(p − k) pairs costs O(p k) once H is known.
+
+Each iteration takes the best of (i) the exact best single exchange and (ii) the
+splicing exchanges of Zhu et al. (2020) for s = 2..C_max (the s least useful active
+variables for the s most useful inactive ones), and accepts it only if f decreases.
+When neither improves, (iii) the exact best double exchange (every pair leaving, every
+pair entering among the top candidates) is tried before stopping. The result is a
+local optimum with respect to every single and (for p - k ≤ n_candidates) every double
+exchange; tests/test_splicing.py compares it with exhaustive search. Steps (i) and
+(iii) are our additions to abess's splicing: with G precomputed they are cheap, and
+plain splicing stops at a local optimum in about 4% of our hard small problems
+(strongly correlated columns, weak signal), where these steps find the optimum.
+
+Reference: Zhu, J., Wen, C., Zhu, J., Zhang, H. & Wang, X. (2020). A polynomial algorithm
+for best-subset selection problem. PNAS 117, 33117-33123. doi:10.1073/pnas.2014241117
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+__all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out"]
+
+
+@dataclass
+class SubsetFit:
+    """A fitted support: ``support`` (sorted indices), ``coef`` on it, objective ``rss``."""
+
+    support: np.ndarray
+    coef: np.ndarray
+    rss: float
+
+    def full_coef(self, p):
+        beta = np.zeros(p)
+        beta[self.support] = self.coef
+        return beta
+
+
+class _Support:
+    """Quantities of the quadratic restricted to one support A."""
+
+    def __init__(self, G, c, d, A, strict=False):
+        self.A = np.sort(np.asarray(A, dtype=np.intp))
+        GAA = G[np.ix_(self.A, self.A)]
+        self.M = _inverse_pd(GAA, strict)
+        if self.M is None:  # a candidate with linearly dependent columns: never accept
+            self.rss = np.inf
+            return
+        self.beta = self.M @ c[self.A]
+        self.rss = float(d - c[self.A] @ self.beta)
+
+    def sacrifices(self, G, c):
+        """Backward (ξ on A) and forward (ζ on inactive I) sacrifices, and H, g, D on I."""
+        p = G.shape[0]
+        inactive = np.ones(p, dtype=bool)
+        inactive[self.A] = False
+        I = np.flatnonzero(inactive)
+        GIA = G[np.ix_(I, self.A)]
+        H = GIA @ self.M
+        g = c[I] - GIA @ self.beta
+        D = G[I, I] - np.einsum("ij,ij->i", H, GIA)
+        ok = D > 1e-10 * np.maximum(G[I, I], np.finfo(float).tiny)
+        zeta = np.where(ok, g ** 2 / np.where(ok, D, 1.0), 0.0)
+        xi = self.beta ** 2 / np.diag(self.M)
+        return xi, zeta, I, H, g, np.where(ok, D, np.inf)
+
+
+def _inverse_pd(A, strict=False):
+    """Inverse of a symmetric positive-definite matrix.
+
+    If A is singular: None when ``strict`` (the caller rejects that support), else the
+    pseudo-inverse, whose β = A⁺c still attains the minimum of the quadratic.
+    """
+    if A.size == 0:
+        return np.zeros((0, 0))
+    try:
+        cf = linalg.cho_factor(A, check_finite=False)
+        M = linalg.cho_solve(cf, np.eye(A.shape[0]), check_finite=False)
+        if np.linalg.cond(A) < 1e12:
+            return M
+    except linalg.LinAlgError:
+        pass
+    return None if strict else linalg.pinvh(A)
+
+
+def _best_single_exchange(st, xi, I, H, g, D):
+    """Exact best (i out, j in) exchange: (change of f, i index in A, j feature)."""
+    Mii = np.diag(st.M)
+    num = (g[:, None] + H * (st.beta / Mii)[None, :]) ** 2
+    den = D[:, None] + H ** 2 / Mii[None, :]
+    delta = xi[None, :] - num / den  # (|I|, k)
+    jj, ii = np.unravel_index(np.argmin(delta), delta.shape)
+    return float(delta[jj, ii]), ii, I[jj]
+
+
+def _grow(G, c, d, A, k):
+    """Add forward-sacrifice winners one at a time until |A| = k."""
+    A = list(A)
+    while len(A) < k:
+        st = _Support(G, c, d, A)
+        _, zeta, I, *_ = st.sacrifices(G, c)
+        A.append(int(I[np.argmax(zeta)]))
+    return A
+
+
+def _shrink(G, c, d, A, k):
+    """Drop backward-sacrifice losers one at a time until |A| = k."""
+    A = list(A)
+    while len(A) > k:
+        st = _Support(G, c, d, A)
+        xi = st.beta ** 2 / np.diag(st.M)
+        A.pop(int(np.argmin(xi)))
+        A = sorted(A)
+    return A
+
+
+def best_subset(G, c, d, k, init=None, max_exchange=2, n_candidates=20, max_iter=1000):
+    """Best subset of size k for f(β) = d − 2βᵀc + βᵀGβ by splicing.
+
+    Parameters
+    ----------
+    G : ndarray of shape (p, p), symmetric positive semi-definite
+    c : ndarray of shape (p,)
+    d : float
+    k : int, 1 ≤ k ≤ p
+    init : array-like of int, optional
+        Starting support (warm start); grown or shrunk to size k. Default: forward
+        stepwise selection.
+    max_exchange : int
+        C_max, the largest number of variables exchanged at once by splicing.
+    n_candidates : int
+        Inactive variables (largest forward sacrifice first) among which the exact
+        double exchange looks for the two entering ones; all of them if p - k ≤ this.
+    max_iter : int
+        Iteration cap (a warning is issued if reached).
+
+    Returns
+    -------
+    SubsetFit
+    """
+    p = G.shape[0]
+    if not 1 <= k <= p:
+        raise ValueError(f"support size k must be in 1..{p}; got {k}")
+    A = [] if init is None else sorted(set(int(j) for j in init))
+    A = _shrink(G, c, d, _grow(G, c, d, A, k), k)
+    st = _Support(G, c, d, A)
+    for _ in range(max_iter):
+        if k == p:
+            break
+        new = _improve(G, c, d, st, max_exchange, n_candidates)
+        if new is None:
+            break
+        st = new
+    else:
+        warnings.warn(f"splicing reached max_iter={max_iter} before converging at k={k};"
+                      f" increase max_iter", RuntimeWarning, stacklevel=2)
+    return SubsetFit(support=st.A, coef=st.beta, rss=st.rss)
+
+
+def _improve(G, c, d, st, max_exchange, n_candidates):
+    """One splicing iteration; the improved support, or None if none improves f."""
+    xi, zeta, I, H, g, D = st.sacrifices(G, c)
+    k = st.A.size
+    tol = 1e-10 * max(abs(st.rss), 1e-12 * abs(d), np.finfo(float).tiny)
+    best = None
+    delta, i, j = _best_single_exchange(st, xi, I, H, g, D)
+    if delta < -tol:
+        A = st.A.copy()
+        A[i] = j
+        best = _Support(G, c, d, A, strict=True)
+    order_out = np.argsort(xi)
+    order_in = I[np.argsort(-zeta)]
+    for s in range(2, min(max_exchange, k, I.size) + 1):
+        A = np.concatenate([st.A[order_out[s:]], order_in[:s]])
+        cand = _Support(G, c, d, A, strict=True)
+        if best is None or cand.rss < best.rss:
+            best = cand
+    if best is None or best.rss >= st.rss - tol:
+        best = _best_double_exchange(G, c, d, st, zeta, I, n_candidates)
+    if best is None or best.rss >= st.rss - tol:
+        return None
+    return best
+
+
+def _best_double_exchange(G, c, d, st, zeta, I, n_candidates):
+    """Exact best exchange of two active for two inactive variables.
+
+    The entering pair is drawn from the ``n_candidates`` inactive variables with the
+    largest forward sacrifice (all of them when there are no more). Removing a pair O
+    from A is a rank-2 update of the current quantities:
+    f rises by β_Oᵀ M_OO⁻¹ β_O, g becomes g + H_O M_OO⁻¹ β_O and the Schur complements
+    of the candidates S = G_CC − H G_AC become S + H_O M_OO⁻¹ H_Oᵀ. Adding a pair {j, l}
+    then lowers f by [g_j, g_l] S_{jl}⁻¹ [g_j, g_l]ᵀ. All k(k − 1)/2 leaving pairs are
+    evaluated at once; cost O(k² L²) for L candidates.
+    """
+    k = st.A.size
+    if k < 2 or I.size < 2:
+        return None
+    C = I[np.argsort(-zeta)[:n_candidates]]
+    GCA = G[np.ix_(C, st.A)]
+    H = GCA @ st.M
+    g = c[C] - GCA @ st.beta
+    S = G[np.ix_(C, C)] - H @ GCA.T
+    o1, o2 = np.triu_indices(k, 1)
+    MOO = np.stack([np.stack([st.M[o1, o1], st.M[o1, o2]], -1),
+                    np.stack([st.M[o2, o1], st.M[o2, o2]], -1)], -2)  # (P, 2, 2)
+    MOO_inv = np.linalg.inv(MOO)
+    bO = np.stack([st.beta[o1], st.beta[o2]], -1)  # (P, 2)
+    u = np.einsum("pij,pj->pi", MOO_inv, bO)
+    rss_R = st.rss + np.einsum("pi,pi->p", bO, u)
+    HO = np.stack([H[:, o1].T, H[:, o2].T], -1)  # (P, L, 2)
+    g2 = g[None, :] + np.einsum("pli,pi->pl", HO, u)
+    S2 = S[None] + np.einsum("pli,pij,pmj->plm", HO, MOO_inv, HO)
+    D = np.diagonal(S2, axis1=1, axis2=2)  # (P, L)
+    det = D[:, :, None] * D[:, None, :] - S2 ** 2
+    gg = g2 ** 2
+    quad = (gg[:, :, None] * D[:, None, :] + D[:, :, None] * gg[:, None, :]
+            - 2 * S2 * g2[:, :, None] * g2[:, None, :])
+    ok = det > 1e-10 * np.abs(D[:, :, None] * D[:, None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        new_rss = np.where(ok, rss_R[:, None, None] - quad / np.where(ok, det, 1.0),
+                           np.inf)
+    L = C.size
+    new_rss[:, np.arange(L), np.arange(L)] = np.inf
+    pi, j, l = np.unravel_index(np.argmin(new_rss), new_rss.shape)
+    if not np.isfinite(new_rss[pi, j, l]):
+        return None
+    keep = np.ones(k, dtype=bool)
+    keep[[o1[pi], o2[pi]]] = False
+    return _Support(G, c, d, np.concatenate([st.A[keep], C[[j, l]]]), strict=True)
+
+
+def best_subset_path(G, c, d, k_max, max_exchange=2, k_min=1, n_candidates=20):
+    """Best subsets for k = k_min..k_max.
+
+    A forward sweep warm-starts each k from the (k − 1)-solution, then a backward sweep
+    restarts each k from the (k + 1)-solution, keeping the better of the two.
+
+    Returns
+    -------
+    list of SubsetFit, the i-th for k = k_min + i
+    """
+    opts = dict(max_exchange=max_exchange, n_candidates=n_candidates)
+    fits, prev = [], None
+    for k in range(k_min, k_max + 1):
+        prev = best_subset(G, c, d, k, init=None if prev is None else prev.support,
+                           **opts)
+        fits.append(prev)
+    # Backward sweep: restart each k from the (k + 1)-solution; keep the better fit.
+    for i in range(len(fits) - 2, -1, -1):
+        back = best_subset(G, c, d, k_min + i, init=fits[i + 1].support, **opts)
+        if back.rss < fits[i].rss:
+            fits[i] = back
+    return fits
+
+
+def profile_out(G, c, d, free):
+    """Remove unpenalised columns by their Schur complement (Frisch-Waugh-Lovell).
+
+    Minimising over the coefficients of the ``free`` columns U in closed form leaves
+    the quadratic in the other columns R:
+
+        G̃ = G_RR − G_RU G_UU⁻¹ G_UR,  c̃ = c_R − G_RU G_UU⁻¹ c_U,  d̃ = d − c_Uᵀ G_UU⁻¹ c_U
+
+    Parameters
+    ----------
+    G, c, d : the quadratic
+    free : array-like of int
+        Columns kept out of the sparsity constraint (e.g. the intercept).
+
+    Returns
+    -------
+    (G̃, c̃, d̃, rest, recover) where ``rest`` are the indices R and
+    ``recover(beta_R)`` returns the optimal coefficients of U given beta_R.
+    """
+    p = G.shape[0]
+    U = np.asarray(free, dtype=np.intp)
+    R = np.setdiff1d(np.arange(p), U)
+    if U.size == 0:
+        return G, c, d, R, lambda beta_R: np.zeros(0)
+    GUU_inv = _inverse_pd(G[np.ix_(U, U)])
+    GRU = G[np.ix_(R, U)]
+    T = GRU @ GUU_inv
+    Gt = G[np.ix_(R, R)] - T @ GRU.T
+    Gt = 0.5 * (Gt + Gt.T)
+    ct = c[R] - T @ c[U]
+    dt = float(d - c[U] @ GUU_inv @ c[U])
+
+    def recover(beta_R):
+        return GUU_inv @ (c[U] - GRU.T @ beta_R)
+
+    return Gt, ct, dt, R, recover

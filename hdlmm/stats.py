@@ -1,0 +1,269 @@
+"""Per-cluster cross-products: the only view of the data that every estimator needs.
+
+For clusters i = 1..n with rows (X_i, Z_i, y_i) the sufficient statistics are
+
+    totals:       XᵀX (p × p), Xᵀy, yᵀy, N
+    per cluster:  Z_iᵀZ_i (q × q), Z_iᵀX_i (q × p), Z_iᵀy_i, m_i
+
+They are additive over rows and clusters, so a :class:`ClusterStats` can be built from
+arrays in chunks of rows and merged with ``+``. The totals are kept per *block* of
+clusters (a block is a cross-validation fold fixed at build time), so the statistics
+of any union of folds, in particular "training = total − fold", are sums of blocks and
+need no second pass over the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils import check_random_state
+
+from ._validation import _sort_order, check_lmm_arrays
+
+__all__ = ["ClusterStats"]
+
+
+@dataclass
+class ClusterStats:
+    """Cross-products of a clustered data set, grouped into blocks (folds) of clusters.
+
+    Clusters are stored ordered by (block, label), so each block is a contiguous slice.
+
+    Attributes
+    ----------
+    labels : ndarray of object, shape (n,)
+        Cluster labels.
+    block : ndarray of int, shape (n,)
+        Block (fold) of each cluster, non-decreasing.
+    n_obs : ndarray of int, shape (n,)
+        Rows per cluster m_i.
+    ZtZ, ZtX, Zty : ndarrays of shape (n, q, q), (n, q, p), (n, q)
+        Per-cluster cross-products.
+    XtX, Xty, yty, n_rows : ndarrays of shape (K, p, p), (K, p), (K,), (K,)
+        Totals per block.
+    intercept : bool
+        Whether column 0 of X is the constant 1 (added at build time, unpenalised).
+    feature_names : list of str or None
+        Names of the columns of X (the intercept column is named "(Intercept)").
+    """
+
+    labels: np.ndarray
+    block: np.ndarray
+    n_obs: np.ndarray
+    ZtZ: np.ndarray
+    ZtX: np.ndarray
+    Zty: np.ndarray
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: np.ndarray
+    n_rows: np.ndarray
+    intercept: bool = False
+    feature_names: list | None = field(default=None)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_clusters(self):
+        return self.labels.size
+
+    @property
+    def n_samples(self):
+        return int(self.n_rows.sum())
+
+    @property
+    def n_features(self):
+        """Columns of X, including the intercept column if any."""
+        return self.XtX.shape[1]
+
+    @property
+    def n_re(self):
+        return self.ZtZ.shape[1]
+
+    @property
+    def n_blocks(self):
+        return self.XtX.shape[0]
+
+    def block_slices(self):
+        """Slice of the clusters of each block."""
+        edges = np.searchsorted(self.block, np.arange(self.n_blocks + 1))
+        return [slice(edges[b], edges[b + 1]) for b in range(self.n_blocks)]
+
+    # --------------------------------------------------------------- building
+    @classmethod
+    def from_arrays(cls, X, y, groups, Z=None, *, fit_intercept=True, n_blocks=1,
+                    random_state=None, chunk_rows=65536, feature_names=None):
+        """Build from arrays (validated), in chunks of rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, p)
+        y : array-like of shape (N,)
+        groups : array-like of shape (N,)
+            Cluster label of each row; any hashable labels, rows in any order.
+        Z : array-like of shape (N, q), optional
+            Row-wise random-effect design; default a random intercept (a column of ones).
+        fit_intercept : bool
+            Prepend a constant column to X (kept out of the sparsity constraint).
+        n_blocks : int
+            Number of blocks (cross-validation folds) the clusters are dealt into.
+        random_state : int, RandomState or None
+            Seeds the assignment of clusters to blocks.
+        chunk_rows : int
+            Rows processed at a time (bounds the temporary memory).
+        feature_names : sequence of str, optional
+        """
+        X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z)
+        if n_blocks > labels.size:
+            raise ValueError(f"cannot deal {labels.size} clusters into {n_blocks} folds; "
+                             f"pass cv ≤ {labels.size}")
+        block_of = _deal_blocks(labels.size, n_blocks, random_state)
+        order = np.lexsort((np.arange(labels.size), block_of))
+        position = np.empty_like(order)
+        position[order] = np.arange(order.size)
+        names = _feature_names(feature_names, X.shape[1], fit_intercept)
+        acc = _Accumulator(labels.size, n_blocks, X.shape[1] + fit_intercept, Z.shape[1])
+        block_sorted = block_of[order]
+        for start in range(0, X.shape[0], chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            Xc = X[rows]
+            if fit_intercept:
+                Xc = np.hstack([np.ones((Xc.shape[0], 1)), Xc])
+            cl = position[codes[rows]]
+            acc.add(Xc, y[rows], Z[rows], cl, block_sorted[cl])
+        return cls(labels=labels[order], block=block_sorted, intercept=fit_intercept,
+                   feature_names=names, **acc.result())
+
+    # ----------------------------------------------------------- combining
+    def __add__(self, other):
+        """Merge two statistics (e.g. two chunks of rows); clusters with equal labels add."""
+        if not isinstance(other, ClusterStats):
+            return NotImplemented
+        _check_compatible(self, other)
+        labels = np.concatenate([self.labels, other.labels])
+        block = np.concatenate([self.block, other.block])
+        uniq, inv = _factorize(labels)
+        ublock = np.full(uniq.size, -1)
+        ublock[inv] = block
+        if np.any(ublock[inv] != block):
+            raise ValueError("a cluster is in different folds in the two statistics; "
+                             "build both with the same fold assignment")
+        order = np.lexsort((np.arange(uniq.size), ublock))
+        pos = np.empty_like(order)
+        pos[order] = np.arange(order.size)
+        tgt = pos[inv]
+
+        def merge(a, b):
+            out = np.zeros((uniq.size,) + a.shape[1:], dtype=a.dtype)
+            np.add.at(out, tgt, np.concatenate([a, b]))
+            return out
+
+        return replace(
+            self, labels=uniq[order], block=ublock[order],
+            n_obs=merge(self.n_obs, other.n_obs), ZtZ=merge(self.ZtZ, other.ZtZ),
+            ZtX=merge(self.ZtX, other.ZtX), Zty=merge(self.Zty, other.Zty),
+            XtX=self.XtX + other.XtX, Xty=self.Xty + other.Xty,
+            yty=self.yty + other.yty, n_rows=self.n_rows + other.n_rows)
+
+    def merge_blocks(self):
+        """The same statistics with all blocks merged into one."""
+        return replace(self, block=np.zeros_like(self.block), XtX=self.XtX.sum(0)[None],
+                       Xty=self.Xty.sum(0)[None], yty=self.yty.sum(0, keepdims=True),
+                       n_rows=self.n_rows.sum(0, keepdims=True))
+
+    def select_blocks(self, blocks):
+        """Statistics of the clusters in the given blocks only (renumbered 0..)."""
+        blocks = np.atleast_1d(blocks)
+        keep = np.isin(self.block, blocks)
+        remap = np.full(self.n_blocks, -1)
+        remap[blocks] = np.arange(blocks.size)
+        return replace(self, labels=self.labels[keep], block=remap[self.block[keep]],
+                       n_obs=self.n_obs[keep], ZtZ=self.ZtZ[keep], ZtX=self.ZtX[keep],
+                       Zty=self.Zty[keep], XtX=self.XtX[blocks], Xty=self.Xty[blocks],
+                       yty=self.yty[blocks], n_rows=self.n_rows[blocks])
+
+    def select_features(self, columns):
+        """Statistics restricted to the given columns of X (e.g. a selected support)."""
+        columns = np.asarray(columns, dtype=int)
+        names = None if self.feature_names is None else [self.feature_names[j]
+                                                         for j in columns]
+        return replace(self, ZtX=self.ZtX[:, :, columns],
+                       XtX=self.XtX[:, columns][:, :, columns], Xty=self.Xty[:, columns],
+                       intercept=bool(self.intercept and columns.size and columns[0] == 0),
+                       feature_names=names)
+
+
+class _Accumulator:
+    """Running sums of the cross-products, chunk by chunk of rows."""
+
+    def __init__(self, n, K, p, q):
+        self.n_obs = np.zeros(n, dtype=np.int64)
+        self.ZtZ = np.zeros((n, q, q))
+        self.ZtX = np.zeros((n, q, p))
+        self.Zty = np.zeros((n, q))
+        self.XtX = np.zeros((K, p, p))
+        self.Xty = np.zeros((K, p))
+        self.yty = np.zeros(K)
+        self.n_rows = np.zeros(K, dtype=np.int64)
+
+    def add(self, X, y, Z, cluster, block):
+        """Add rows (X, y, Z) belonging to the given clusters and blocks."""
+        for b in np.unique(block):
+            rows = block == b
+            Xb = X if rows.all() else X[rows]
+            self.XtX[b] += Xb.T @ Xb
+            self.Xty[b] += Xb.T @ y[rows]
+            self.yty[b] += y[rows] @ y[rows]
+            self.n_rows[b] += Xb.shape[0]
+        uc, local = np.unique(cluster, return_inverse=True)
+        self.n_obs[uc] += np.bincount(local, minlength=uc.size)
+        cols = np.arange(X.shape[0])
+        for k in range(Z.shape[1]):
+            # Row k of Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse
+            # (clusters × rows) matrix with Z[:, k] as weights times the dense chunk.
+            S = sparse.csr_matrix((Z[:, k], (local, cols)), shape=(uc.size, X.shape[0]))
+            self.ZtX[uc, k] += S @ X
+            self.ZtZ[uc, k] += S @ Z
+            self.Zty[uc, k] += S @ y
+
+    def result(self):
+        return dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
+                    XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
+
+
+def _deal_blocks(n, K, random_state):
+    """Deal n clusters (in sorted-label order) into K blocks of near-equal size."""
+    if K == 1:
+        return np.zeros(n, dtype=np.intp)
+    perm = check_random_state(random_state).permutation(n)
+    block = np.empty(n, dtype=np.intp)
+    block[perm] = np.arange(n) % K
+    return block
+
+
+def _feature_names(names, p, intercept):
+    if names is None:
+        names = [f"x{j}" for j in range(p)]
+    names = [str(s) for s in names]
+    if len(names) != p:
+        raise ValueError(f"feature_names has {len(names)} names but X has {p} columns")
+    return (["(Intercept)"] if intercept else []) + names
+
+
+def _factorize(labels):
+    """Unique labels (sorted) and the index of each input into them."""
+    import pandas as pd
+
+    codes, uniq = pd.factorize(labels)
+    order = _sort_order(uniq)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return np.asarray(uniq, dtype=object)[order], rank[codes]
+
+
+def _check_compatible(a, b):
+    if a.XtX.shape != b.XtX.shape or a.n_re != b.n_re or a.intercept != b.intercept:
+        raise ValueError(
+            f"cannot add ClusterStats of different layouts: {a.n_blocks} vs {b.n_blocks} "
+            f"folds, p={a.n_features} vs {b.n_features}, q={a.n_re} vs {b.n_re}, "
+            f"intercept {a.intercept} vs {b.intercept}")

@@ -1,0 +1,157 @@
+"""Choosing the support size k and the proxy parameter a from the data.
+
+* k by an information criterion along the path, with the effective sample size
+  n_eff = tr(Σ_a⁻¹) of the whitened problem in place of N: as a grows the transform
+  projects out the n·q random-effect directions and the whitened residual vector has
+  about N − n q free components, not N (a = 0 gives n_eff = N, the usual criterion);
+* (a, k) by grouped K-fold cross-validation: folds are whole clusters (the blocks of a
+  ClusterStats), training statistics are "total − fold" and the held-out criterion is
+  computed from the fold's own cross-products, so no pass over the rows is repeated.
+
+Held-out criteria, both comparable across values of a:
+
+``"marginal"``
+    mean squared prediction error of held-out clusters without random effects,
+    ‖y_f − X_fβ‖² / N_f = (d_f(0) − 2βᵀc_f(0) + βᵀG_f(0)β) / N_f.
+``"loglik"``
+    held-out Gaussian negative log-likelihood per row under Var(y_i) = σ² Σ_a^i, with σ²
+    fitted on the training folds (σ̂² = RSS_train(a) / N_train):
+    ½ [log 2πσ̂² + log det Σ_a,f / N_f + RSS_f(a) / (σ̂² N_f)].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .path import fit_path
+from .transform import objective
+
+__all__ = ["information_criterion", "CVResult", "cross_validate", "IC_TYPES",
+           "CV_CRITERIA"]
+
+IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
+CV_CRITERIA = ("marginal", "loglik")
+
+
+def information_criterion(rss, k, n_eff, p, kind="ebic"):
+    """Information criterion of abess's family for fits of size k.
+
+    n log(RSS / n) + penalty(k), with n = n_eff and
+
+    * ``"aic"``: 2k;  ``"bic"``: k log n;
+    * ``"gic"`` / ``"sic"``: k log(p) log(log n) (Zhu et al. 2020);
+    * ``"ebic"``: k (log n + 2 log p) (Chen & Chen 2008, γ = 1).
+
+    Parameters
+    ----------
+    rss : array-like
+    k : array-like of int
+    n_eff : float
+    p : int
+        Number of candidate (penalised) columns.
+    kind : str
+    """
+    rss = np.maximum(np.asarray(rss, dtype=float), np.finfo(float).tiny)
+    k = np.asarray(k, dtype=float)
+    n = float(n_eff)
+    fit = n * np.log(rss / n)
+    if kind == "aic":
+        pen = 2 * k
+    elif kind == "bic":
+        pen = k * np.log(n)
+    elif kind in ("gic", "sic"):
+        pen = k * np.log(p) * np.log(np.log(n))
+    elif kind == "ebic":
+        pen = k * (np.log(n) + 2 * np.log(p))
+    else:
+        raise ValueError(f"ic must be one of {IC_TYPES}; got {kind!r}")
+    return fit + pen
+
+
+@dataclass
+class CVResult:
+    """Held-out criterion per (a, fold, k): ``scores`` of shape (n_a, K, n_k)."""
+
+    a_grid: np.ndarray
+    ks: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def mean(self):
+        return self.scores.mean(axis=1)
+
+    @property
+    def se(self):
+        K = self.scores.shape[1]
+        return self.scores.std(axis=1, ddof=1) / np.sqrt(K)
+
+    def best(self, one_se=False, k_of_a=None):
+        """Indices (i_a, i_k) of the chosen cell.
+
+        With ``k_of_a`` (index of k chosen per a, e.g. by an information criterion) only
+        those cells compete. With ``one_se``, the sparsest (then largest a) cell whose
+        mean is within one standard error of the minimum.
+        """
+        mean, se = self.mean, self.se
+        if k_of_a is not None:
+            allowed = np.full(mean.shape, False)
+            allowed[np.arange(mean.shape[0]), k_of_a] = True
+            mean = np.where(allowed, mean, np.inf)
+        ia, ik = np.unravel_index(np.argmin(mean), mean.shape)
+        if not one_se:
+            return ia, ik
+        ok = mean <= mean[ia, ik] + se[ia, ik]
+        cells = sorted(zip(*np.nonzero(ok)), key=lambda t: (t[1], -t[0]))
+        return cells[0]
+
+
+def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
+    """Held-out criterion of one coefficient vector on one fold."""
+    G0, c0, d0, _, n_f = test0
+    if criterion == "marginal":
+        return objective(G0, c0, d0, coef) / n_f
+    Ga, ca, da, logdet, _ = test_a
+    s2 = max(train_rss / train_n, np.finfo(float).tiny)
+    rss_f = objective(Ga, ca, da, coef)
+    return 0.5 * (np.log(2 * np.pi * s2) + logdet / n_f + rss_f / (s2 * n_f))
+
+
+def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
+                   max_exchange=2):
+    """Grouped K-fold CV over a grid of a and support sizes 1..k_max.
+
+    Parameters
+    ----------
+    transform : ProxyTransform
+        Built on a ClusterStats with K ≥ 2 blocks (the folds).
+    a_grid : sequence of float
+    k_max : int
+    free : sequence of int
+        Unpenalised columns.
+    criterion : {"marginal", "loglik"}
+
+    Returns
+    -------
+    CVResult
+    """
+    if criterion not in CV_CRITERIA:
+        raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; got {criterion!r}")
+    K = transform.stats.n_blocks
+    q0 = transform.at(0.0)
+    scores = np.empty((len(a_grid), K, k_max))
+    for ia, a in enumerate(a_grid):
+        qa = transform.at(a)
+        logdet = transform.logdet_blocks(a)
+        for f in range(K):
+            G, c, d, _, n_tr = qa.without(f)
+            path = fit_path(G, c, d, k_max, free=free, max_exchange=max_exchange)
+            test0 = q0.block(f)
+            Gf, cf, df, _, nf = qa.block(f)
+            test_a = (Gf, cf, df, logdet[f], nf)
+            for ik in range(k_max):
+                scores[ia, f, ik] = _heldout(criterion, path.coefs[ik], test0, test_a,
+                                             path.rss[ik], n_tr)
+    return CVResult(a_grid=np.asarray(a_grid, dtype=float),
+                    ks=np.arange(1, k_max + 1), scores=scores)

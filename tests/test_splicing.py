@@ -1,0 +1,104 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from hdlmm.splicing import best_subset, best_subset_path, profile_out
+
+
+def exhaustive(G, c, d, k):
+    """Best subset of size k by enumerating all subsets (the reference)."""
+    best = (np.inf, None)
+    for A in itertools.combinations(range(G.shape[0]), k):
+        A = list(A)
+        b = np.linalg.solve(G[np.ix_(A, A)], c[A])
+        best = min(best, (d - c[A] @ b, A), key=lambda t: t[0])
+    return best
+
+
+def correlated_problem(seed):
+    """Small regression with strongly correlated columns (AR or equicorrelated)."""
+    rng = np.random.default_rng(seed)
+    p, n = rng.integers(6, 13), rng.integers(20, 60)
+    rho = rng.uniform(0.5, 0.9)
+    if seed % 2:
+        C = (1 - rho) * np.eye(p) + rho
+    else:
+        C = rho ** np.abs(np.subtract.outer(np.arange(p), np.arange(p)))
+    X = rng.multivariate_normal(np.zeros(p), C, size=n)
+    beta = np.zeros(p)
+    beta[rng.choice(p, 3, replace=False)] = rng.choice([-1, 1], 3) * rng.uniform(0.5, 2, 3)
+    y = X @ beta + rng.normal(size=n) * rng.uniform(0.5, 2)
+    return X.T @ X, X.T @ y, y @ y
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_path_matches_exhaustive_search(seed):
+    G, c, d = correlated_problem(seed)
+    for fit in best_subset_path(G, c, d, 5):
+        k = fit.support.size
+        rss, A = exhaustive(G, c, d, k)
+        assert fit.rss == pytest.approx(rss, rel=1e-9, abs=1e-9)
+        assert fit.support.tolist() == A
+        np.testing.assert_allclose(
+            fit.coef, np.linalg.solve(G[np.ix_(A, A)], c[A]), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cold_start_matches_exhaustive_search(seed):
+    G, c, d = correlated_problem(1000 + seed)
+    for k in (1, 2, 4):
+        fit = best_subset(G, c, d, k)
+        assert fit.rss == pytest.approx(exhaustive(G, c, d, k)[0], rel=1e-9, abs=1e-9)
+
+
+def rss_of(G, c, d, A):
+    A = sorted(A)
+    return d - c[A] @ np.linalg.solve(G[np.ix_(A, A)], c[A])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_result_is_optimal_against_every_single_and_double_exchange(seed):
+    """Even where a global optimum is missed, no 1- or 2-exchange improves the fit."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((30, 10)) + rng.standard_normal((30, 1)) * 2  # equicorrelated
+    y = rng.standard_normal(30)  # pure noise: many local optima
+    G, c, d = X.T @ X, X.T @ y, y @ y
+    k = 4
+    fit = best_subset(G, c, d, k)
+    A = set(fit.support.tolist())
+    out = list(itertools.combinations(A, 1)) + list(itertools.combinations(A, 2))
+    for O in out:
+        for In in itertools.combinations(set(range(10)) - A, len(O)):
+            assert rss_of(G, c, d, (A - set(O)) | set(In)) >= fit.rss * (1 - 1e-10)
+
+
+def test_profile_out_equals_least_squares_with_a_free_column():
+    rng = np.random.default_rng(0)
+    X = np.hstack([np.ones((40, 1)), rng.standard_normal((40, 5)) + 3])
+    y = 2 + X[:, 2] - X[:, 4] + rng.standard_normal(40)
+    G, c, d = X.T @ X, X.T @ y, y @ y
+    Gt, ct, dt, rest, recover = profile_out(G, c, d, [0])
+    beta_R = np.linalg.solve(Gt, ct)
+    full = np.linalg.lstsq(X, y, rcond=None)[0]
+    np.testing.assert_allclose(beta_R, full[1:], atol=1e-10)
+    np.testing.assert_allclose(recover(beta_R), full[:1], atol=1e-10)
+    assert dt - ct @ beta_R == pytest.approx(np.sum((y - X @ full) ** 2), rel=1e-10)
+
+
+def test_bad_support_size_is_rejected():
+    G = np.eye(3)
+    with pytest.raises(ValueError, match="support size k must be in 1..3"):
+        best_subset(G, np.ones(3), 3.0, 4)
+
+
+def test_duplicated_columns_do_not_break_the_solver():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 5))
+    X = np.hstack([X, X[:, :2]])  # exact duplicates: singular G
+    y = X[:, 0] * 2 + rng.standard_normal(30)
+    G, c, d = X.T @ X, X.T @ y, y @ y
+    fit = best_subset(G, c, d, 3)
+    best = min(np.sum((y - X[:, list(A)] @ np.linalg.lstsq(X[:, list(A)], y, rcond=None)[0])
+                      ** 2) for A in itertools.combinations(range(7), 3))
+    assert np.isfinite(fit.rss) and fit.rss == pytest.approx(best, rel=1e-6)

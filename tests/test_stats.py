@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from hdlmm import ClusterStats
+
+
+def direct_stats(X, y, Z, groups, intercept):
+    """Per-cluster cross-products computed cluster by cluster from the raw rows."""
+    if intercept:
+        X = np.hstack([np.ones((X.shape[0], 1)), X])
+    out = {}
+    for g in np.unique(groups):
+        r = groups == g
+        out[g] = (Z[r].T @ Z[r], Z[r].T @ X[r], Z[r].T @ y[r], r.sum())
+    return X.T @ X, X.T @ y, y @ y, out
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks):
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=intercept,
+                                 n_blocks=n_blocks, random_state=0, chunk_rows=5)
+    XtX, Xty, yty, per = direct_stats(d.X, d.y, d.Z, d.groups, intercept)
+    np.testing.assert_allclose(s.XtX.sum(0), XtX, atol=1e-10)
+    np.testing.assert_allclose(s.Xty.sum(0), Xty, atol=1e-10)
+    np.testing.assert_allclose(s.yty.sum(), yty, atol=1e-10)
+    assert s.n_samples == d.X.shape[0]
+    for i, lab in enumerate(s.labels):
+        ZtZ, ZtX, Zty, m = per[lab]
+        np.testing.assert_allclose(s.ZtZ[i], ZtZ, atol=1e-10)
+        np.testing.assert_allclose(s.ZtX[i], ZtX, atol=1e-10)
+        np.testing.assert_allclose(s.Zty[i], Zty, atol=1e-10)
+        assert s.n_obs[i] == m
+    assert np.all(np.diff(s.block) >= 0)
+
+
+def test_blocks_are_whole_clusters_and_sum_to_totals(unbalanced):
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=1)
+    for b in range(3):
+        labs = s.labels[s.block == b]
+        rows = np.isin(d.groups, labs)
+        Xb = np.hstack([np.ones((rows.sum(), 1)), d.X[rows]])
+        np.testing.assert_allclose(s.XtX[b], Xb.T @ Xb, atol=1e-10)
+        np.testing.assert_allclose(s.Xty[b], Xb.T @ d.y[rows], atol=1e-10)
+        assert s.n_rows[b] == rows.sum()
+        sub = s.select_blocks(b)
+        assert sub.n_clusters == labs.size and sub.n_samples == rows.sum()
+    assert sorted(np.bincount(s.block).tolist()) == [3, 3, 3]
+
+
+def test_merge_of_row_chunks_equals_whole(unbalanced):
+    d = unbalanced
+    whole = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    # split rows so that clusters are spread over both parts
+    idx = np.random.default_rng(0).permutation(d.X.shape[0])
+    a, b = idx[:20], idx[20:]
+    part = [ClusterStats.from_arrays(d.X[i], d.y[i], d.groups[i], d.Z[i]) for i in (a, b)]
+    merged = part[0] + part[1]
+    assert merged.labels.tolist() == whole.labels.tolist()
+    for name in ["ZtZ", "ZtX", "Zty", "XtX", "Xty", "yty", "n_obs", "n_rows"]:
+        np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), atol=1e-10)
+
+
+def test_select_features_matches_building_on_columns(unbalanced):
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z).select_features([0, 2, 4])
+    t = ClusterStats.from_arrays(d.X[:, [1, 3]], d.y, d.groups, d.Z)
+    np.testing.assert_allclose(s.XtX, t.XtX, atol=1e-10)
+    np.testing.assert_allclose(s.ZtX, t.ZtX, atol=1e-10)
+    assert s.intercept
+
+
+def test_adding_incompatible_stats_is_an_error(unbalanced):
+    d = unbalanced
+    a = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    b = ClusterStats.from_arrays(d.X[:, :3], d.y, d.groups, d.Z)
+    with pytest.raises(ValueError, match="different layouts"):
+        a + b
