@@ -136,7 +136,6 @@ class ProxyTransform:
             c[k] -= Bw.T @ bw
             d[k] -= bw @ bw
             trace[k] -= float(np.sum(a * self.lam[sl] / (1.0 + a * self.lam[sl])))
-        G = 0.5 * (G + np.swapaxes(G, 1, 2))  # exact symmetry for Cholesky
         return Quadratic(G, c, d, trace, s.n_rows.copy())
 
     def grid(self, a_values):
