@@ -83,7 +83,8 @@ def whiten(d, a):
 #: hdlmm variants compared to choose the defaults (name -> SparseLMM parameters)
 VARIANTS = {
     "hdlmm": {},
-    "hdlmm-loglik": dict(cv_criterion="loglik"),
+    "hdlmm-marginal": dict(cv_criterion="marginal"),
+    "hdlmm-gls": dict(refit=True),
     "hdlmm-kcv": dict(k_selection="cv"),
     "hdlmm-gic": dict(ic="gic"),
     "hdlmm-bic": dict(ic="bic"),

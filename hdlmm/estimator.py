@@ -14,11 +14,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_a, check_support_size, _as_float_matrix
+from ._validation import _as_float_matrix, _sort_order, check_a, check_support_size
 from .path import default_k_max, fit_path, fit_support_size
 from .stats import ClusterStats
 from .transform import ProxyTransform
 from .tuning import CV_CRITERIA, IC_TYPES, cross_validate, information_criterion
+from .varcomp import blups, fit_variance_components
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -59,12 +60,23 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         Information criterion for ``k_selection="ic"``, with n = tr(Σ_a⁻¹).
     cv : int
         Number of grouped folds (whole clusters).
-    cv_criterion : {"marginal", "loglik"}
-        Held-out criterion of the cross-validation (see :mod:`hdlmm.tuning`).
+    cv_criterion : {"loglik", "marginal"}
+        Held-out criterion of the cross-validation (see :mod:`hdlmm.tuning`). The
+        default ``loglik`` chose a better in the accuracy benchmark (benchmarks/RESULTS.md):
+        the marginal prediction error hardly depends on a and picked too small an a
+        when Ψ is large relative to σ².
     one_se : bool
         Choose the sparsest cell within one standard error of the best CV score.
     max_exchange : int
         Largest number of variables exchanged at once by splicing (C_max).
+    vc_method : {"REML", "ML", None}
+        How the variance components are fitted on the selected support (None: skip).
+    cov_structure : {"unstructured", "diagonal", "scalar"}
+        Form of Ψ.
+    refit : bool
+        Replace the selected coefficients by their feasible GLS estimate under the
+        fitted Ψ̂/σ̂² (the same Woodbury algebra with Ψ̃ in place of a·I). The support is
+        unchanged.
     random_state : int, RandomState or None
         Seeds the assignment of clusters to folds.
 
@@ -82,9 +94,21 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     path_ : pandas.DataFrame
         Per k at ``a_``: support, coefficients, RSS and information criterion.
     cv_results_ : pandas.DataFrame or None
-        Per (a, k): mean and standard error of the held-out criterion.
+        Per (a, k): mean and standard error of the held-out criterion. With
+        ``k_selection="ic"`` the paths of each a stop at the k its criterion chose
+        (later cells are NaN): only that cell competes, so longer paths would be wasted.
     n_eff_ : float
         tr(Σ_a⁻¹) at ``a_``.
+    cov_re_ : ndarray of shape (q, q)
+        Ψ̂, fitted on the selected support (``vc_method``).
+    scale_ : float
+        σ̂².
+    bse_ : ndarray of shape (n_features,)
+        Model-based standard errors σ̂²(XᵀV̂⁻¹X)⁻¹ of the GLS fixed effects on the
+        support; NaN off the support (not estimated). They ignore the selection step.
+    variance_components_ : VarianceComponents
+    random_effects_ : pandas.DataFrame
+        BLUPs γ̂_i, one row per cluster label, one column per random effect.
     stats_ : ClusterStats
     fit_time_ : float
         Seconds spent in ``fit``.
@@ -96,8 +120,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
-                 k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="marginal",
-                 one_se=False, max_exchange=2, random_state=None):
+                 k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="loglik",
+                 one_se=False, max_exchange=2, vc_method="REML",
+                 cov_structure="unstructured", refit=False, random_state=None):
         self.support_size = support_size
         self.a = a
         self.fit_intercept = fit_intercept
@@ -109,6 +134,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.cv_criterion = cv_criterion
         self.one_se = one_se
         self.max_exchange = max_exchange
+        self.vc_method = vc_method
+        self.cov_structure = cov_structure
+        self.refit = refit
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -167,11 +195,15 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.cv_results_ = None
         if self.a is None:
             a_grid = self._a_grid()
-            cvres = cross_validate(transform, a_grid, k_max, free=free,
+            k_of_a = None
+            if self.support_size is None and self.k_selection == "ic":
+                k_of_a = self._ic_choices(transform, a_grid, k_max, free, p)
+            cvres = cross_validate(transform, a_grid,
+                                   k_max if k_of_a is None else k_of_a + 1, free=free,
                                    criterion=self.cv_criterion,
                                    max_exchange=self.max_exchange)
             self.cv_results_ = _cv_table(cvres)
-            a, k, how = self._choose_from_cv(cvres, transform, k_max, free, p)
+            a, k, how = self._choose_from_cv(cvres, k_of_a)
         else:
             a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
             if k is None and self.k_selection == "cv":
@@ -182,6 +214,36 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 k = int(cvres.ks[cvres.best(self.one_se)[1]])
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
+        self._fit_random_part(stats, free)
+
+    def _fit_random_part(self, stats, free):
+        """Variance components, GLS standard errors and BLUPs on the selected support."""
+        self.variance_components_ = self.random_effects_ = None
+        if self.vc_method is None:
+            return
+        cols = np.r_[free, self.support_ + len(free)].astype(int)
+        sub = stats.select_features(cols)
+        vc = fit_variance_components(sub, self.vc_method, self.cov_structure)
+        self.variance_components_ = vc
+        self.cov_re_, self.scale_ = vc.cov_re, vc.scale
+        self.bse_ = np.full(self.coef_.size, np.nan)
+        self.bse_[self.support_] = vc.bse[len(free):]
+        self.intercept_bse_ = float(vc.bse[0]) if free else np.nan
+        if self.refit:
+            self.coef_[self.support_] = vc.coef[len(free):]
+            if free:
+                self.intercept_ = float(vc.coef[0])
+        coef = np.r_[[self.intercept_] if free else [], self.coef_[self.support_]]
+        gamma = blups(sub, vc, coef)
+        order = _sort_order(stats.labels)  # clusters are stored in fold order
+        self.random_effects_ = pd.DataFrame(
+            gamma[order], index=pd.Index(stats.labels[order], name="group"),
+            columns=self._re_names(stats.n_re))
+
+    def _re_names(self, q):
+        names = getattr(self, "re_names_", None)
+        return list(names) if names is not None and len(names) == q else [
+            f"z{j}" for j in range(q)]
 
     def _k_max(self, n_samples, p):
         if self.support_size is not None and self.k_max is None:
@@ -195,24 +257,28 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
         return np.array([check_a(float(v), "a_grid values") for v in grid])
 
-    def _choose_from_cv(self, cvres, transform, k_max, free, p):
-        """(a, k, description) from the CV table (and the IC path when k is free)."""
+    def _ic_choices(self, transform, a_grid, k_max, free, p):
+        """Index of the k chosen by the information criterion on the full data, per a."""
+        k_of_a = []
+        for a in a_grid:
+            G, c, d, n_eff, _ = transform.at(a).total()
+            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
+            k_of_a.append(int(np.argmin(information_criterion(
+                path.rss, path.ks, n_eff, p, self.ic))))
+        return np.array(k_of_a)
+
+    def _choose_from_cv(self, cvres, k_of_a):
+        """(a, k, description) from the CV table (and the IC choice of k per a)."""
         how = f"a by {self.cv}-fold grouped CV ({self.cv_criterion})"
         if self.support_size is not None:
             k_of_a = np.full(cvres.a_grid.size, self.support_size - 1)
             ia, _ = cvres.best(self.one_se, k_of_a=k_of_a)
             return float(cvres.a_grid[ia]), self.support_size, how + "; k given"
-        if self.k_selection == "cv":
+        if k_of_a is None:
             ia, ik = cvres.best(self.one_se)
             return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how + ", jointly with k"
-        k_of_a = []
-        for a in cvres.a_grid:
-            G, c, d, n_eff, _ = transform.at(a).total()
-            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
-            k_of_a.append(int(np.argmin(information_criterion(
-                path.rss, path.ks, n_eff, p, self.ic))))
-        ia, _ = cvres.best(self.one_se, k_of_a=np.array(k_of_a))
-        return (float(cvres.a_grid[ia]), k_of_a[ia] + 1,
+        ia, _ = cvres.best(self.one_se, k_of_a=k_of_a)
+        return (float(cvres.a_grid[ia]), int(k_of_a[ia]) + 1,
                 how + f" at the k chosen by {self.ic.upper()} for each a")
 
     def _final_fit(self, transform, a, k, k_max, free, p, how):
@@ -237,14 +303,47 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             "coef": [cf[len(free):] for cf in path.coefs]})
 
     # -------------------------------------------------------------- predict
-    def predict(self, X):
-        """Marginal prediction X β̂ + β̂₀ (random effects set to their mean 0)."""
+    def predict(self, X, groups=None, Z=None, random_effects=True):
+        """Predict y.
+
+        Without ``groups`` (or with ``random_effects=False``): the marginal prediction
+        X β̂ + β̂₀. With ``groups``: rows of clusters seen in ``fit`` add Z_i γ̂_i (their
+        BLUP); rows of new clusters get the marginal prediction (γ = 0, its mean).
+
+        Parameters
+        ----------
+        X : array-like of shape (N, p)
+        groups : array-like of shape (N,), optional
+        Z : array-like of shape (N, q), optional
+            Random-effect design of the rows (default: a random intercept).
+        random_effects : bool
+        """
         check_is_fitted(self, "coef_")
         X = _as_float_matrix(X, "X")
         if X.shape[1] != self.coef_.size:
             raise ValueError(f"X has {X.shape[1]} columns but the model was fitted on "
                              f"{self.coef_.size}; pass the same columns as in fit")
-        return X @ self.coef_ + self.intercept_
+        pred = X @ self.coef_ + self.intercept_
+        if groups is None or not random_effects or self.random_effects_ is None:
+            return pred
+        q = self.random_effects_.shape[1]
+        Z = np.ones((X.shape[0], 1)) if Z is None else _as_float_matrix(Z, "Z")
+        if Z.shape != (X.shape[0], q):
+            raise ValueError(f"Z has shape {Z.shape} but the model has {q} random effects "
+                             f"and X has {X.shape[0]} rows; pass Z of shape "
+                             f"({X.shape[0]}, {q})")
+        groups = np.asarray(groups, dtype=object)
+        if groups.shape != (X.shape[0],):
+            raise ValueError(f"groups has {groups.size} labels but X has {X.shape[0]} rows")
+        gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
+        return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
+
+    def summary(self):
+        """A readable summary of the fitted model (see :func:`hdlmm.summary.summarize`)."""
+        from .summary import summarize
+
+        check_is_fitted(self, "coef_")
+        return summarize(self)
 
 
 def _cv_table(cvres):

@@ -94,7 +94,7 @@ class CVResult:
         those cells compete. With ``one_se``, the sparsest (then largest a) cell whose
         mean is within one standard error of the minimum.
         """
-        mean, se = self.mean, self.se
+        mean, se = np.nan_to_num(self.mean, nan=np.inf), self.se
         if k_of_a is not None:
             allowed = np.full(mean.shape, False)
             allowed[np.arange(mean.shape[0]), k_of_a] = True
@@ -127,7 +127,8 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
     transform : ProxyTransform
         Built on a ClusterStats with K ≥ 2 blocks (the folds).
     a_grid : sequence of float
-    k_max : int
+    k_max : int or sequence of int (one per value of a)
+        Largest support size of the paths; cells beyond a value's own k_max are NaN.
     free : sequence of int
         Unpenalised columns.
     criterion : {"marginal", "loglik"}
@@ -139,19 +140,21 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
     if criterion not in CV_CRITERIA:
         raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; got {criterion!r}")
     K = transform.stats.n_blocks
+    k_max_a = np.broadcast_to(np.asarray(k_max, dtype=int), (len(a_grid),))
     q0 = transform.at(0.0)
-    scores = np.empty((len(a_grid), K, k_max))
+    scores = np.full((len(a_grid), K, int(k_max_a.max())), np.nan)
     for ia, a in enumerate(a_grid):
         qa = transform.at(a)
         logdet = transform.logdet_blocks(a)
         for f in range(K):
             G, c, d, _, n_tr = qa.without(f)
-            path = fit_path(G, c, d, k_max, free=free, max_exchange=max_exchange)
+            path = fit_path(G, c, d, int(k_max_a[ia]), free=free,
+                            max_exchange=max_exchange)
             test0 = q0.block(f)
             Gf, cf, df, _, nf = qa.block(f)
             test_a = (Gf, cf, df, logdet[f], nf)
-            for ik in range(k_max):
+            for ik in range(int(k_max_a[ia])):
                 scores[ia, f, ik] = _heldout(criterion, path.coefs[ik], test0, test_a,
                                              path.rss[ik], n_tr)
     return CVResult(a_grid=np.asarray(a_grid, dtype=float),
-                    ks=np.arange(1, k_max + 1), scores=scores)
+                    ks=np.arange(1, scores.shape[2] + 1), scores=scores)
