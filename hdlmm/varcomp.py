@@ -194,8 +194,8 @@ def _result(prof, res, method):
     dof = prof.N - prof.p if method == "REML" else prof.N
     scale = r2 / dof
     cov_re = scale * (L @ L.T)
-    diag = np.diag(L)
-    boundary = bool(np.any(diag < 1e-4 * max(diag.max(), 1e-12)))
+    # θ is relative to σ (dimensionless): lme4's singularity rule, a diagonal below 1e-4
+    boundary = bool(np.any(np.diag(L) < 1e-4))
     if not res.success:
         warnings.warn(f"variance components: the optimiser did not converge "
                       f"({res.message}); try structure='diagonal' or a simpler Z",
