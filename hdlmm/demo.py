@@ -82,4 +82,11 @@ def _figure(out, data, model, sm_coef, echo):
         echo(f"\nfigure skipped: {exc}")
         return None
     echo(f"\nfigure (fitted vs true fixed effects): {fig_path.resolve()}")
+    from .plots import plot_cv_curve, plot_path
+    if model.cv_results_ is not None:
+        plot_cv_curve(model, path=Path(out) / "cv_curve.png")
+        echo(f"figure (cross-validation curve over k for each a): "
+             f"{(Path(out) / 'cv_curve.png').resolve()}")
+    plot_path(model, path=Path(out) / "coef_path.png")
+    echo(f"figure (coefficient path): {(Path(out) / 'coef_path.png').resolve()}")
     return fig_path

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+import hdlmm
+from hdlmm import SparseLMM
+from hdlmm.tuning import information_criterion
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_automatic_choice_recovers_the_true_support(seed):
+    d = hdlmm.make_lmm_data(n_clusters=30, n_obs=(4, 12), n_features=150, n_re=2,
+                            coef=[1.5, -2.0, 1.0], cov_re=[[2.0, 0.5], [0.5, 1.0]],
+                            scale=0.5, random_state=seed)
+    m = SparseLMM(random_state=seed).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    assert m.support_.tolist() == d.support.tolist()
+    assert m.support_size_ == 3 and m.a_ in hdlmm.DEFAULT_A_GRID
+
+
+def test_cv_results_table_and_one_se():
+    d = hdlmm.make_lmm_data(n_clusters=20, n_obs=6, n_features=40, random_state=5)
+    m = SparseLMM(k_selection="cv", random_state=0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    tab = m.cv_results_
+    assert set(tab.columns) == {"a", "k", "mean", "se"}
+    assert len(tab) == hdlmm.DEFAULT_A_GRID.size * tab.k.max()
+    best = tab.loc[tab["mean"].idxmin()]
+    assert (m.a_, m.support_size_) == (best.a, best.k)
+    m1 = SparseLMM(k_selection="cv", one_se=True, random_state=0).fit(
+        d.X, d.y, groups=d.groups, Z=d.Z)
+    assert m1.support_size_ <= m.support_size_
+    row = tab[(tab.a == m1.a_) & (tab.k == m1.support_size_)].iloc[0]
+    assert row["mean"] <= best["mean"] + best["se"] + 1e-12
+
+
+def test_information_criterion_formulas():
+    rss, k, n, p = np.array([10.0, 8.0]), np.array([1, 2]), 100.0, 50
+    base = n * np.log(rss / n)
+    np.testing.assert_allclose(information_criterion(rss, k, n, p, "aic"), base + 2 * k)
+    np.testing.assert_allclose(information_criterion(rss, k, n, p, "bic"),
+                               base + k * np.log(n))
+    np.testing.assert_allclose(information_criterion(rss, k, n, p, "ebic"),
+                               base + k * (np.log(n) + 2 * np.log(p)))
+    np.testing.assert_allclose(information_criterion(rss, k, n, p, "gic"),
+                               base + k * np.log(p) * np.log(np.log(n)))
+
+
+def test_ic_path_matches_the_chosen_k():
+    d = hdlmm.make_lmm_data(n_clusters=25, n_obs=8, n_features=60, random_state=9)
+    m = SparseLMM(a=2.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    assert m.support_size_ == int(m.path_.k[m.path_.ic.idxmin()])
+    assert m.n_eff_ < len(d.y)  # tr(Σ_a⁻¹) < N for a > 0
+
+
+def test_plots_write_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    from hdlmm.plots import plot_cv_curve, plot_fixed_effects, plot_path
+
+    d = hdlmm.make_lmm_data(n_clusters=20, n_obs=6, n_features=30, random_state=1)
+    m = SparseLMM(random_state=0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    plot_cv_curve(m, path=tmp_path / "cv.png")
+    plot_path(m, path=tmp_path / "path.png")
+    plot_fixed_effects(d.X @ d.beta, {"hdlmm": m.predict(d.X)}, path=tmp_path / "fe.png")
+    for f in ("cv.png", "path.png", "fe.png"):
+        assert (tmp_path / f).stat().st_size > 5000
+    fixed = SparseLMM(support_size=2, a=1.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    with pytest.raises(ValueError, match="no cross-validation results"):
+        plot_cv_curve(fixed)
