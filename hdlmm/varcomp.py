@@ -116,28 +116,27 @@ class _Profile:
 
     # the profiled quantities ---------------------------------------------
     def solve(self, theta):
-        """GLS pieces at θ: (β̂, r², log|V|, XᵀV⁻¹X, Λ, chol M_i, ΛᵀZᵀX, ΛᵀZᵀy)."""
+        """GLS pieces at θ: (β̂, r², log|V|, XᵀV⁻¹X, Λ)."""
         L = self.lam(theta)
-        LtZtZL = L.T @ self.ZtZ @ L
-        M = LtZtZL + np.eye(self.q)
-        C = np.linalg.cholesky(M)  # (n, q, q)
-        LZX = L.T @ self.ZtX  # (n, q, p)
-        LZy = np.einsum("ji,nj->ni", L, self.Zty)  # (n, q)
-        U = np.linalg.solve(C, LZX)  # C⁻¹ΛᵀZᵀX
-        u = np.linalg.solve(C, LZy[..., None])[..., 0]
-        Uf = U.reshape(-1, self.p)
-        uf = u.ravel()
-        A = self.XtX - Uf.T @ Uf
-        b = self.Xty - Uf.T @ uf
-        cyy = self.yty - uf @ uf
+        M = np.einsum("ji,njk,kl->nil", L, self.ZtZ, L) + np.eye(self.q)
+        sign, logdetM = np.linalg.slogdet(M)
+        if np.any(sign <= 0):
+            raise np.linalg.LinAlgError("M_i not positive definite")
+        Minv = np.linalg.inv(M)  # (n, q, q): batched, cheaper than solves for small q
+        LZX = np.einsum("ji,njp->nip", L, self.ZtX)  # ΛᵀZ_iᵀX_i
+        LZy = np.einsum("ji,nj->ni", L, self.Zty)
+        T = Minv @ LZX
+        t = np.einsum("nij,nj->ni", Minv, LZy)
+        A = self.XtX - LZX.reshape(-1, self.p).T @ T.reshape(-1, self.p)
+        b = self.Xty - LZX.reshape(-1, self.p).T @ t.ravel()
+        cyy = self.yty - LZy.ravel() @ t.ravel()
         beta = np.linalg.solve(A, b)
         r2 = max(float(cyy - beta @ b), np.finfo(float).tiny)
-        logdetV = 2.0 * np.log(np.diagonal(C, axis1=1, axis2=2)).sum()
-        return beta, r2, logdetV, A, L, C, LZX, LZy
+        return beta, r2, float(logdetM.sum()), A, L
 
     def deviance(self, theta):
         try:
-            beta, r2, logdetV, A, *_ = self.solve(theta)
+            beta, r2, logdetV, A, _ = self.solve(theta)
         except np.linalg.LinAlgError:
             return np.inf
         if self.reml:
@@ -171,17 +170,23 @@ def fit_variance_components(stats, method="REML", structure="unstructured", tol=
         raise ValueError(f"structure must be one of {STRUCTURES}; got {structure!r}")
     _check_identifiable(stats)
     prof = _Profile(stats, method, structure)
-    best = None
-    for start in (prof.theta0(), 0.1 * prof.theta0()):
-        res = optimize.minimize(prof.deviance, start, method="L-BFGS-B",
-                                bounds=prof.bounds(),
-                                options=dict(ftol=tol, gtol=1e-8, maxiter=2000))
-        if best is None or res.fun < best.fun:
-            best = res
-    # The deviance is flat along correlations: polish with a tight simplex search.
-    polish = optimize.minimize(prof.deviance, best.x, method="Nelder-Mead",
+    opts = dict(method="L-BFGS-B", bounds=prof.bounds(),
+                options=dict(ftol=tol, gtol=1e-8, maxiter=2000))
+    best = optimize.minimize(prof.deviance, prof.theta0(), **opts)
+    if np.any(np.diag(prof.lam(best.x)) < 1e-4):  # on the boundary: try a second start
+        other = optimize.minimize(prof.deviance, 0.1 * prof.theta0(), **opts)
+        best = other if other.fun < best.fun else best
+    # The deviance is flat along correlations and L-BFGS-B's finite-difference gradient
+    # stops early: polish with a simplex search started close to its optimum.
+    x0 = best.x
+    simplex = np.vstack([x0] + [x0 + 1e-3 * max(abs(x0[i]), 0.1) * np.eye(x0.size)[i]
+                                for i in range(x0.size)])
+    lo = np.array([b[0] if b[0] is not None else -np.inf for b in prof.bounds()])
+    simplex = np.maximum(simplex, lo)
+    polish = optimize.minimize(prof.deviance, x0, method="Nelder-Mead",
                                bounds=prof.bounds(),
-                               options=dict(xatol=1e-9, fatol=tol, maxiter=4000))
+                               options=dict(xatol=1e-8, fatol=tol, maxiter=4000,
+                                            initial_simplex=simplex))
     if polish.fun <= best.fun:
         polish.success = polish.success or best.success
         best = polish
@@ -190,7 +195,7 @@ def fit_variance_components(stats, method="REML", structure="unstructured", tol=
 
 def _result(prof, res, method):
     theta = res.x
-    beta, r2, logdetV, A, L, *_ = prof.solve(theta)
+    beta, r2, logdetV, A, L = prof.solve(theta)
     dof = prof.N - prof.p if method == "REML" else prof.N
     scale = r2 / dof
     cov_re = scale * (L @ L.T)
