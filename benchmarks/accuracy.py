@@ -1,7 +1,7 @@
 """Accuracy of hdlmm's automatic choice of (a, k) against its peers and an oracle.
 
 For each setting and replicate, every estimator is fitted on the same data in this
-process; per-replicate rows go to benchmarks/out/accuracy_<setting>.csv and
+process; per-replicate rows go to benchmarks/out/accuracy_<setting>_from<start>.csv and
 ``--summary`` prints the table (exact support recovery, mean TP/FP, mean l2 error ± SE,
 median fit time).
 
@@ -150,7 +150,7 @@ def run(setting, reps, estimators, start=0):
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"accuracy_{setting}.csv"
+    path = OUT / f"accuracy_{setting}_from{start}.csv"
     rows = []
     for rep in range(start, start + reps):
         d = make_setting(setting, rep)
@@ -172,6 +172,7 @@ def run(setting, reps, estimators, start=0):
 def summary(files=None):
     files = files or sorted(OUT.glob("accuracy_s*.csv"))
     df = pd.concat([pd.read_csv(f) for f in files])
+    df = df.drop_duplicates(["setting", "rep", "estimator"])  # overlapping restarts
     g = df.groupby(["setting", "estimator"], sort=False)
     tab = pd.DataFrame({
         "reps": g.size(),
