@@ -64,10 +64,11 @@ def plot_cv_curve(model, path=None, ax=None):
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 5))
     for a, tab in model.cv_results_.groupby("a"):
-        line, = ax.plot(tab["k"], tab["mean"], marker="o", ms=3, label=f"a = {a:g}")
+        line, = ax.plot(tab["k"], tab["mean"], marker="o", ms=3, label=f"a = {a:.3g}")
         ax.fill_between(tab["k"], tab["mean"] - tab["se"], tab["mean"] + tab["se"],
                         color=line.get_color(), alpha=0.12)
     ax.axvline(model.support_size_, color="k", ls=":", label="chosen k")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("support size k")
     ax.set_ylabel("held-out criterion")
     ax.legend(fontsize=7)
