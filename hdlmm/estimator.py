@@ -8,6 +8,7 @@ solves with :mod:`hdlmm.splicing`.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from .path import default_k_max, fit_path, fit_support_size
 from .stats import ClusterStats
 from .transform import ProxyTransform
 from .tuning import CV_CRITERIA, IC_TYPES, cross_validate, information_criterion
-from .varcomp import blups, fit_variance_components
+from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -223,7 +224,14 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             return
         cols = np.r_[free, self.support_ + len(free)].astype(int)
         sub = stats.select_features(cols)
-        vc = fit_variance_components(sub, self.vc_method, self.cov_structure)
+        try:
+            vc = fit_variance_components(sub, self.vc_method, self.cov_structure)
+        except VarianceComponentsError as exc:
+            # the selection does not need Ψ: keep it, say why the rest is missing
+            warnings.warn(f"variance components not fitted: {exc}", RuntimeWarning,
+                          stacklevel=3)
+            self.cov_re_ = self.scale_ = self.bse_ = None
+            return
         self.variance_components_ = vc
         self.cov_re_, self.scale_ = vc.cov_re, vc.scale
         self.bse_ = np.full(self.coef_.size, np.nan)

@@ -30,9 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-__all__ = ["VarianceComponents", "fit_variance_components", "STRUCTURES"]
+__all__ = ["VarianceComponents", "VarianceComponentsError", "fit_variance_components",
+           "STRUCTURES"]
 
 STRUCTURES = ("unstructured", "diagonal", "scalar")
+
+
+class VarianceComponentsError(ValueError):
+    """The variance components cannot be estimated from these data (not identifiable)."""
 
 
 @dataclass
@@ -220,13 +225,13 @@ def _result(prof, res, method):
 def _check_identifiable(stats):
     q = stats.n_re
     if np.all(stats.n_obs <= q):
-        raise ValueError(
+        raise VarianceComponentsError(
             f"every cluster has at most q = {q} rows, so the {q} random effects cannot be "
             f"separated from the noise; use fewer random effects (e.g. a random "
             f"intercept only) or data with larger clusters")
     ranks = np.linalg.matrix_rank(stats.ZtZ)
     if np.all(ranks < q):
-        raise ValueError(
+        raise VarianceComponentsError(
             f"Z_iᵀZ_i is singular in every cluster (rank < q = {q}): the columns of Z are "
             f"linearly dependent within clusters; remove the redundant random effects")
 

@@ -121,8 +121,14 @@ def test_variance_components_not_identifiable():
     X, y = rng.standard_normal((20, 3)), rng.standard_normal(20)
     groups = np.repeat(np.arange(10), 2)
     Z = np.column_stack([np.ones(20), rng.standard_normal(20)])
+    stats = ClusterStats.from_arrays(X, y, groups, Z)
     with pytest.raises(ValueError, match="every cluster has at most q = 2 rows"):
-        SparseLMM(support_size=1, a=1.0).fit(X, y, groups=groups, Z=Z)
+        fit_variance_components(stats)
+    # the estimator keeps the selection and warns that the random part is missing
+    with pytest.warns(RuntimeWarning, match="variance components not fitted: every "
+                                            "cluster has at most q = 2 rows"):
+        m = SparseLMM(support_size=1, a=1.0).fit(X, y, groups=groups, Z=Z)
+    assert m.support_.size == 1 and m.cov_re_ is None and m.random_effects_ is None
 
 
 def test_singular_ZtZ_in_every_cluster():
@@ -130,8 +136,9 @@ def test_singular_ZtZ_in_every_cluster():
     X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
     z = rng.standard_normal(40)
     Z = np.column_stack([z, 2 * z])
+    stats = ClusterStats.from_arrays(X, y, np.repeat(np.arange(8), 5), Z)
     with pytest.raises(ValueError, match="Z_iᵀZ_i is singular in every cluster"):
-        SparseLMM(support_size=1, a=1.0).fit(X, y, groups=np.repeat(np.arange(8), 5), Z=Z)
+        fit_variance_components(stats)
 
 
 def test_boundary_fit_warns_and_returns():
