@@ -85,6 +85,7 @@ VARIANTS = {
     "hdlmm": {},
     "hdlmm-marginal": dict(cv_criterion="marginal"),
     "hdlmm-gls": dict(refit=True),
+    "hdlmm-icrows": dict(ic_samples="rows"),
     "hdlmm-kcv": dict(k_selection="cv"),
     "hdlmm-gic": dict(ic="gic"),
     "hdlmm-bic": dict(ic="bic"),

@@ -58,7 +58,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         How k is chosen when ``support_size`` is None: an information criterion on the
         full data (``ic``) or grouped cross-validation jointly with a.
     ic : {"ebic", "gic", "sic", "bic", "aic"}
-        Information criterion for ``k_selection="ic"``, with n = tr(Σ_a⁻¹).
+        Information criterion for ``k_selection="ic"``.
+    ic_samples : {"effective", "rows"}
+        Sample size n in the criterion: tr(Σ_a⁻¹) (``effective``) or N (``rows``).
     cv : int
         Number of grouped folds (whole clusters).
     cv_criterion : {"loglik", "marginal"}
@@ -123,7 +125,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
                  k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="loglik",
                  one_se=False, max_exchange=2, vc_method="REML",
-                 cov_structure="unstructured", refit=False, random_state=None):
+                 cov_structure="unstructured", refit=False, ic_samples="effective",
+                 random_state=None):
         self.support_size = support_size
         self.a = a
         self.fit_intercept = fit_intercept
@@ -138,6 +141,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.vc_method = vc_method
         self.cov_structure = cov_structure
         self.refit = refit
+        self.ic_samples = ic_samples
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -269,11 +273,17 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         """Index of the k chosen by the information criterion on the full data, per a."""
         k_of_a = []
         for a in a_grid:
-            G, c, d, n_eff, _ = transform.at(a).total()
+            G, c, d, n_eff, n_rows = transform.at(a).total()
             path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
             k_of_a.append(int(np.argmin(information_criterion(
-                path.rss, path.ks, n_eff, p, self.ic))))
+                path.rss, path.ks, self._ic_n(n_eff, n_rows), p, self.ic))))
         return np.array(k_of_a)
+
+    def _ic_n(self, n_eff, n_rows):
+        if self.ic_samples not in ("effective", "rows"):
+            raise ValueError(f"ic_samples must be 'effective' or 'rows'; "
+                             f"got {self.ic_samples!r}")
+        return n_eff if self.ic_samples == "effective" else float(n_rows)
 
     def _choose_from_cv(self, cvres, k_of_a):
         """(a, k, description) from the CV table (and the IC choice of k per a)."""
@@ -290,9 +300,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 how + f" at the k chosen by {self.ic.upper()} for each a")
 
     def _final_fit(self, transform, a, k, k_max, free, p, how):
-        G, c, d, n_eff, _ = transform.at(a).total()
+        G, c, d, n_eff, n_rows = transform.at(a).total()
         path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
-        ic = information_criterion(path.rss, path.ks, n_eff, p, self.ic)
+        ic = information_criterion(path.rss, path.ks, self._ic_n(n_eff, n_rows), p, self.ic)
         if k is None:
             k = int(path.ks[np.argmin(ic)])
             how += f"; k by {self.ic.upper()} (n_eff = tr(Σ_a⁻¹) = {n_eff:.1f})"

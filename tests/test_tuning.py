@@ -64,3 +64,15 @@ def test_plots_write_files(tmp_path):
     fixed = SparseLMM(support_size=2, a=1.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
     with pytest.raises(ValueError, match="no cross-validation results"):
         plot_cv_curve(fixed)
+
+
+def test_ic_sample_size_option():
+    d = hdlmm.make_lmm_data(n_clusters=25, n_obs=8, n_features=60, random_state=9)
+    eff = SparseLMM(a=2.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    rows = SparseLMM(a=2.0, ic_samples="rows").fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    n_eff, N = eff.n_eff_, len(d.y)
+    rss = eff.path_.rss.to_numpy()
+    np.testing.assert_allclose(eff.path_.ic, information_criterion(rss, eff.path_.k, n_eff, 60))
+    np.testing.assert_allclose(rows.path_.ic, information_criterion(rss, eff.path_.k, N, 60))
+    with pytest.raises(ValueError, match="ic_samples must be 'effective' or 'rows'"):
+        SparseLMM(a=2.0, ic_samples="both").fit(d.X, d.y, groups=d.groups, Z=d.Z)
