@@ -18,6 +18,15 @@ def _pyplot():
     return plt
 
 
+def _finish(ax, path):
+    """Write the axes' figure to ``path`` (PNG) if given; return the figure."""
+    fig = ax.figure
+    if path is not None:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def plot_fixed_effects(true_fe, fitted, path=None, ax=None):
     """Scatter of fitted against true fixed effects Xβ, with the identity line.
 
@@ -36,9 +45,8 @@ def plot_fixed_effects(true_fe, fitted, path=None, ax=None):
     matplotlib Figure
     """
     plt = _pyplot()
-    fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 5))
+        _, ax = plt.subplots(figsize=(6, 5))
     colors = ["deepskyblue", "darkorange", "seagreen", "orchid"]
     for (label, fe), col in zip(fitted.items(), colors):
         ax.scatter(true_fe, fe, s=14, alpha=0.8, label=label, color=col)
@@ -47,11 +55,7 @@ def plot_fixed_effects(true_fe, fitted, path=None, ax=None):
     ax.set_xlabel("true fixed effect Xβ")
     ax.set_ylabel("fitted fixed effect Xβ̂")
     ax.legend()
-    fig = fig or ax.figure
-    if path is not None:
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(ax, path)
 
 
 def plot_cv_curve(model, path=None, ax=None):
@@ -60,9 +64,8 @@ def plot_cv_curve(model, path=None, ax=None):
     if getattr(model, "cv_results_", None) is None:
         raise ValueError("the model has no cross-validation results; fit it with a=None "
                          "or k_selection='cv'")
-    fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 5))
+        _, ax = plt.subplots(figsize=(6, 5))
     for a, tab in model.cv_results_.groupby("a"):
         line, = ax.plot(tab["k"], tab["mean"], marker="o", ms=3, label=f"a = {a:.3g}")
         ax.fill_between(tab["k"], tab["mean"] - tab["se"], tab["mean"] + tab["se"],
@@ -72,19 +75,14 @@ def plot_cv_curve(model, path=None, ax=None):
     ax.set_xlabel("support size k")
     ax.set_ylabel("held-out criterion")
     ax.legend(fontsize=7)
-    fig = fig or ax.figure
-    if path is not None:
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(ax, path)
 
 
 def plot_path(model, path=None, ax=None, names=None):
     """Coefficient path: each fixed effect's estimate against the support size k."""
     plt = _pyplot()
-    fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 5))
+        _, ax = plt.subplots(figsize=(6, 5))
     coefs = np.vstack(model.path_["coef"].to_numpy())
     ks = model.path_["k"].to_numpy()
     active = np.flatnonzero(np.any(coefs != 0, axis=0))
@@ -95,8 +93,4 @@ def plot_path(model, path=None, ax=None, names=None):
     ax.set_xlabel("support size k")
     ax.set_ylabel("coefficient")
     ax.legend(fontsize=7)
-    fig = fig or ax.figure
-    if path is not None:
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(ax, path)
