@@ -125,7 +125,7 @@ def check_lmm_arrays(X, y, groups, Z=None):
 def _reject_block_diagonal(Z, codes, n_clusters):
     """Raise if Z is the N × (n·q) block-diagonal layout instead of row-wise N × q."""
     width, rem = divmod(Z.shape[1], n_clusters)
-    if rem or width < 1 or Z.shape[1] < 2 * width or n_clusters < 2:
+    if rem or width < 1 or Z.shape[1] < 2 * width:
         return
     nz = Z != 0
     blocks = np.arange(Z.shape[1]) // width

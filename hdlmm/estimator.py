@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import _as_float_matrix, _sort_order, check_a, check_support_size
-from .path import default_k_max, fit_path, fit_support_size
+from .path import default_k_max, fit_path
 from .stats import ClusterStats
 from .transform import ProxyTransform
 from .tuning import CV_CRITERIA, IC_TYPES, cross_validate, information_criterion
@@ -197,6 +197,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             check_support_size(self.support_size, p, stats.n_samples)
         k_max = self._k_max(stats.n_samples, p)
         transform = ProxyTransform(stats)
+        self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
         self.cv_results_ = None
         if self.a is None:
             a_grid = self._a_grid()
@@ -219,6 +220,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 k = int(cvres.ks[cvres.best(self.one_se)[1]])
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
+        del self._paths
         self._fit_random_part(stats, free)
 
     def _fit_random_part(self, stats, free):
@@ -273,11 +275,20 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         """Index of the k chosen by the information criterion on the full data, per a."""
         k_of_a = []
         for a in a_grid:
+            path, n_ic = self._full_path(transform, a, k_max, free)
+            k_of_a.append(int(np.argmin(information_criterion(
+                path.rss, path.ks, n_ic, p, self.ic))))
+        return np.array(k_of_a)
+
+    def _full_path(self, transform, a, k_max, free):
+        """Best-subset path on all the data at one a, and the IC sample size (cached:
+        the final fit reuses the path computed while choosing k for each a)."""
+        key = (float(a), int(k_max))
+        if key not in self._paths:
             G, c, d, n_eff, n_rows = transform.at(a).total()
             path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
-            k_of_a.append(int(np.argmin(information_criterion(
-                path.rss, path.ks, self._ic_n(n_eff, n_rows), p, self.ic))))
-        return np.array(k_of_a)
+            self._paths[key] = (path, self._ic_n(n_eff, n_rows), n_eff)
+        return self._paths[key][:2]
 
     def _ic_n(self, n_eff, n_rows):
         if self.ic_samples not in ("effective", "rows"):
@@ -300,17 +311,13 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 how + f" at the k chosen by {self.ic.upper()} for each a")
 
     def _final_fit(self, transform, a, k, k_max, free, p, how):
-        G, c, d, n_eff, n_rows = transform.at(a).total()
-        path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
-        ic = information_criterion(path.rss, path.ks, self._ic_n(n_eff, n_rows), p, self.ic)
+        path, n_ic = self._full_path(transform, a, k_max, free)
+        n_eff = self._paths[(float(a), int(k_max))][2]
+        ic = information_criterion(path.rss, path.ks, n_ic, p, self.ic)
         if k is None:
             k = int(path.ks[np.argmin(ic)])
             how += f"; k by {self.ic.upper()} (n_eff = tr(Σ_a⁻¹) = {n_eff:.1f})"
-        if k <= path.ks[-1]:
-            coef = path.coefs[k - 1]
-        else:
-            coef, _ = fit_support_size(G, c, d, k, free=free,
-                                       max_exchange=self.max_exchange)
+        coef = path.coefs[k - 1]  # _k_max guarantees k ≤ k_max
         self.a_, self.support_size_, self.n_eff_, self.selection_ = a, k, n_eff, how
         self.intercept_ = float(coef[0]) if free else 0.0
         self.coef_ = coef[len(free):].copy()

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .splicing import best_subset, best_subset_path, profile_out
+from .splicing import best_subset_path, profile_out
 
-__all__ = ["PathFit", "fit_path", "fit_support_size", "default_k_max"]
+__all__ = ["PathFit", "fit_path", "default_k_max"]
 
 
 @dataclass
@@ -24,12 +24,6 @@ class PathFit:
     ks: np.ndarray
     coefs: np.ndarray
     rss: np.ndarray
-
-    def supports(self, free):
-        """Penalised support of each fit (indices into all p columns)."""
-        mask = np.ones(self.coefs.shape[1], dtype=bool)
-        mask[list(free)] = False
-        return [np.flatnonzero((c != 0) & mask) for c in self.coefs]
 
 
 def _expand(fit, p, rest, recover, free):
@@ -61,14 +55,6 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2):
     coefs = np.array([_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(1, k_max + 1), coefs=coefs,
                    rss=np.array([f.rss for f in fits]))
-
-
-def fit_support_size(G, c, d, k, free=(), max_exchange=2):
-    """Best subset of exactly k penalised columns; returns (coef over all p, rss)."""
-    p = G.shape[0]
-    Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
-    fit = best_subset(Gt, ct, dt, k, max_exchange=max_exchange)
-    return _expand(fit, p, rest, recover, free), fit.rss
 
 
 def default_k_max(n_samples, n_penalised):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
 
@@ -252,8 +253,6 @@ def _feature_names(names, p, intercept):
 
 def _factorize(labels):
     """Unique labels (sorted) and the index of each input into them."""
-    import pandas as pd
-
     codes, uniq = pd.factorize(labels)
     order = _sort_order(uniq)
     rank = np.empty_like(order)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["summarize", "fixed_effects_table"]
 
 
 def fixed_effects_table(model):
     """DataFrame of the selected fixed effects (and intercept) with GLS standard errors."""
-    import pandas as pd
-
     names = model.stats_.feature_names
     free = 1 if model.stats_.intercept else 0
     rows, index = [], []

@@ -137,8 +137,3 @@ class ProxyTransform:
             d[k] -= bw @ bw
             trace[k] -= float(np.sum(a * self.lam[sl] / (1.0 + a * self.lam[sl])))
         return Quadratic(G, c, d, trace, s.n_rows.copy())
-
-    def grid(self, a_values):
-        """:meth:`at` for each value of a grid (a generator, one p × p set at a time)."""
-        for a in a_values:
-            yield a, self.at(a)
