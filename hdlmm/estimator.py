@@ -8,19 +8,19 @@ solves with :mod:`hdlmm.splicing`.
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import _as_float_matrix, _sort_order, check_a, check_support_size
+from ._postfit import fixed_effect_inference, random_part
+from ._validation import _as_float_matrix, check_a, check_lmm_arrays, check_support_size
+from .inference import P_ADJUST, SMALL_SAMPLE
 from .path import default_k_max, fit_path
 from .stats import ClusterStats
 from .transform import ProxyTransform
 from .tuning import CV_CRITERIA, IC_TYPES, cross_validate, information_criterion
-from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -80,6 +80,18 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         Replace the selected coefficients by their feasible GLS estimate under the
         fitted Ψ̂/σ̂² (the same Woodbury algebra with Ψ̃ in place of a·I). The support is
         unchanged.
+    inference : "support", "all", list or None
+        Coordinates given debiased estimates, cluster-robust standard errors and
+        p-values (:mod:`hdlmm.inference`): the selected support (default), all
+        features, or the support plus the listed column indices or names. None: skip.
+    nodewise_penalty : "scaled" or float
+        Penalty of the nodewise lasso behind the debiased estimates (scaled lasso by
+        default; 0 = exact projection, for p < N).
+    small_sample : {"cr1t", "none"}
+        Small-sample correction of the cluster-robust variance: CR1 with t(n − 1)
+        quantiles (default) or none (CR0, normal).
+    p_adjust : {None, "holm", "bh"}
+        Multiple-testing adjustment of ``pvalues_`` (Holm or Benjamini-Hochberg).
     random_state : int, RandomState or None
         Seeds the assignment of clusters to folds.
 
@@ -112,6 +124,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     variance_components_ : VarianceComponents
     random_effects_ : pandas.DataFrame
         BLUPs γ̂_i, one row per cluster label, one column per random effect.
+    inference_ : DebiasedInference or None
+        Debiased estimates of the ``inference`` coordinates; ``inference_.table()``.
+    pvalues_ : ndarray of shape (n_features,)
+        Two-sided debiased p-values (adjusted by ``p_adjust``); NaN where not tested.
     stats_ : ClusterStats
     fit_time_ : float
         Seconds spent in ``fit``.
@@ -126,7 +142,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                  k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="loglik",
                  one_se=False, max_exchange=2, vc_method="REML",
                  cov_structure="unstructured", refit=False, ic_samples="effective",
-                 random_state=None):
+                 inference="support", nodewise_penalty="scaled", small_sample="cr1t",
+                 p_adjust=None, random_state=None):
         self.support_size = support_size
         self.a = a
         self.fit_intercept = fit_intercept
@@ -142,6 +159,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.cov_structure = cov_structure
         self.refit = refit
         self.ic_samples = ic_samples
+        self.inference = inference
+        self.nodewise_penalty = nodewise_penalty
+        self.small_sample = small_sample
+        self.p_adjust = p_adjust
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -162,11 +183,13 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         needs_cv = self.a is None or (self.support_size is None
                                       and self.k_selection == "cv")
-        stats = ClusterStats.from_arrays(
-            X, y, groups, Z, fit_intercept=self.fit_intercept,
+        X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z)
+        stats = ClusterStats.from_checked(
+            X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
             n_blocks=self.cv if needs_cv else 1, random_state=self.random_state,
             feature_names=names)
-        self._fit_stats(stats)
+        transform = self._fit_stats(stats)
+        self._set(fixed_effect_inference(self, transform, X, y, codes, labels))
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self.fit_time_ = time.perf_counter() - t0
@@ -184,6 +207,11 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         if self.cv_criterion not in CV_CRITERIA:
             raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; "
                              f"got {self.cv_criterion!r}")
+        if self.small_sample not in SMALL_SAMPLE:
+            raise ValueError(f"small_sample must be one of {SMALL_SAMPLE}; "
+                             f"got {self.small_sample!r}")
+        if self.p_adjust not in P_ADJUST:
+            raise ValueError(f"p_adjust must be one of {P_ADJUST}; got {self.p_adjust!r}")
         if not (isinstance(self.cv, (int, np.integer)) and self.cv >= 2):
             raise ValueError(f"cv must be an integer ≥ 2; got {self.cv!r}")
 
@@ -221,43 +249,12 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
         del self._paths
-        self._fit_random_part(stats, free)
+        self._set(random_part(self, stats, free, getattr(self, "re_names_", None)))
+        return transform
 
-    def _fit_random_part(self, stats, free):
-        """Variance components, GLS standard errors and BLUPs on the selected support."""
-        self.variance_components_ = self.random_effects_ = None
-        if self.vc_method is None:
-            return
-        cols = np.r_[free, self.support_ + len(free)].astype(int)
-        sub = stats.select_features(cols)
-        try:
-            vc = fit_variance_components(sub, self.vc_method, self.cov_structure)
-        except VarianceComponentsError as exc:
-            # the selection does not need Ψ: keep it, say why the rest is missing
-            warnings.warn(f"variance components not fitted: {exc}", RuntimeWarning,
-                          stacklevel=3)
-            self.cov_re_ = self.scale_ = self.bse_ = None
-            return
-        self.variance_components_ = vc
-        self.cov_re_, self.scale_ = vc.cov_re, vc.scale
-        self.bse_ = np.full(self.coef_.size, np.nan)
-        self.bse_[self.support_] = vc.bse[len(free):]
-        self.intercept_bse_ = float(vc.bse[0]) if free else np.nan
-        if self.refit:
-            self.coef_[self.support_] = vc.coef[len(free):]
-            if free:
-                self.intercept_ = float(vc.coef[0])
-        coef = np.r_[[self.intercept_] if free else [], self.coef_[self.support_]]
-        gamma = blups(sub, vc, coef)
-        order = _sort_order(stats.labels)  # clusters are stored in fold order
-        self.random_effects_ = pd.DataFrame(
-            gamma[order], index=pd.Index(stats.labels[order], name="group"),
-            columns=self._re_names(stats.n_re))
-
-    def _re_names(self, q):
-        names = getattr(self, "re_names_", None)
-        return list(names) if names is not None and len(names) == q else [
-            f"z{j}" for j in range(q)]
+    def _set(self, attributes):
+        for name, value in attributes.items():
+            setattr(self, name, value)
 
     def _k_max(self, n_samples, p):
         if self.support_size is not None and self.k_max is None:
@@ -362,6 +359,23 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             raise ValueError(f"groups has {groups.size} labels but X has {X.shape[0]} rows")
         gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
         return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
+
+    def confint(self, level=0.95):
+        """Debiased confidence intervals of the ``inference`` coordinates.
+
+        Intervals β̃_j ± t · se_j from the debiased estimator of Li, Cai & Li (2022) with
+        cluster-robust standard errors; valid after selection, unlike Wald intervals on
+        the selected support (``bse_``). The method is in ``inference_.method``.
+
+        Returns
+        -------
+        pandas.DataFrame with one row per coordinate, lower and upper bounds.
+        """
+        check_is_fitted(self, "coef_")
+        if self.inference_ is None:
+            raise ValueError("no inference was computed: fit with inference='support', "
+                             "'all' or a list of columns")
+        return self.inference_.confint(level)
 
     def summary(self):
         """A readable summary of the fitted model (see :func:`hdlmm.summary.summarize`)."""

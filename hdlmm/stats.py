@@ -114,7 +114,15 @@ class ClusterStats:
             Rows processed at a time (bounds the temporary memory).
         feature_names : sequence of str, optional
         """
-        X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z)
+        checked = check_lmm_arrays(X, y, groups, Z)
+        return cls.from_checked(*checked, fit_intercept=fit_intercept, n_blocks=n_blocks,
+                                random_state=random_state, chunk_rows=chunk_rows,
+                                feature_names=feature_names)
+
+    @classmethod
+    def from_checked(cls, X, y, Z, codes, labels, *, fit_intercept=True, n_blocks=1,
+                     random_state=None, chunk_rows=65536, feature_names=None):
+        """Build from the output of :func:`hdlmm._validation.check_lmm_arrays`."""
         if n_blocks > labels.size:
             raise ValueError(f"cannot deal {labels.size} clusters into {n_blocks} folds; "
                              f"pass cv ≤ {labels.size}")
@@ -165,6 +173,10 @@ class ClusterStats:
             ZtX=merge(self.ZtX, other.ZtX), Zty=merge(self.Zty, other.Zty),
             XtX=self.XtX + other.XtX, Xty=self.Xty + other.Xty,
             yty=self.yty + other.yty, n_rows=self.n_rows + other.n_rows)
+
+    def cluster_index(self, labels):
+        """Position in this statistics' cluster order of each label (−1 if absent)."""
+        return pd.Index(self.labels).get_indexer(pd.Index(labels))
 
     def merge_blocks(self):
         """The same statistics with all blocks merged into one."""

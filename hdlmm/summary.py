@@ -63,7 +63,10 @@ def summarize(model):
     tab = fixed_effects_table(model)
     lines += ["  " + ln for ln in tab.to_string(float_format=lambda v: f"{v:.4f}")
               .splitlines()]
-    if getattr(model, "pvalues_", None) is not None:
-        lines += ["", "Debiased inference: see model.confint()"]
+    inf = getattr(model, "inference_", None)
+    if inf is not None:
+        lines += ["", f"Debiased inference, valid after selection: {inf.method}"]
+        lines += ["  " + ln for ln in inf.table().to_string(
+            float_format=lambda v: f"{v:.4g}").splitlines()]
     lines += ["", "Random effects:"] + _random_effects_lines(model)
     return "\n".join(lines)

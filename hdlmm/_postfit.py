@@ -1,0 +1,111 @@
+"""What a fitted SparseLMM computes after selection: the random part and the inference.
+
+Each function returns the fitted attributes as a dict; the estimator sets them. Kept
+apart from :mod:`hdlmm.estimator` so that the estimator only orchestrates.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ._validation import _sort_order
+from .inference import debias, row_scores
+from .varcomp import VarianceComponentsError, blups, fit_variance_components
+
+
+def random_part(model, stats, free, re_names=None):
+    """Variance components, GLS standard errors and BLUPs on the selected support.
+
+    Returns
+    -------
+    dict of fitted attributes (``variance_components_``, ``cov_re_``, ``scale_``,
+    ``bse_``, ``intercept_bse_``, ``random_effects_``, and ``coef_``/``intercept_``
+    when ``model.refit``).
+    """
+    out = dict(variance_components_=None, random_effects_=None, cov_re_=None,
+               scale_=None, bse_=None, intercept_bse_=np.nan)
+    if model.vc_method is None:
+        return out
+    cols = np.r_[free, model.support_ + len(free)].astype(int)
+    sub = stats.select_features(cols)
+    try:
+        vc = fit_variance_components(sub, model.vc_method, model.cov_structure)
+    except VarianceComponentsError as exc:
+        # the selection does not need Ψ: keep it, say why the rest is missing
+        warnings.warn(f"variance components not fitted: {exc}", RuntimeWarning,
+                      stacklevel=4)
+        return out
+    bse = np.full(model.coef_.size, np.nan)
+    bse[model.support_] = vc.bse[len(free):]
+    out.update(variance_components_=vc, cov_re_=vc.cov_re, scale_=vc.scale, bse_=bse,
+               intercept_bse_=float(vc.bse[0]) if free else np.nan)
+    coef, intercept = model.coef_, model.intercept_
+    if model.refit:
+        coef = coef.copy()
+        coef[model.support_] = vc.coef[len(free):]
+        intercept = float(vc.coef[0]) if free else intercept
+        out.update(coef_=coef, intercept_=intercept)
+    full = np.r_[[intercept] if free else [], coef[model.support_]]
+    gamma = blups(sub, vc, full)
+    q = stats.n_re
+    names = list(re_names) if re_names is not None and len(re_names) == q else [
+        f"z{j}" for j in range(q)]
+    order = _sort_order(stats.labels)  # clusters are stored in fold order
+    out["random_effects_"] = pd.DataFrame(
+        gamma[order], index=pd.Index(stats.labels[order], name="group"), columns=names)
+    return out
+
+
+def inference_columns(spec, support, names):
+    """The coordinates to test: the support, all, or the support plus named ones."""
+    p = len(names)
+    if spec is None:
+        return np.zeros(0, dtype=int)
+    if isinstance(spec, str):
+        if spec == "support":
+            return np.asarray(support, dtype=int)
+        if spec == "all":
+            return np.arange(p)
+        spec = [spec]
+    lookup = {nm: j for j, nm in enumerate(names)}
+    extra = []
+    for item in spec:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if not 0 <= item < p:
+                raise ValueError(f"inference column {item} is out of range; X has {p} "
+                                 f"columns (0..{p - 1})")
+            extra.append(int(item))
+        elif item in lookup:
+            extra.append(lookup[item])
+        else:
+            raise ValueError(f"inference column {item!r} is not a feature; pass "
+                             f"'support', 'all', or column indices/names of X")
+    return np.union1d(np.asarray(support, dtype=int), extra).astype(int)
+
+
+def fixed_effect_inference(model, transform, X, y, codes, labels):
+    """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference`).
+
+    Returns
+    -------
+    dict with ``inference_`` (a DebiasedInference or None) and ``pvalues_``
+    (ndarray over all features, NaN where not tested).
+    """
+    stats = transform.stats
+    free = 1 if stats.intercept else 0
+    names = stats.feature_names[free:]
+    cols = inference_columns(model.inference, model.support_, names)
+    pvalues = np.full(model.coef_.size, np.nan)
+    if cols.size == 0:
+        return dict(inference_=None, pvalues_=pvalues)
+    coef = np.r_[[model.intercept_] if free else [], model.coef_]
+    rows = row_scores(X, y, stats.cluster_index(labels)[codes], stats.n_clusters, coef,
+                      stats.intercept)
+    res = debias(transform, model.a_, coef, cols, rows, penalty=model.nodewise_penalty,
+                 small_sample=model.small_sample, p_adjust=model.p_adjust,
+                 names=[names[j] for j in cols])
+    pvalues[cols] = res.pvalue_adj
+    return dict(inference_=res, pvalues_=pvalues)

@@ -1,0 +1,170 @@
+"""Nodewise lasso on a Gram matrix: the decorrelating directions of the debiased estimator.
+
+For each requested column j of a design whose Gram matrix is G (p × p, N rows), the
+nodewise lasso is
+
+    κ̂_j = argmin_κ  (1/2N) ‖x_j − X_{−j} κ‖² + λ_j ‖κ‖₁,
+
+written here through u_j = e_j − κ̂_j (u_jj = 1) as (1/2N) u_jᵀ G u_j + λ_j Σ_{l≠j} |u_jl|,
+so only G is needed: the rows are never touched. All requested columns are solved at
+once by FISTA on a p × J matrix (one p × p by p × J product per iteration), which is
+what makes "all p intervals" a matter of seconds at p = 1000.
+
+Penalty: the scaled lasso (Sun & Zhang 2012, Biometrika 99:879, doi:10.1093/biomet/ass043),
+λ_j = σ̂_j λ₀ with λ₀ = √(2 log p / N) and σ̂_j² = u_jᵀGu_j / N re-estimated until it settles,
+so the penalty follows each column's own residual scale. ``penalty=0`` is the exact
+projection (κ̂_j the least-squares coefficients, u_j ∝ G⁻¹e_j), valid when G is
+non-singular.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+__all__ = ["nodewise_lasso", "NodewiseResult"]
+
+
+class NodewiseResult:
+    """Decorrelating directions u_j (columns of ``U``) and their penalty levels.
+
+    Attributes
+    ----------
+    U : ndarray of shape (p, J)
+        u_j = e_j − κ̂_j.
+    lam : ndarray of shape (J,)
+        Penalty λ_j used (0 for the exact projection).
+    converged : bool
+    """
+
+    def __init__(self, U, lam, converged):
+        self.U, self.lam, self.converged = U, lam, converged
+
+
+def nodewise_lasso(G, cols, n_samples, penalty="scaled", max_iter=5000, tol=1e-4,
+                   n_scale_iter=8):
+    """Nodewise lasso of each column in ``cols`` on all the others, from the Gram matrix.
+
+    Parameters
+    ----------
+    G : ndarray of shape (p, p)
+        Gram matrix XᵀX of the (transformed) design.
+    cols : array-like of int
+        Columns j to decorrelate.
+    n_samples : float
+        N, the number of rows behind G (scales the penalty).
+    penalty : "scaled", float ≥ 0
+        "scaled": the scaled lasso (λ_j = σ̂_j √(2 log p / N)); a float: that λ₀ times
+        σ̂_j, still scaled; 0: the exact projection (requires G non-singular).
+    max_iter : int
+        FISTA iteration limit per update of σ̂.
+    tol : float
+        Stop when the optimality (KKT) conditions hold to ``tol · λ_j``.
+    n_scale_iter : int
+        Outer updates of σ̂_j for the scaled lasso.
+
+    Returns
+    -------
+    NodewiseResult
+    """
+    G = np.asarray(G, dtype=float)
+    cols = np.asarray(cols, dtype=np.intp)
+    p = G.shape[0]
+    if isinstance(penalty, str):
+        if penalty != "scaled":
+            raise ValueError(f"penalty must be 'scaled' or a number ≥ 0; got {penalty!r}")
+        lam0 = np.sqrt(2.0 * np.log(max(p, 2)) / n_samples)
+    else:
+        lam0 = float(penalty)
+        if not np.isfinite(lam0) or lam0 < 0:
+            raise ValueError(f"penalty must be 'scaled' or a number ≥ 0; got {penalty!r}")
+    if lam0 == 0.0 or p == 1:
+        return _projection(G, cols)
+    return _scaled_fista(G, cols, n_samples, lam0, max_iter, tol, n_scale_iter)
+
+
+def _projection(G, cols):
+    """u_j = G⁻¹e_j / (G⁻¹)_jj: the least-squares residual direction of column j."""
+    try:
+        Ginv_cols = np.linalg.solve(G, np.eye(G.shape[0])[:, cols])
+    except np.linalg.LinAlgError:
+        raise ValueError("the Gram matrix is singular, so the exact projection "
+                         "(penalty=0) does not exist; use penalty='scaled'") from None
+    U = Ginv_cols / Ginv_cols[cols, np.arange(cols.size)]
+    return NodewiseResult(U, np.zeros(cols.size), True)
+
+
+def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
+    p, J = G.shape[0], cols.size
+    idx = np.arange(J)
+    L = _largest_eigenvalue(G) / n  # Lipschitz constant of the smooth part
+    U = np.zeros((p, J))
+    U[cols, idx] = 1.0
+    sigma = np.sqrt(np.diag(G)[cols] / n)
+    converged = True
+    for _ in range(n_scale_iter):
+        lam = sigma * lam0
+        U, ok = _fista(G, U, cols, n, lam, L, max_iter, tol)
+        converged &= ok
+        new_sigma = np.sqrt(np.maximum(np.einsum("ij,ij->j", U, G @ U), 0) / n)
+        if np.allclose(new_sigma, sigma, rtol=1e-4, atol=0):
+            sigma = new_sigma
+            break
+        sigma = new_sigma
+    if not converged:
+        warnings.warn("the nodewise lasso did not converge within max_iter iterations; "
+                      "the debiased intervals may be less accurate (increase max_iter)",
+                      RuntimeWarning, stacklevel=3)
+    return NodewiseResult(U, lam, converged)  # the λ_j that U solves exactly
+
+
+def _fista(G, U, cols, n, lam, L, max_iter, tol):
+    """FISTA with adaptive restart on all J problems at once (u_jj fixed at 1)."""
+    J = cols.size
+    idx = np.arange(J)
+    thresh = lam[None, :] / L
+    V, t = U.copy(), 1.0
+    for it in range(max_iter):
+        grad = (G @ V) / n
+        W = V - grad / L
+        U_new = np.sign(W) * np.maximum(np.abs(W) - thresh, 0.0)
+        U_new[cols, idx] = 1.0
+        step = U_new - U
+        if np.sum(step * (U_new - V)) < 0:
+            # the momentum points uphill: restart (O'Donoghue & Candès 2015)
+            t = 1.0
+        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        V = U_new + ((t - 1.0) / t_new) * step
+        t = t_new
+        U = U_new
+        if it % 10 == 9 and _kkt_violation(G @ U / n, U, cols, lam) <= tol:
+            return U, True
+    return U, False
+
+
+def _kkt_violation(grad, U, cols, lam):
+    """Largest violation of the lasso optimality conditions, relative to λ_j:
+    grad_l = −λ_j sign(u_l) where u_l ≠ 0 and |grad_l| ≤ λ_j elsewhere (l ≠ j)."""
+    active = U != 0
+    viol = np.where(active, np.abs(grad + lam * np.sign(U)),
+                    np.maximum(np.abs(grad) - lam, 0.0))
+    viol[cols, np.arange(cols.size)] = 0.0
+    return float(np.max(viol / lam))
+
+
+def _largest_eigenvalue(G, n_iter=100):
+    """λ_max(G) by power iteration (G is positive semi-definite); exact for small p."""
+    p = G.shape[0]
+    if p <= 200:
+        return float(np.linalg.eigvalsh(G)[-1])
+    v = np.random.default_rng(0).standard_normal(p)
+    lam = 0.0
+    for _ in range(n_iter):
+        w = G @ v
+        new = float(np.linalg.norm(w))
+        v = w / new
+        if abs(new - lam) <= 1e-6 * new:
+            break
+        lam = new
+    return new * 1.01  # a safe upper bound: a too small L would diverge

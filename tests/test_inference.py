@@ -1,0 +1,152 @@
+"""Debiased inference: closed forms (OLS with robust errors), raw-row recomputation,
+the nodewise lasso against scikit-learn, p-value adjustments against statsmodels."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Lasso
+
+import hdlmm
+from hdlmm.inference import adjust_pvalues
+from hdlmm.nodewise import nodewise_lasso
+
+sm = pytest.importorskip("statsmodels.api")
+
+
+def _heteroscedastic(N=150, p=5, n_groups=None, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, p))
+    y = X @ np.r_[1.0, 0, 0, 2.0, 0][:p] + rng.standard_normal(N) * (1 + np.abs(X[:, 0]))
+    groups = np.arange(N) if n_groups is None else rng.integers(0, n_groups, N)
+    return X, y, groups
+
+
+def _fit_all(X, y, groups, **kw):
+    return hdlmm.SparseLMM(support_size=X.shape[1], a=0.0, inference="all",
+                           nodewise_penalty=0, small_sample="none", vc_method=None,
+                           **kw).fit(X, y, groups=groups)
+
+
+def test_one_row_per_cluster_reduces_to_ols_with_hc0():
+    X, y, groups = _heteroscedastic()
+    m = _fit_all(X, y, groups)
+    ref = sm.OLS(y, sm.add_constant(X)).fit(cov_type="HC0")
+    np.testing.assert_allclose(m.inference_.debiased, ref.params[1:], rtol=1e-10)
+    np.testing.assert_allclose(m.inference_.se, ref.bse[1:], rtol=1e-10)
+    np.testing.assert_allclose(m.pvalues_, ref.pvalues[1:], rtol=1e-8)
+    ci = m.confint(0.9).to_numpy()
+    np.testing.assert_allclose(ci, ref.conf_int(0.1)[1:], rtol=1e-10)
+
+
+def test_clusters_at_a0_reduce_to_ols_with_cluster_robust_errors():
+    X, y, groups = _heteroscedastic(N=200, n_groups=25)
+    m = _fit_all(X, y, groups)
+    ref = sm.OLS(y, sm.add_constant(X)).fit(
+        cov_type="cluster", cov_kwds=dict(groups=groups, use_correction=False))
+    np.testing.assert_allclose(m.inference_.se, ref.bse[1:], rtol=1e-10)
+    # CR1 + t: the variance grows by n / (n - 1), the quantile is t(n - 1)
+    m1 = _fit_all(X, y, groups).set_params(small_sample="cr1t").fit(X, y, groups=groups)
+    np.testing.assert_allclose(m1.inference_.se, ref.bse[1:] * np.sqrt(25 / 24), rtol=1e-10)
+    assert m1.inference_.df == 24
+
+
+def _explicit_whitening(X1, groups, Z, a):
+    """Σ_a^{-1/2} per cluster by eigh, applied to the rows (the slow reference)."""
+    out = np.empty_like(X1)
+    for g in np.unique(groups):
+        r = groups == g
+        w, V = np.linalg.eigh(a * Z[r] @ Z[r].T + np.eye(r.sum()))
+        out[r] = (V / np.sqrt(w)) @ V.T @ X1[r]
+    return out
+
+
+def test_variance_matches_a_direct_computation_from_the_raw_rows():
+    d = hdlmm.make_lmm_data(n_clusters=12, n_obs=(2, 9), n_features=60, n_re=2,
+                            support_size=3, random_state=5)
+    m = hdlmm.SparseLMM(support_size=3, a=2.5, inference=[7, 11],
+                        vc_method=None).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    inf = m.inference_
+    X1 = np.hstack([np.ones((d.X.shape[0], 1)), d.X])
+    Xa = _explicit_whitening(X1, d.groups, d.Z, 2.5)
+    ya = _explicit_whitening(d.y[:, None], d.groups, d.Z, 2.5)[:, 0]
+    coef = np.r_[m.intercept_, m.coef_]
+    r = ya - Xa @ coef
+    W = Xa @ inf.directions  # w_j = X_a u_j
+    D = np.einsum("ij,ij->j", W, Xa[:, inf.columns + 1])
+    labels = np.unique(d.groups)
+    T = np.array([(W[d.groups == g] * r[d.groups == g, None]).sum(0) for g in labels])
+    n = labels.size
+    np.testing.assert_allclose(inf.debiased, coef[inf.columns + 1] + W.T @ r / D,
+                               rtol=1e-10)
+    np.testing.assert_allclose(inf.se ** 2, (T ** 2).sum(0) / D ** 2 * n / (n - 1),
+                               rtol=1e-9)
+    assert set(inf.columns) == set(m.support_) | {7, 11}
+
+
+def test_nodewise_lasso_matches_scikit_learn_at_its_penalty():
+    rng = np.random.default_rng(0)
+    N, p = 40, 80
+    X = rng.standard_normal((N, p)) + 0.5 * rng.standard_normal((N, 1))
+    cols = np.array([0, 3, 17])
+    res = nodewise_lasso(X.T @ X, cols, N, tol=1e-9, max_iter=100000)
+    assert res.converged
+    for k, j in enumerate(cols):
+        others = np.delete(np.arange(p), j)
+        ref = Lasso(alpha=res.lam[k], fit_intercept=False, tol=1e-12,
+                    max_iter=100000).fit(X[:, others], X[:, j])
+        np.testing.assert_allclose(-res.U[others, k], ref.coef_, atol=1e-5)
+        # the scaled lasso's fixed point: λ_j = σ̂_j √(2 log p / N)
+        sigma = np.linalg.norm(X @ res.U[:, k]) / np.sqrt(N)
+        np.testing.assert_allclose(res.lam[k], sigma * np.sqrt(2 * np.log(p) / N),
+                                   rtol=1e-3)
+
+
+def test_nodewise_exact_projection_needs_a_nonsingular_gram():
+    X = np.random.default_rng(0).standard_normal((5, 8))
+    with pytest.raises(ValueError, match="singular.*penalty='scaled'"):
+        nodewise_lasso(X.T @ X, [0], 5, penalty=0)
+    with pytest.raises(ValueError, match="penalty must be"):
+        nodewise_lasso(X.T @ X, [0], 5, penalty="huge")
+
+
+@pytest.mark.parametrize("method,sm_method", [("holm", "holm"), ("bh", "fdr_bh")])
+def test_pvalue_adjustments_match_statsmodels(method, sm_method):
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.random.default_rng(2).uniform(size=40) ** 3
+    np.testing.assert_allclose(adjust_pvalues(p, method),
+                               multipletests(p, method=sm_method)[1], rtol=1e-12)
+
+
+def test_summary_names_the_method_and_confint_by_default(tutorial_data):
+    d = tutorial_data
+    m = hdlmm.SparseLMM(support_size=3, a=9.0, p_adjust="holm", random_state=0).fit(
+        d.X, d.y, groups=d.groups, Z=d.Z)
+    text = m.summary()
+    assert "Debiased inference" in text and "Li, Cai & Li 2022" in text
+    assert "p (holm)" in text
+    ci = m.confint()
+    assert list(ci.index) == ["x1", "x5", "x10"]
+    assert np.all(ci.iloc[:, 0] < d.beta[[1, 5, 10]])
+    assert np.all(ci.iloc[:, 1] > d.beta[[1, 5, 10]])
+    assert np.isnan(m.pvalues_).sum() == 197
+
+
+def test_inference_errors(tutorial_data):
+    d = tutorial_data
+    m = hdlmm.SparseLMM(support_size=3, a=9.0, inference=None).fit(
+        d.X, d.y, groups=d.groups, Z=d.Z)
+    with pytest.raises(ValueError, match="no inference was computed"):
+        m.confint()
+    with pytest.raises(ValueError, match="inference column 'nope' is not a feature"):
+        hdlmm.SparseLMM(support_size=3, a=9.0, inference=["nope"]).fit(
+            d.X, d.y, groups=d.groups, Z=d.Z)
+    with pytest.raises(ValueError, match="inference column 500 is out of range"):
+        hdlmm.SparseLMM(support_size=3, a=9.0, inference=[500]).fit(
+            d.X, d.y, groups=d.groups, Z=d.Z)
+    with pytest.raises(ValueError, match="small_sample must be one of"):
+        hdlmm.SparseLMM(small_sample="cr3").fit(d.X, d.y, groups=d.groups)
+    with pytest.raises(ValueError, match="p_adjust must be one of"):
+        hdlmm.SparseLMM(p_adjust="bonf").fit(d.X, d.y, groups=d.groups)
+    m2 = hdlmm.SparseLMM(support_size=3, a=9.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    with pytest.raises(ValueError, match="level must be in"):
+        m2.confint(1.5)
