@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._postfit import fixed_effect_inference, random_part
 from ._validation import _as_float_matrix, check_a, check_lmm_arrays, check_support_size
+from .formula import FormulaMixin
 from .inference import P_ADJUST, SMALL_SAMPLE
 from .path import default_k_max, fit_path
 from .stats import ClusterStats
@@ -29,7 +30,7 @@ __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 7)]
 
 
-class SparseLMM(RegressorMixin, BaseEstimator):
+class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
     """Sparse fixed effects of a linear mixed model by best-subset selection.
 
     Model: y_i = X_i β + Z_i γ_i + ε_i for clusters i = 1..n, γ_i ~ (0, Ψ),
@@ -128,6 +129,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         Debiased estimates of the ``inference`` coordinates; ``inference_.table()``.
     pvalues_ : ndarray of shape (n_features,)
         Two-sided debiased p-values (adjusted by ``p_adjust``); NaN where not tested.
+    params_ : pandas.Series
+        Intercept and coefficients indexed by feature name (updated by ``refit``).
     stats_ : ClusterStats
     fit_time_ : float
         Seconds spent in ``fit``.
@@ -178,6 +181,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         Z : array-like of shape (N, q), optional
             Row-wise random-effect design; default a random intercept.
         """
+        return self._fit(X, y, groups, Z)
+
+    def _fit(self, X, y, groups, Z, re_names=None):
         t0 = time.perf_counter()
         self._check_params()
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
@@ -188,7 +194,12 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
             n_blocks=self.cv if needs_cv else 1, random_state=self.random_state,
             feature_names=names)
+        self._re_names = re_names
         transform = self._fit_stats(stats)
+        del self._re_names
+        self.params_ = pd.Series(
+            np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
+            index=stats.feature_names, name="coef")
         self._set(fixed_effect_inference(self, transform, X, y, codes, labels))
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
@@ -236,7 +247,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                                    k_max if k_of_a is None else k_of_a + 1, free=free,
                                    criterion=self.cv_criterion,
                                    max_exchange=self.max_exchange)
-            self.cv_results_ = _cv_table(cvres)
+            self.cv_results_ = cvres.table()
             a, k, how = self._choose_from_cv(cvres, k_of_a)
         else:
             a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
@@ -244,12 +255,12 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 cvres = cross_validate(transform, [a], k_max, free=free,
                                        criterion=self.cv_criterion,
                                        max_exchange=self.max_exchange)
-                self.cv_results_ = _cv_table(cvres)
+                self.cv_results_ = cvres.table()
                 k = int(cvres.ks[cvres.best(self.one_se)[1]])
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
         del self._paths
-        self._set(random_part(self, stats, free, getattr(self, "re_names_", None)))
+        self._set(random_part(self, stats, free, getattr(self, "_re_names", None)))
         return transform
 
     def _set(self, attributes):
@@ -384,9 +395,3 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         return summarize(self)
 
-
-def _cv_table(cvres):
-    """cv_results_ as a long DataFrame: one row per (a, k)."""
-    A, Kk = np.meshgrid(cvres.a_grid, cvres.ks, indexing="ij")
-    return pd.DataFrame({"a": A.ravel(), "k": Kk.ravel(), "mean": cvres.mean.ravel(),
-                         "se": cvres.se.ravel()})

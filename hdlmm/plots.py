@@ -86,8 +86,10 @@ def plot_path(model, path=None, ax=None, names=None):
     coefs = np.vstack(model.path_["coef"].to_numpy())
     ks = model.path_["k"].to_numpy()
     active = np.flatnonzero(np.any(coefs != 0, axis=0))
+    if names is None:  # the fitted column names (from a DataFrame or a formula)
+        names = model.stats_.feature_names[1 if model.stats_.intercept else 0:]
     for j in active:
-        label = names[j] if names is not None else f"x{j}"
+        label = names[j]
         ax.plot(ks, coefs[:, j], marker=".", label=label if j in model.support_ else None)
     ax.axvline(model.support_size_, color="k", ls=":")
     ax.set_xlabel("support size k")

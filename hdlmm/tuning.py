@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .path import fit_path
 from .transform import objective
@@ -86,6 +87,12 @@ class CVResult:
     def se(self):
         K = self.scores.shape[1]
         return self.scores.std(axis=1, ddof=1) / np.sqrt(K)
+
+    def table(self):
+        """Long DataFrame: one row per (a, k) with the mean and SE of the criterion."""
+        A, K = np.meshgrid(self.a_grid, self.ks, indexing="ij")
+        return pd.DataFrame({"a": A.ravel(), "k": K.ravel(), "mean": self.mean.ravel(),
+                             "se": self.se.ravel()})
 
     def best(self, one_se=False, k_of_a=None):
         """Indices (i_a, i_k) of the chosen cell.
