@@ -16,8 +16,10 @@ from .inference import debias, row_scores
 from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 
-def random_part(model, stats, free, re_names=None):
+def random_part(model, stats, free, re_names=None, skip=False):
     """Variance components, GLS standard errors and BLUPs on the selected support.
+
+    ``skip`` (or ``vc_method=None``) returns the attributes of a model without them.
 
     Returns
     -------
@@ -27,7 +29,7 @@ def random_part(model, stats, free, re_names=None):
     """
     out = dict(variance_components_=None, random_effects_=None, cov_re_=None,
                scale_=None, bse_=None, intercept_bse_=np.nan)
-    if model.vc_method is None:
+    if model.vc_method is None or skip:
         return out
     cols = np.r_[free, model.support_ + len(free)].astype(int)
     sub = stats.select_features(cols)

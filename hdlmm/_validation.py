@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from sklearn.exceptions import DataConversionWarning
 
 __all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups"]
 
 
-def _as_float_matrix(A, name, n_rows=None):
-    """2-D float array, or a ValueError naming ``name``."""
+class NonNumericError(ValueError, TypeError):
+    """Input that cannot be converted to numbers (both a ValueError and a TypeError)."""
+
+
+def _as_float_matrix(A, name, n_rows=None, allow_1d=True):
+    """2-D float array, or a ValueError naming ``name``.
+
+    ``allow_1d`` turns a 1-D array into one column (for Z); X must be 2-D, as in
+    scikit-learn, so a vector of n features is not mistaken for n rows.
+    """
+    if A is None:
+        raise ValueError(f"{name} is None; pass an array")
+    if sparse.issparse(A):
+        raise ValueError(f"{name} is a scipy sparse matrix, and sparse input is not "
+                         f"supported; pass a dense array ({name}.toarray())")
     if isinstance(A, pd.DataFrame):
         bad = [c for c in A.columns if not (pd.api.types.is_numeric_dtype(A[c])
                                             or pd.api.types.is_bool_dtype(A[c]))]
@@ -19,21 +35,31 @@ def _as_float_matrix(A, name, n_rows=None):
             raise ValueError(
                 f"{name} has non-numeric columns {bad[:5]}; encode them (e.g. "
                 f"pandas.get_dummies) or use SparseLMM.from_formula, which does")
+    raw = np.asarray(A)
+    if raw.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has complex values; pass "
+                         f"real numbers")
     try:
-        arr = np.asarray(A, dtype=float)
+        arr = raw.astype(float, copy=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(
+        raise NonNumericError(
             f"{name} must be numeric; could not convert it to float ({exc}). "
             f"Encode categorical columns first (e.g. pandas.get_dummies)") from None
-    if arr.ndim == 1 and name != "y":
+    if arr.ndim == 1 and allow_1d:
         arr = arr[:, None]
+    elif arr.ndim == 1:
+        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features); got a "
+                         f"1-D array of {arr.size} values. Reshape your data: "
+                         f"{name}.reshape(-1, 1) for one feature, {name}.reshape(1, -1) "
+                         f"for one row")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-dimensional (n_samples, n_columns); "
                          f"got {arr.ndim} dimensions")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows); pass at least one row per cluster")
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 columns; pass at least one column")
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of "
+                         f"1 is required; pass at least one column")
     _check_finite(arr, name)
     return arr
 
@@ -90,12 +116,19 @@ def check_lmm_arrays(X, y, groups, Z=None):
     codes : ndarray of int, cluster index of each row (into ``labels``)
     labels : ndarray of object, sorted cluster labels
     """
-    X = _as_float_matrix(X, "X")
+    X = _as_float_matrix(X, "X", allow_1d=False)
     n = X.shape[0]
     if y is None:
-        raise ValueError("y is required: pass the response, one value per row of X")
+        raise ValueError("SparseLMM requires y to be passed, but the target y is None: "
+                         "pass the response, one value per row of X")
     y = np.asarray(y)
+    if y.dtype.kind == "c":
+        raise ValueError("Complex data not supported: y has complex values; pass real "
+                         "numbers")
     if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected: y of "
+                      "shape (n, 1) was raveled to shape (n,)",
+                      DataConversionWarning, stacklevel=4)
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"y must be 1-dimensional; got shape {y.shape}")
@@ -107,6 +140,9 @@ def check_lmm_arrays(X, y, groups, Z=None):
     except (TypeError, ValueError):
         raise ValueError("y must be numeric; could not convert it to float") from None
     _check_finite(y, "y")
+    if n == 1:
+        raise ValueError("X has 1 sample (n_samples = 1); a mixed model needs at least 2 "
+                         "clusters of rows")
     codes, labels = check_groups(groups, n)
     if labels.size < 2:
         raise ValueError(f"groups has {labels.size} cluster; a mixed model needs at "

@@ -8,11 +8,12 @@ solves with :mod:`hdlmm.splicing`.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._postfit import fixed_effect_inference, random_part
 from ._validation import _as_float_matrix, check_a, check_lmm_arrays, check_support_size
@@ -28,6 +29,13 @@ __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 #: Default grid of the proxy parameter a: 0 (ignore the clustering) and half-decades
 #: from 0.1 to 100 (a is a proxy of the variance ratio Ψ/σ² in the units of Z).
 DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 7)]
+
+NO_GROUPS_WARNING = (
+    "groups not given: every row is treated as its own cluster, so the clustering is "
+    "ignored (ordinary best subset, no variance components); pass groups=... (in "
+    "GridSearchCV or cross_val_score, enable metadata routing with "
+    "sklearn.set_config(enable_metadata_routing=True) and "
+    "SparseLMM().set_fit_request(groups=True))")
 
 
 class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
@@ -177,7 +185,10 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
         X : array-like or DataFrame of shape (N, p)
         y : array-like of shape (N,)
         groups : array-like of shape (N,)
-            Cluster label of each row (any hashable values; rows in any order).
+            Cluster label of each row (any hashable values; rows in any order). If
+            omitted, every row is its own cluster (no clustering: ordinary best subset)
+            and a warning says so; in scikit-learn's model selection tools, route
+            ``groups`` to ``fit`` with metadata routing (see the README).
         Z : array-like of shape (N, q), optional
             Row-wise random-effect design; default a random intercept.
         """
@@ -185,6 +196,10 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
 
     def _fit(self, X, y, groups, Z, re_names=None):
         t0 = time.perf_counter()
+        self._no_groups = groups is None
+        if groups is None:
+            warnings.warn(NO_GROUPS_WARNING, UserWarning, stacklevel=3)
+            groups = np.arange(_num_samples(X))
         self._check_params()
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         needs_cv = self.a is None or (self.support_size is None
@@ -196,7 +211,7 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
             feature_names=names)
         self._re_names = re_names
         transform = self._fit_stats(stats)
-        del self._re_names
+        del self._re_names, self._no_groups
         self.params_ = pd.Series(
             np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
             index=stats.feature_names, name="coef")
@@ -260,7 +275,8 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
         del self._paths
-        self._set(random_part(self, stats, free, getattr(self, "_re_names", None)))
+        self._set(random_part(self, stats, free, getattr(self, "_re_names", None),
+                              skip=getattr(self, "_no_groups", False)))
         return transform
 
     def _set(self, attributes):
@@ -352,10 +368,11 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
         random_effects : bool
         """
         check_is_fitted(self, "coef_")
-        X = _as_float_matrix(X, "X")
+        X = _as_float_matrix(X, "X", allow_1d=False)
         if X.shape[1] != self.coef_.size:
-            raise ValueError(f"X has {X.shape[1]} columns but the model was fitted on "
-                             f"{self.coef_.size}; pass the same columns as in fit")
+            raise ValueError(f"X has {X.shape[1]} features, but SparseLMM is expecting "
+                             f"{self.coef_.size} features as input; pass the same columns "
+                             f"as in fit")
         pred = X @ self.coef_ + self.intercept_
         if groups is None or not random_effects or self.random_effects_ is None:
             return pred

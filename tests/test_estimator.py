@@ -73,7 +73,7 @@ def test_predict_and_intercept(unbalanced):
     m = SparseLMM(support_size=2, a=1.0).fit(d.X, d.y + 10.0, groups=d.groups, Z=d.Z)
     assert abs(m.intercept_ - 10) < 3
     np.testing.assert_allclose(m.predict(d.X), d.X @ m.coef_ + m.intercept_)
-    with pytest.raises(ValueError, match="X has 3 columns but the model was fitted on 6"):
+    with pytest.raises(ValueError, match="X has 3 features, but SparseLMM is expecting 6 features"):
         m.predict(d.X[:, :3])
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hdlmm import SparseLMM
+from hdlmm import ClusterStats, SparseLMM
 
 
 @pytest.fixture
@@ -54,10 +54,16 @@ def test_fewer_than_two_clusters(small):
         fit(X, y, np.zeros(20))
 
 
-def test_groups_required(small):
+def test_groups_omitted_warns_and_means_no_clustering(small):
     X, y, _ = small
+    with pytest.warns(UserWarning, match="groups not given: every row is treated as its "
+                                         "own cluster.*enable_metadata_routing"):
+        m = SparseLMM(support_size=1, a=1.0).fit(X, y)
+    ref = SparseLMM(support_size=1, a=1.0, vc_method=None).fit(X, y, groups=np.arange(20))
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-12)
+    assert m.variance_components_ is None
     with pytest.raises(ValueError, match="groups is required"):
-        SparseLMM(support_size=1, a=1.0).fit(X, y)
+        ClusterStats.from_arrays(X, y, None)
 
 
 @pytest.mark.parametrize("k,msg", [(0, "support_size must be at least 1"),
@@ -115,7 +121,7 @@ def test_block_diagonal_Z_is_detected(tutorial_data):
 def test_empty_input():
     with pytest.raises(ValueError, match="X is empty"):
         fit(np.empty((0, 3)), np.empty(0), np.empty(0))
-    with pytest.raises(ValueError, match="X has 0 columns"):
+    with pytest.raises(ValueError, match=r"X has 0 feature\(s\) \(shape=\(5, 0\)\)"):
         fit(np.empty((5, 0)), np.ones(5), np.arange(5))
 
 
