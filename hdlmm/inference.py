@@ -29,6 +29,7 @@ doi:10.1080/01621459.2021.1888740
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ from .splicing import profile_out
 __all__ = ["DebiasedInference", "debias", "row_scores", "adjust_pvalues",
            "SMALL_SAMPLE", "P_ADJUST"]
 
-SMALL_SAMPLE = ("cr1t", "none")
+SMALL_SAMPLE = ("cr2t", "cr2", "cr1t", "none")
 P_ADJUST = (None, "holm", "bh")
 
 
@@ -114,11 +115,11 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
     cols : array-like of int
         Coordinates (indices into the features, intercept excluded).
     rows : callable
-        ``rows(U)`` returns the (n, J) per-cluster sums Σ_rows (X u_j)·(y − Xβ̂) in the
-        cluster order of ``transform.stats`` (see :func:`row_scores`).
+        ``rows(U, S)`` returns the per-cluster sums over the rows in the cluster order
+        of ``transform.stats`` (see :func:`row_scores`).
     penalty : "scaled" or float
         Nodewise lasso penalty (:func:`hdlmm.nodewise.nodewise_lasso`).
-    small_sample : {"cr1t", "none"}
+    small_sample : {"cr2t", "cr2", "cr1t", "none"}
     p_adjust : {None, "holm", "bh"}
     names : list of str, optional
 
@@ -138,14 +139,20 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
     full_cols = cols + free.size
     D = np.einsum("jp,pj->j", G[full_cols], U)  # (G u_j)_j = w_jᵀ x_{a,j}
     debiased = coef[full_cols] + U.T @ (c - G @ coef) / D
-    T = rows(U) - _woodbury_scores(transform, a, coef, U)
+    S = np.r_[free, np.flatnonzero(coef[free.size:]) + free.size].astype(np.intp)
+    sums = _whitened_sums(transform, a, coef, U, S, rows(U, S))
     n = stats.n_clusters
+    T = sums["ur"]
+    if small_sample.startswith("cr2"):
+        T = T + _cr2_adjustment(sums, G[np.ix_(S, S)])
     V = np.sum(T * T, axis=0) / D ** 2
     if small_sample == "cr1t":
         V *= n / (n - 1.0)
-        df, label = n - 1.0, f"CR1 cluster-robust SE, t({n - 1})"
-    else:
-        df, label = np.inf, "CR0 cluster-robust SE, normal"
+    df = n - 1.0 if small_sample.endswith("t") else np.inf
+    label = {"cr2t": "CR2 (Bell-McCaffrey) cluster-robust SE",
+             "cr2": "CR2 (Bell-McCaffrey) cluster-robust SE",
+             "cr1t": "CR1 cluster-robust SE", "none": "CR0 cluster-robust SE"}[small_sample]
+    label += f", t({n - 1})" if np.isfinite(df) else ", normal"
     se = np.sqrt(V)
     pvalue = 2 * sps.t.sf(np.abs(debiased / se), df)
     names = [str(j) for j in cols] if names is None else list(names)
@@ -168,19 +175,57 @@ def _directions(G, free, cols, n_rows, penalty):
     return U
 
 
-def _woodbury_scores(transform, a, coef, U):
-    """Σ_k (B_i u_j)_k w_ik (V_iᵀZ_iᵀr_i)_k, the part of u_jᵀs_i from the cluster stats."""
+def _whitened_sums(transform, a, coef, U, S, raw):
+    """Per-cluster sums in the whitened space: each raw sum Σ aᵀb over a cluster's rows
+    becomes Σ aᵀΣ_{a,i}⁻¹b = Σ aᵀb − (B_i a)ᵀ diag(w_i(a)) (B_i b) (Woodbury)."""
     if a == 0:
-        return 0.0
+        return raw
     w = transform.weights(a)  # (n, q)
-    br = transform.b - transform.B @ coef  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
-    BU = transform.B @ U  # (n, q, J)
-    return np.einsum("nqj,nq->nj", BU, w * br)
+    B = transform.B  # V_iᵀZ_iᵀX_i, (n, q, p)
+    br = transform.b - B @ coef  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
+    BU = B @ U  # (n, q, J)
+    BS = B[:, :, S]  # (n, q, s)
+    wBS = w[:, :, None] * BS
+    return dict(ur=raw["ur"] - np.einsum("nqj,nq->nj", BU, w * br),
+                SU=raw["SU"] - np.swapaxes(wBS, 1, 2) @ BU,
+                SS=raw["SS"] - np.swapaxes(wBS, 1, 2) @ BS,
+                Sr=raw["Sr"] - np.einsum("nqs,nq->ns", wBS, br))
+
+
+def _cr2_adjustment(sums, M):
+    """w_iᵀ[(I − H_ii)^{-1/2} − I] r_i for every cluster and coordinate.
+
+    H = X_S M⁻¹X_Sᵀ is the hat matrix of the fitted model (whitened, M = X_SᵀX_S). With
+    P_i = M^{-1/2}X_{S,i}ᵀ, (I − P_iᵀP_i)^{-1/2} = I + P_iᵀ g(P_iP_iᵀ) P_i where
+    g(κ) = ((1 − κ)^{-1/2} − 1)/κ on the eigenvalues κ of P_iP_iᵀ = M^{-1/2}A_iM^{-1/2},
+    so only s × s matrices per cluster are needed (Bell & McCaffrey 2002, Survey
+    Methodology 28:169; Pustejovsky & Tipton 2018, doi:10.1080/07350015.2016.1247004).
+    """
+    lam, Q = np.linalg.eigh(M)
+    Mih = (Q / np.sqrt(lam)) @ Q.T  # M^{-1/2}
+    K = Mih @ sums["SS"] @ Mih  # (n, s, s)
+    kap, E = np.linalg.eigh(0.5 * (K + np.swapaxes(K, 1, 2)))
+    if np.any(kap > 1 - 1e-8):
+        warnings.warn("a cluster has leverage 1 on the fitted fixed effects, so its CR2 "
+                      "adjustment is undefined and was capped; use small_sample='cr1t'",
+                      RuntimeWarning, stacklevel=3)
+    kap = np.clip(kap, 0.0, 1 - 1e-8)
+    small = kap < 1e-12
+    g = np.where(small, 0.5, ((1 - kap) ** -0.5 - 1) / np.where(small, 1.0, kap))
+    Pw = Mih @ sums["SU"]  # (n, s, J)
+    Pr = np.einsum("st,nt->ns", Mih, sums["Sr"])  # (n, s)
+    Er = np.einsum("nsk,ns->nk", E, Pr) * g  # g(κ) Eᵀ P r
+    return np.einsum("nsj,nsk,nk->nj", Pw, E, Er)
 
 
 def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
-    """A ``rows`` callable for :func:`debias`: Σ over the rows of each cluster of
-    (X u_j)·(y − Xβ̂), computed in chunks (memory O(chunk · J), never N × p).
+    """A ``rows`` callable for :func:`debias`: per-cluster sums over the rows, in chunks
+    (memory O(chunk · J), never N × p).
+
+    ``rows(U, S)`` returns a dict of per-cluster sums with r = y − Xβ̂ and X_S the
+    columns S of the fitted model (intercept = column 0):
+    ``ur`` (n, J) Σ (X u_j) r;  ``SU`` (n, s, J) Σ x_S (X u_j);  ``SS`` (n, s, s) Σ x_S x_Sᵀ;
+    ``Sr`` (n, s) Σ x_S r.
 
     Parameters
     ----------
@@ -194,17 +239,28 @@ def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=6553
     """
     f = 1 if intercept else 0
 
-    def rows(U):
-        out = np.zeros((n_clusters, U.shape[1]))
+    def rows(U, S):
+        S = np.asarray(S, dtype=np.intp)
+        J, s = U.shape[1], S.size
+        out = dict(ur=np.zeros((n_clusters, J)), SU=np.zeros((n_clusters, s, J)),
+                   SS=np.zeros((n_clusters, s, s)), Sr=np.zeros((n_clusters, s)))
         for start in range(0, X.shape[0], chunk_rows):
-            sl = slice(start, start + chunk_rows)
+            sl = slice(start, min(start + chunk_rows, X.shape[0]))
             Xc = X[sl]
             XU = Xc @ U[f:] + (U[0] if f else 0.0)
             r = y[sl] - Xc @ coef[f:] - (coef[0] if f else 0.0)
+            XS = Xc[:, np.maximum(S - f, 0)]
+            if f:
+                XS[:, S == 0] = 1.0  # the intercept column
             idx = cluster_index[sl]
             ind = sparse.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))),
                                     shape=(n_clusters, idx.size))
-            out += ind @ (XU * r[:, None])
+            out["ur"] += ind @ (XU * r[:, None])
+            out["Sr"] += ind @ (XS * r[:, None])
+            out["SU"] += (ind @ (XS[:, :, None] * XU[:, None, :]).reshape(idx.size, -1)
+                          ).reshape(n_clusters, s, J)
+            out["SS"] += (ind @ (XS[:, :, None] * XS[:, None, :]).reshape(idx.size, -1)
+                          ).reshape(n_clusters, s, s)
         return out
 
     return rows

@@ -80,6 +80,19 @@ def test_variance_matches_a_direct_computation_from_the_raw_rows():
     np.testing.assert_allclose(inf.se ** 2, (T ** 2).sum(0) / D ** 2 * n / (n - 1),
                                rtol=1e-9)
     assert set(inf.columns) == set(m.support_) | {7, 11}
+    # CR2: residuals scaled by (I − H_ii)^{-1/2}, H the whitened hat matrix of the fit
+    m2 = hdlmm.SparseLMM(support_size=3, a=2.5, inference=[7, 11], vc_method=None,
+                         small_sample="cr2t").fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    XS = Xa[:, np.r_[0, m2.support_ + 1]]
+    H = XS @ np.linalg.solve(XS.T @ XS, XS.T)
+    T2 = []
+    for g in labels:
+        i = d.groups == g
+        lam, Q = np.linalg.eigh(np.eye(i.sum()) - H[np.ix_(i, i)])
+        T2.append(W[i].T @ (Q / np.sqrt(lam)) @ Q.T @ r[i])
+    np.testing.assert_allclose(m2.inference_.se ** 2, (np.array(T2) ** 2).sum(0) / D ** 2,
+                               rtol=1e-9)
+    assert m2.inference_.df == n - 1 and "CR2" in m2.inference_.method
 
 
 def test_nodewise_lasso_matches_scikit_learn_at_its_penalty():
