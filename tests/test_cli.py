@@ -1,6 +1,11 @@
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
+
+import hdlmm
+
 
 def test_demo_end_to_end(tmp_path):
     out = subprocess.run([sys.executable, "-m", "hdlmm.cli", "demo", "--out", str(tmp_path)],
@@ -22,3 +27,79 @@ def test_cli_error_is_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().startswith("hdlmm: error: support_size must be at least 1")
     assert "Traceback" not in out.stderr
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hdlmm.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_simulate_then_fit_end_to_end(tmp_path):
+    import json
+
+    pytest.importorskip("pyarrow")
+    data = tmp_path / "d.parquet"
+    out = run_cli("simulate", "--out", data, "--n-clusters", 30, "--n-obs", "3,9",
+                  "--n-features", 60, "--seed", 4)
+    assert out.returncode == 0, out.stderr
+    truth = json.loads((tmp_path / "d_truth.json").read_text())
+    res = tmp_path / "res"
+    out = run_cli("fit", data, "--formula", truth["formula"], "--out", res, "--level",
+                  "0.9", "--p-adjust", "bh")
+    assert out.returncode == 0, out.stderr
+    assert "Debiased inference" in out.stdout and "90% intervals" in out.stdout
+    results = json.loads((res / "results.json").read_text())
+    assert set(results["support"]) == set(truth["support"])
+    assert results["inference"]["level"] == 0.9
+    assert results["command_line"][:2] == ["hdlmm", "fit"]
+    assert {"hdlmm", "numpy", "scikit-learn"} <= set(results["versions"])
+    assert len(results["cv_results"]["a"]) > 0
+    coefs = pd.read_csv(res / "coefficients.csv")
+    assert len(coefs) == 1 + 60 + 1  # intercept, x0..x59, z1
+    assert coefs.loc[coefs.selected, "feature"].tolist()[1:] == results["support"]
+    assert (res / "coef_path.png").exists() and (res / "cv_curve.png").exists()
+
+
+def test_fit_csv_and_bad_files(tmp_path):
+    d = hdlmm.make_lmm_data(n_clusters=12, n_obs=6, n_features=5, support_size=2,
+                            random_state=0)
+    df = pd.DataFrame(d.X, columns=[f"x{j}" for j in range(5)]).assign(y=d.y, g=d.groups)
+    df.to_csv(tmp_path / "ok.csv", index=False)
+    out = run_cli("fit", tmp_path / "ok.csv", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r", "--no-plots", "--inference", "x0,x1")
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "r" / "coef_path.png").exists()
+    df.to_csv(tmp_path / "semi.csv", index=False, sep=";")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    (tmp_path / "header.csv").write_text("y,g,x0\n")
+    cases = [
+        (tmp_path / "semi.csv", "y ~ . + (1 | g)", "looks ';'-separated: pass --sep ';'"),
+        (tmp_path / "empty.csv", "y ~ . + (1 | g)", "is empty"),
+        (tmp_path / "bad.parquet", "y ~ . + (1 | g)", "cannot read Parquet file"),
+        (tmp_path / "header.csv", "y ~ . + (1 | g)", "has a header but no rows"),
+        (tmp_path / "nope.csv", "y ~ . + (1 | g)", "does not exist"),
+        (tmp_path / "ok.json", "y ~ . + (1 | g)", "cannot tell the format"),
+        (tmp_path / "ok.csv", "y ~ x9 + (1 | g)", "unknown column 'x9'"),
+    ]
+    for path, formula, msg in cases:
+        if path.suffix == ".parquet":
+            pytest.importorskip("pyarrow")
+        out = run_cli("fit", path, "--formula", formula, "--out", tmp_path / "r2")
+        assert out.returncode == 2, (path, out.stderr)
+        assert out.stderr.startswith("hdlmm: error:") and msg in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_help_is_complete_and_usage_errors_exit_2():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for word in ("fit", "simulate", "demo", "exit codes"):
+        assert word in out.stdout
+    out = run_cli("fit", "--help")
+    for flag in ("--formula", "--out", "--sep", "--support-size", "--inference",
+                 "--level", "--p-adjust", "--missing", "--no-plots"):
+        assert flag in out.stdout
+    assert run_cli("fit", "data.csv").returncode == 2  # --formula is required
+    out = run_cli("simulate", "--out", "x.csv", "--n-obs", "a,b")
+    assert out.returncode == 2 and "--n-obs must be a number" in out.stderr
