@@ -35,7 +35,7 @@ def random_part(model, stats, free, re_names=None, skip=False):
     sub = stats.select_features(cols)
     try:
         vc = fit_variance_components(sub, model.vc_method, model.cov_structure)
-    except VarianceComponentsError as exc:
+    except (VarianceComponentsError, np.linalg.LinAlgError) as exc:
         # the selection does not need Ψ: keep it, say why the rest is missing
         warnings.warn(f"variance components not fitted: {exc}", RuntimeWarning,
                       stacklevel=4)

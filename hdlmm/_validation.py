@@ -10,7 +10,10 @@ import pandas as pd
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 
-__all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups"]
+from .splicing import _inverse_pd
+
+__all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups",
+           "check_params", "check_support_rank", "warn_constant_columns"]
 
 
 class NonNumericError(ValueError, TypeError):
@@ -199,3 +202,64 @@ def check_a(a, name="a"):
         raise ValueError(f"{name} must be finite and ≥ 0 (0 ignores the clustering); "
                          f"got {a}")
     return float(a)
+
+
+def warn_constant_columns(stats, free):
+    """Warn about columns of X that are constant (they duplicate the intercept)."""
+    XtX, N = stats.XtX.sum(0), stats.n_samples
+    diag = np.diag(XtX)[len(free):]
+    spread = diag - (XtX[0, len(free):] ** 2 / N if free else 0.0)
+    const = np.flatnonzero(spread <= 1e-10 * np.maximum(diag, 1e-300))
+    if free and const.size:
+        names = [stats.feature_names[j + len(free)] for j in const[:5]]
+        warnings.warn(f"{const.size} column(s) of X are constant ({names}"
+                      f"{', ...' if const.size > 5 else ''}): they duplicate the intercept "
+                      f"and cannot be selected; drop them", UserWarning, stacklevel=4)
+
+
+def check_support_rank(stats, free, support, k):
+    """Raise if the selected columns (with the intercept) are linearly dependent."""
+    cols = np.r_[free, np.asarray(support) + len(free)].astype(int)
+    G = stats.XtX.sum(0)[np.ix_(cols, cols)]
+    if support.size < k or _inverse_pd(G, strict=True) is None:
+        raise ValueError(
+            f"no {k} columns of X are linearly independent of each other and of the "
+            f"intercept (constant or duplicated columns?); pass a smaller support_size "
+            f"or drop the redundant columns")
+
+
+def _one_of(value, name, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+
+
+def _positive_int(value, name, minimum, allow_none=False):
+    if value is None and allow_none:
+        return
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+            or value < minimum):
+        raise ValueError(f"{name} must be an integer ≥ {minimum}"
+                         f"{' or None' if allow_none else ''}; got {value!r}")
+
+
+def check_params(est):
+    """Validate a SparseLMM's parameters before any work is done."""
+    from .inference import P_ADJUST, SMALL_SAMPLE
+    from .tuning import CV_CRITERIA, IC_TYPES
+    from .varcomp import STRUCTURES
+
+    if est.support_size is not None:
+        check_support_size(est.support_size, np.inf, np.inf)
+    if est.a is not None:
+        check_a(est.a)
+    _one_of(est.k_selection, "k_selection", ("ic", "cv"))
+    _one_of(est.ic, "ic", IC_TYPES)
+    _one_of(est.cv_criterion, "cv_criterion", CV_CRITERIA)
+    _one_of(est.small_sample, "small_sample", SMALL_SAMPLE)
+    _one_of(est.p_adjust, "p_adjust", P_ADJUST)
+    _one_of(est.vc_method, "vc_method", ("REML", "ML", None))
+    _one_of(est.cov_structure, "cov_structure", STRUCTURES)
+    _one_of(est.ic_samples, "ic_samples", ("effective", "rows"))
+    _positive_int(est.cv, "cv", 2)
+    _positive_int(est.k_max, "k_max", 1, allow_none=True)
+    _positive_int(est.max_exchange, "max_exchange", 1)

@@ -16,11 +16,14 @@ The intercept (unpenalised) is profiled out of the nodewise regressions (it is a
 the model), so u_j has an intercept entry −G_00⁻¹G_{0,·}u_j.
 
 Small-sample correction. The cluster-robust variance is a sum over n clusters and is
-biased downwards when n is small (the tutorial has n = 8). ``small_sample="cr1t"``
-(the default) multiplies V̂_j by n/(n − 1) (CR1) and uses Student's t with n − 1 degrees
-of freedom, as Stata and statsmodels do for clustered errors; ``"none"`` gives the
-asymptotic CR0 variance with normal quantiles. benchmarks/RESULTS.md reports coverage of
-both (benchmarks/coverage.py).
+biased downwards when n is small (the tutorial has n = 15), most for the coordinates the
+fitted model explains (residuals are shrunk along the fitted columns). ``"cr2t"``
+(the default) rescales each cluster's residuals by (I − H_ii)^{-1/2}, H the whitened hat
+matrix of the fitted support (CR2, Bell & McCaffrey 2002), computed from s × s
+cluster sums (see :func:`_cr2_adjustment`), and uses t(n − 1) quantiles; ``"cr2"`` the
+same with normal quantiles; ``"cr1t"`` multiplies V̂_j by n/(n − 1) with t(n − 1) (as
+Stata and statsmodels); ``"none"`` is the asymptotic CR0 with normal quantiles.
+benchmarks/RESULTS.md reports the coverage of all four (benchmarks/coverage.py).
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.
@@ -100,7 +103,7 @@ class DebiasedInference:
         return tab.join(self.confint(level))
 
 
-def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr1t",
+def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr2t",
            p_adjust=None, names=None):
     """Debiased estimates and cluster-robust intervals for the coordinates ``cols``.
 

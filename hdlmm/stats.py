@@ -140,8 +140,10 @@ class ClusterStats:
                 Xc = np.hstack([np.ones((Xc.shape[0], 1)), Xc])
             cl = position[codes[rows]]
             acc.add(Xc, y[rows], Z[rows], cl, block_sorted[cl])
+        sums = acc.result()
+        _check_no_overflow(sums, X, y)
         return cls(labels=labels[order], block=block_sorted, intercept=fit_intercept,
-                   feature_names=names, **acc.result())
+                   feature_names=names, **sums)
 
     # ----------------------------------------------------------- combining
     def __add__(self, other):
@@ -204,6 +206,17 @@ class ClusterStats:
                        XtX=self.XtX[:, columns][:, :, columns], Xty=self.Xty[:, columns],
                        intercept=bool(self.intercept and columns.size and columns[0] == 0),
                        feature_names=names)
+
+
+def _check_no_overflow(sums, X, y):
+    """Cross-products of huge values overflow to inf: say so instead of failing later."""
+    for key in ("XtX", "Xty", "yty", "ZtZ", "ZtX", "Zty"):
+        if not np.all(np.isfinite(sums[key])):
+            big = max(float(np.max(np.abs(X))), float(np.max(np.abs(y))))
+            raise ValueError(
+                f"the cross-products of X, y and Z overflow (largest |value| {big:.3g}); "
+                f"rescale the columns (e.g. sklearn.preprocessing.StandardScaler, or y "
+                f"in other units) before fitting")
 
 
 class _Accumulator:

@@ -106,7 +106,11 @@ class CVResult:
             allowed = np.full(mean.shape, False)
             allowed[np.arange(mean.shape[0]), k_of_a] = True
             mean = np.where(allowed, mean, np.inf)
-        ia, ik = np.unravel_index(np.argmin(mean), mean.shape)
+        # cells equal up to round-off are ties: take the first (smallest a, then k), so
+        # the choice does not depend on the order in which rows were summed
+        best = np.min(mean)
+        tol = 1e-9 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
+        ia, ik = np.unravel_index(np.argmax(mean <= best + tol), mean.shape)
         if not one_se:
             return ia, ik
         ok = mean <= mean[ia, ik] + se[ia, ik]
@@ -161,7 +165,10 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
             Gf, cf, df, _, nf = qa.block(f)
             test_a = (Gf, cf, df, logdet[f], nf)
             for ik in range(int(k_max_a[ia])):
+                # floor the training RSS at 1e-12 of the total: an exact training fit
+                # (tiny folds) would otherwise make σ̂² ≈ 0 and the criterion overflow
+                rss = max(path.rss[ik], 1e-12 * max(d, np.finfo(float).tiny))
                 scores[ia, f, ik] = _heldout(criterion, path.coefs[ik], test0, test_a,
-                                             path.rss[ik], n_tr)
+                                             rss, n_tr)
     return CVResult(a_grid=np.asarray(a_grid, dtype=float),
                     ks=np.arange(1, scores.shape[2] + 1), scores=scores)

@@ -174,6 +174,10 @@ def fit_variance_components(stats, method="REML", structure="unstructured", tol=
     if structure not in STRUCTURES:
         raise ValueError(f"structure must be one of {STRUCTURES}; got {structure!r}")
     _check_identifiable(stats)
+    if stats.n_samples <= stats.n_features:
+        raise VarianceComponentsError(
+            f"{stats.n_samples} rows leave no residual degrees of freedom for "
+            f"{stats.n_features} fixed effects; fewer fixed effects or more rows needed")
     prof = _Profile(stats, method, structure)
     opts = dict(method="L-BFGS-B", bounds=prof.bounds(),
                 options=dict(ftol=tol, gtol=1e-8, maxiter=2000))

@@ -62,8 +62,8 @@ def _explicit_whitening(X1, groups, Z, a):
 def test_variance_matches_a_direct_computation_from_the_raw_rows():
     d = hdlmm.make_lmm_data(n_clusters=12, n_obs=(2, 9), n_features=60, n_re=2,
                             support_size=3, random_state=5)
-    m = hdlmm.SparseLMM(support_size=3, a=2.5, inference=[7, 11],
-                        vc_method=None).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    m = hdlmm.SparseLMM(support_size=3, a=2.5, inference=[7, 11], vc_method=None,
+                        small_sample="cr1t").fit(d.X, d.y, groups=d.groups, Z=d.Z)
     inf = m.inference_
     X1 = np.hstack([np.ones((d.X.shape[0], 1)), d.X])
     Xa = _explicit_whitening(X1, d.groups, d.Z, 2.5)

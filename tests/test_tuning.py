@@ -74,5 +74,5 @@ def test_ic_sample_size_option():
     rss = eff.path_.rss.to_numpy()
     np.testing.assert_allclose(eff.path_.ic, information_criterion(rss, eff.path_.k, n_eff, 60))
     np.testing.assert_allclose(rows.path_.ic, information_criterion(rss, eff.path_.k, N, 60))
-    with pytest.raises(ValueError, match="ic_samples must be 'effective' or 'rows'"):
+    with pytest.raises(ValueError, match=r"ic_samples must be one of \('effective', 'rows'\)"):
         SparseLMM(a=2.0, ic_samples="both").fit(d.X, d.y, groups=d.groups, Z=d.Z)
