@@ -146,7 +146,7 @@ def summary(files=None):
                 se = np.sqrt(mean * (1 - mean) / trials)
             else:  # per-replicate means: allows for within-replicate correlation
                 se = g[col].std() / np.sqrt(R)
-            row[col.replace("_", " ")] = f"{100 * mean:.1f} ± {100 * se:.1f}"
+            row[col.replace("_", " ")] = f"{100 * mean:.1f} ± {100 * se:.2f}"
         for col in [c for c in g.columns if c.startswith("length_")]:
             row[col.replace("length_", "len/oracle ")] = (g[col].mean()
                                                           / g["oracle_length"].mean())
