@@ -301,9 +301,6 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
         return self._paths[key][:2]
 
     def _ic_n(self, n_eff, n_rows):
-        if self.ic_samples not in ("effective", "rows"):
-            raise ValueError(f"ic_samples must be 'effective' or 'rows'; "
-                             f"got {self.ic_samples!r}")
         return n_eff if self.ic_samples == "effective" else float(n_rows)
 
     def _choose_from_cv(self, cvres, k_of_a):
