@@ -198,11 +198,11 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
 
     def _fit(self, X, y, groups, Z, re_names=None):
         t0 = time.perf_counter()
-        self._no_groups = groups is None
+        no_groups = groups is None
         if groups is None:
             warnings.warn(NO_GROUPS_WARNING, UserWarning, stacklevel=3)
             groups = np.arange(_num_samples(X))
-        self._check_params()
+        check_params(self)
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         needs_cv = self.a is None or (self.support_size is None
                                       and self.k_selection == "cv")
@@ -211,9 +211,7 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
             X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
             n_blocks=self.cv if needs_cv else 1, random_state=self.random_state,
             feature_names=names)
-        self._re_names = re_names
-        transform = self._fit_stats(stats)
-        del self._re_names, self._no_groups
+        transform = self._fit_stats(stats, re_names, no_groups)
         self.params_ = pd.Series(
             np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
             index=stats.feature_names, name="coef")
@@ -223,10 +221,7 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def _check_params(self):
-        check_params(self)
-
-    def _fit_stats(self, stats):
+    def _fit_stats(self, stats, re_names=None, no_groups=False):
         """Choose (a, k) and fit, from the cross-products only."""
         self.stats_ = stats
         free = [0] if stats.intercept else []
@@ -261,8 +256,7 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
         del self._paths
-        self._set(random_part(self, stats, free, getattr(self, "_re_names", None),
-                              skip=getattr(self, "_no_groups", False)))
+        self._set(random_part(self, stats, free, re_names, skip=no_groups))
         return transform
 
     def _set(self, attributes):

@@ -142,20 +142,19 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
     full_cols = cols + free.size
     D = np.einsum("jp,pj->j", G[full_cols], U)  # (G u_j)_j = w_jᵀ x_{a,j}
     debiased = coef[full_cols] + U.T @ (c - G @ coef) / D
+    cr2 = small_sample.startswith("cr2")
     S = np.r_[free, np.flatnonzero(coef[free.size:]) + free.size].astype(np.intp)
-    sums = _whitened_sums(transform, a, coef, U, S, rows(U, S))
+    sums = _whitened_sums(transform, a, coef, U, S, rows(U, S if cr2 else None))
     n = stats.n_clusters
     T = sums["ur"]
-    if small_sample.startswith("cr2"):
+    if cr2:
         T = T + _cr2_adjustment(sums, G[np.ix_(S, S)])
     V = np.sum(T * T, axis=0) / D ** 2
     if small_sample == "cr1t":
         V *= n / (n - 1.0)
     df = n - 1.0 if small_sample.endswith("t") else np.inf
-    label = {"cr2t": "CR2 (Bell-McCaffrey) cluster-robust SE",
-             "cr2": "CR2 (Bell-McCaffrey) cluster-robust SE",
-             "cr1t": "CR1 cluster-robust SE", "none": "CR0 cluster-robust SE"}[small_sample]
-    label += f", t({n - 1})" if np.isfinite(df) else ", normal"
+    label = ("CR2 (Bell-McCaffrey)" if cr2 else "CR1" if small_sample == "cr1t" else "CR0")
+    label += " cluster-robust SE" + (f", t({n - 1})" if np.isfinite(df) else ", normal")
     se = np.sqrt(V)
     pvalue = 2 * sps.t.sf(np.abs(debiased / se), df)
     names = [str(j) for j in cols] if names is None else list(names)
@@ -187,12 +186,14 @@ def _whitened_sums(transform, a, coef, U, S, raw):
     B = transform.B  # V_iᵀZ_iᵀX_i, (n, q, p)
     br = transform.b - B @ coef  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
     BU = B @ U  # (n, q, J)
-    BS = B[:, :, S]  # (n, q, s)
-    wBS = w[:, :, None] * BS
-    return dict(ur=raw["ur"] - np.einsum("nqj,nq->nj", BU, w * br),
-                SU=raw["SU"] - np.swapaxes(wBS, 1, 2) @ BU,
-                SS=raw["SS"] - np.swapaxes(wBS, 1, 2) @ BS,
-                Sr=raw["Sr"] - np.einsum("nqs,nq->ns", wBS, br))
+    out = dict(ur=raw["ur"] - np.einsum("nqj,nq->nj", BU, w * br))
+    if "SU" in raw:  # the CR2 sums
+        BS = B[:, :, S]  # (n, q, s)
+        wBS = w[:, :, None] * BS
+        out.update(SU=raw["SU"] - np.swapaxes(wBS, 1, 2) @ BU,
+                   SS=raw["SS"] - np.swapaxes(wBS, 1, 2) @ BS,
+                   Sr=raw["Sr"] - np.einsum("nqs,nq->ns", wBS, br))
+    return out
 
 
 def _cr2_adjustment(sums, M):
@@ -225,10 +226,10 @@ def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=6553
     """A ``rows`` callable for :func:`debias`: per-cluster sums over the rows, in chunks
     (memory O(chunk · J), never N × p).
 
-    ``rows(U, S)`` returns a dict of per-cluster sums with r = y − Xβ̂ and X_S the
-    columns S of the fitted model (intercept = column 0):
-    ``ur`` (n, J) Σ (X u_j) r;  ``SU`` (n, s, J) Σ x_S (X u_j);  ``SS`` (n, s, s) Σ x_S x_Sᵀ;
-    ``Sr`` (n, s) Σ x_S r.
+    ``rows(U, S=None)`` returns a dict of per-cluster sums with r = y − Xβ̂:
+    ``ur`` (n, J) Σ (X u_j) r; and, given the columns S of the fitted model (intercept =
+    column 0, needed by CR2 only), ``SU`` (n, s, J) Σ x_S (X u_j), ``SS`` (n, s, s)
+    Σ x_S x_Sᵀ and ``Sr`` (n, s) Σ x_S r.
 
     Parameters
     ----------
@@ -242,28 +243,33 @@ def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=6553
     """
     f = 1 if intercept else 0
 
-    def rows(U, S):
-        S = np.asarray(S, dtype=np.intp)
-        J, s = U.shape[1], S.size
-        out = dict(ur=np.zeros((n_clusters, J)), SU=np.zeros((n_clusters, s, J)),
-                   SS=np.zeros((n_clusters, s, s)), Sr=np.zeros((n_clusters, s)))
+    def rows(U, S=None):
+        J = U.shape[1]
+        out = dict(ur=np.zeros((n_clusters, J)))
+        if S is not None:
+            S = np.asarray(S, dtype=np.intp)
+            out.update(SU=np.zeros((n_clusters, S.size, J)),
+                       SS=np.zeros((n_clusters, S.size, S.size)),
+                       Sr=np.zeros((n_clusters, S.size)))
         for start in range(0, X.shape[0], chunk_rows):
             sl = slice(start, min(start + chunk_rows, X.shape[0]))
             Xc = X[sl]
             XU = Xc @ U[f:] + (U[0] if f else 0.0)
             r = y[sl] - Xc @ coef[f:] - (coef[0] if f else 0.0)
-            XS = Xc[:, np.maximum(S - f, 0)]
-            if f:
-                XS[:, S == 0] = 1.0  # the intercept column
             idx = cluster_index[sl]
             ind = sparse.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))),
                                     shape=(n_clusters, idx.size))
             out["ur"] += ind @ (XU * r[:, None])
+            if S is None:
+                continue
+            XS = Xc[:, np.maximum(S - f, 0)]
+            if f:
+                XS[:, S == 0] = 1.0  # the intercept column
             out["Sr"] += ind @ (XS * r[:, None])
             out["SU"] += (ind @ (XS[:, :, None] * XU[:, None, :]).reshape(idx.size, -1)
-                          ).reshape(n_clusters, s, J)
+                          ).reshape(out["SU"].shape)
             out["SS"] += (ind @ (XS[:, :, None] * XS[:, None, :]).reshape(idx.size, -1)
-                          ).reshape(n_clusters, s, s)
+                          ).reshape(out["SS"].shape)
         return out
 
     return rows
