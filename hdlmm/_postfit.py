@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import _sort_order
-from .inference import debias, row_scores
+from .inference import debias, row_sums
 from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 
@@ -88,8 +88,12 @@ def inference_columns(spec, support, names):
     return np.union1d(np.asarray(support, dtype=int), extra).astype(int)
 
 
-def fixed_effect_inference(model, transform, X, y, codes, labels):
+def fixed_effect_inference(model, transform, chunks):
     """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference`).
+
+    ``chunks()`` yields ``(X, y, cluster_index)`` chunks of the rows (the second pass
+    over the data; see :func:`hdlmm.inference.row_sums`); None: no row access, and the
+    inference is skipped with a warning.
 
     Returns
     -------
@@ -103,9 +107,13 @@ def fixed_effect_inference(model, transform, X, y, codes, labels):
     pvalues = np.full(model.coef_.size, np.nan)
     if cols.size == 0:
         return dict(inference_=None, pvalues_=pvalues)
+    if chunks is None:
+        warnings.warn("inference needs a second pass over the rows, and fit_stats was "
+                      "given none: pass chunks= (or fit with fit_source / fit_dask), or "
+                      "inference=None to silence this", UserWarning, stacklevel=3)
+        return dict(inference_=None, pvalues_=pvalues)
     coef = np.r_[[model.intercept_] if free else [], model.coef_]
-    rows = row_scores(X, y, stats.cluster_index(labels)[codes], stats.n_clusters, coef,
-                      stats.intercept)
+    rows = row_sums(chunks, stats.n_clusters, coef, stats.intercept)
     res = debias(transform, model.a_, coef, cols, rows, penalty=model.nodewise_penalty,
                  small_sample=model.small_sample, p_adjust=model.p_adjust,
                  names=[names[j] for j in cols])

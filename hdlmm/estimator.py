@@ -18,9 +18,11 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from ._postfit import fixed_effect_inference, random_part
 from ._validation import (_as_float_matrix, check_a, check_lmm_arrays, check_params,
                           check_support_rank, check_support_size, warn_constant_columns)
+from .dask_stats import DaskMixin
 from .formula import FormulaMixin
 from .path import default_k_max, fit_path
 from .stats import ClusterStats
+from .streaming import StreamMixin
 from .transform import ProxyTransform
 from .tuning import cross_validate, information_criterion
 
@@ -38,7 +40,7 @@ NO_GROUPS_WARNING = (
     "SparseLMM().set_fit_request(groups=True))")
 
 
-class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
+class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstimator):
     """Sparse fixed effects of a linear mixed model by best-subset selection.
 
     Model: y_i = X_i β + Z_i γ_i + ε_i for clusters i = 1..n, γ_i ~ (0, Ψ),
@@ -96,11 +98,12 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
     nodewise_penalty : "scaled" or float
         Penalty of the nodewise lasso behind the debiased estimates (scaled lasso by
         default; 0 = exact projection, for p < N).
-    small_sample : {"cr2t", "cr2", "cr1t", "none"}
+    small_sample : {"cr2bm", "cr2t", "cr2", "cr1t", "none"}
         Small-sample correction of the cluster-robust variance: CR2 (Bell-McCaffrey
-        leverage adjustment) with t(n − 1) quantiles (default: the only variant within
-        the coverage target for the true nonzeros in both benchmark settings), CR2 with
-        normal quantiles, CR1 with t(n − 1), or none (CR0, normal).
+        leverage adjustment) with per-coordinate Satterthwaite (Bell-McCaffrey) degrees
+        of freedom (default: within the coverage target for nonzeros and nulls in both
+        benchmark settings), CR2 with t(n − 1), CR2 with normal quantiles, CR1 with
+        t(n − 1), or none (CR0, normal).
     p_adjust : {None, "holm", "bh"}
         Multiple-testing adjustment of ``pvalues_`` (Holm or Benjamini-Hochberg).
     random_state : int, RandomState or None
@@ -155,7 +158,7 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
                  k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="loglik",
                  one_se=False, max_exchange=2, vc_method="REML",
                  cov_structure="unstructured", refit=False, ic_samples="effective",
-                 inference="support", nodewise_penalty="scaled", small_sample="cr2t",
+                 inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
                  p_adjust=None, random_state=None):
         self.support_size = support_size
         self.a = a
@@ -204,22 +207,55 @@ class SparseLMM(FormulaMixin, RegressorMixin, BaseEstimator):
             groups = np.arange(_num_samples(X))
         check_params(self)
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
-        needs_cv = self.a is None or (self.support_size is None
-                                      and self.k_selection == "cv")
         X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z)
         stats = ClusterStats.from_checked(
             X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
-            n_blocks=self.cv if needs_cv else 1, random_state=self.random_state,
+            n_blocks=self.cv if self._needs_cv() else 1, random_state=self.random_state,
             feature_names=names)
-        transform = self._fit_stats(stats, re_names, no_groups)
-        self.params_ = pd.Series(
-            np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
-            index=stats.feature_names, name="coef")
-        self._set(fixed_effect_inference(self, transform, X, y, codes, labels))
+        index = stats.cluster_index(labels)[codes]
+        self._fit_and_test(stats, lambda: [(X, y, index)], re_names, no_groups)
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def fit_stats(self, stats, chunks=None, re_names=None):
+        """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
+
+        Parameters
+        ----------
+        stats : ClusterStats
+            Built with ``n_blocks=cv`` (and this ``random_state``) when a or k is chosen
+            by cross-validation, else with any number of blocks.
+        chunks : callable, optional
+            ``chunks()`` yields ``(X, y, cluster_index)`` row chunks, needed for the
+            debiased inference (a second pass over the rows); without it, ``inference``
+            is skipped with a warning.
+        re_names : list of str, optional
+            Names of the random effects (columns of Z).
+        """
+        t0 = time.perf_counter()
+        check_params(self)
+        if not isinstance(stats, ClusterStats):
+            raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
+        if self._needs_cv() and stats.n_blocks != self.cv:
+            raise ValueError(f"the statistics have {stats.n_blocks} fold(s) but cv={self.cv} "
+                             f"is needed to choose a or k; build them with n_blocks={self.cv}")
+        if not self._needs_cv() and stats.n_blocks > 1:
+            stats = stats.merge_blocks()
+        self._fit_and_test(stats, chunks, re_names, False)
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _needs_cv(self):
+        return self.a is None or (self.support_size is None and self.k_selection == "cv")
+
+    def _fit_and_test(self, stats, chunks, re_names, no_groups):
+        transform = self._fit_stats(stats, re_names, no_groups)
+        self.params_ = pd.Series(
+            np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
+            index=stats.feature_names, name="coef")
+        self._set(fixed_effect_inference(self, transform, chunks))
 
     def _fit_stats(self, stats, re_names=None, no_groups=False):
         """Choose (a, k) and fit, from the cross-products only."""

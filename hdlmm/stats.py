@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 
 from ._validation import _sort_order, check_lmm_arrays
 
-__all__ = ["ClusterStats"]
+__all__ = ["ClusterStats", "FoldLayout"]
 
 
 @dataclass
@@ -123,26 +123,16 @@ class ClusterStats:
     def from_checked(cls, X, y, Z, codes, labels, *, fit_intercept=True, n_blocks=1,
                      random_state=None, chunk_rows=65536, feature_names=None):
         """Build from the output of :func:`hdlmm._validation.check_lmm_arrays`."""
-        if n_blocks > labels.size:
-            raise ValueError(f"cannot deal {labels.size} clusters into {n_blocks} folds; "
-                             f"pass cv ≤ {labels.size}")
-        block_of = _deal_blocks(labels.size, n_blocks, random_state)
-        order = np.lexsort((np.arange(labels.size), block_of))
-        position = np.empty_like(order)
-        position[order] = np.arange(order.size)
+        layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
         acc = _Accumulator(labels.size, n_blocks, X.shape[1] + fit_intercept, Z.shape[1])
-        block_sorted = block_of[order]
         for start in range(0, X.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
-            Xc = X[rows]
-            if fit_intercept:
-                Xc = np.hstack([np.ones((Xc.shape[0], 1)), Xc])
-            cl = position[codes[rows]]
-            acc.add(Xc, y[rows], Z[rows], cl, block_sorted[cl])
+            acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
+                         layout.block, fit_intercept)
         sums = acc.result()
         _check_no_overflow(sums, X, y)
-        return cls(labels=labels[order], block=block_sorted, intercept=fit_intercept,
+        return cls(labels=layout.labels, block=layout.block, intercept=fit_intercept,
                    feature_names=names, **sums)
 
     # ----------------------------------------------------------- combining
@@ -208,6 +198,42 @@ class ClusterStats:
                        feature_names=names)
 
 
+class FoldLayout:
+    """Where each cluster goes: its fold (dealt at random) and its position in the
+    statistics' (fold, label) order. Built once from all the labels, it makes chunks of
+    rows, files and Dask partitions agree on the folds.
+
+    Parameters
+    ----------
+    labels : ndarray of object
+        All cluster labels, in sorted order (as :func:`hdlmm._validation.check_groups`).
+    n_blocks : int
+    random_state : int, RandomState or None
+    """
+
+    def __init__(self, labels, n_blocks, random_state):
+        if n_blocks > labels.size:
+            raise ValueError(f"cannot deal {labels.size} clusters into {n_blocks} folds; "
+                             f"pass cv ≤ {labels.size}")
+        block_of = _deal_blocks(labels.size, n_blocks, random_state)
+        order = np.lexsort((np.arange(labels.size), block_of))
+        self.position = np.empty_like(order)
+        self.position[order] = np.arange(order.size)
+        self.labels = labels[order]  # in statistics order
+        self.block = block_of[order]
+        self.n_blocks = n_blocks
+        self._index = pd.Index(labels)
+
+    def positions(self, groups):
+        """Statistics position of each row's label; an error for unknown labels."""
+        codes = self._index.get_indexer(pd.Index(groups))
+        if np.any(codes < 0):
+            bad = pd.Index(groups)[codes < 0][0]
+            raise ValueError(f"cluster label {bad!r} was not seen when the folds were "
+                             f"laid out; build the layout from every label of the data")
+        return self.position[codes]
+
+
 def _check_no_overflow(sums, X, y):
     """Cross-products of huge values overflow to inf: say so instead of failing later."""
     for key in ("XtX", "Xty", "yty", "ZtZ", "ZtX", "Zty"):
@@ -231,6 +257,12 @@ class _Accumulator:
         self.Xty = np.zeros((K, p))
         self.yty = np.zeros(K)
         self.n_rows = np.zeros(K, dtype=np.int64)
+
+    def add_rows(self, X, y, Z, cluster, block_of_cluster, intercept):
+        """Add rows given each row's cluster position (the intercept column prepended)."""
+        if intercept:
+            X = np.hstack([np.ones((X.shape[0], 1)), X])
+        self.add(X, y, Z, cluster, block_of_cluster[cluster])
 
     def add(self, X, y, Z, cluster, block):
         """Add rows (X, y, Z) belonging to the given clusters and blocks."""

@@ -1,0 +1,165 @@
+"""Cross-products of a Dask DataFrame, computed on a Dask cluster.
+
+Each partition's rows become a :class:`ClusterStats` of the clusters it holds (the
+folds come from one :class:`hdlmm.stats.FoldLayout` of all the labels, so partitions
+agree on them); a tree reduction adds them (``split_every`` at a time), so no worker
+ever holds more than a few partial statistics. A cluster's rows may be spread over any
+number of partitions. The fit then runs on the driver from the statistics alone; the
+debiased inference, when asked for, makes a second pass over the partitions.
+
+Dask recomputes lost pieces of the graph, so a worker that dies during the computation
+costs time, not exactness (tested on a ``LocalCluster`` by killing a worker process).
+
+On a real cluster, create a client before fitting and every computation goes there::
+
+    from dask.distributed import Client
+    client = Client("tcp://scheduler-host:8786")   # or a dask-jobqueue / Kubernetes cluster
+    ddf = dask.dataframe.read_parquet("s3://bucket/visits/*.parquet")
+    model = SparseLMM().fit_dask(ddf, y="bp", groups="patient", Z=["1", "week"])
+
+Workers need hdlmm installed (the partition function is hdlmm's own).
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import numpy as np
+import pandas as pd
+
+from ._validation import _sort_order
+from .stats import ClusterStats, FoldLayout, _Accumulator, _check_no_overflow, _feature_names
+from .streaming import INTERCEPT, TableSpec
+
+__all__ = ["dask_stats", "DaskMixin"]
+
+
+def _dask():
+    try:
+        import dask
+        import dask.dataframe  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised without the extra
+        raise ImportError("fitting a Dask DataFrame needs dask: "
+                          "pip install 'hdlmm[dask]'") from exc
+    return dask
+
+
+def partition_stats(frame, spec, layout, fit_intercept):
+    """ClusterStats of the clusters in one partition (None for an empty partition)."""
+    if len(frame) == 0:
+        return None
+    X, y, Z, g = spec.arrays(frame, 0, "a partition")
+    pos = layout.positions(g)
+    uc, local = np.unique(pos, return_inverse=True)
+    acc = _Accumulator(uc.size, layout.n_blocks, X.shape[1] + fit_intercept, Z.shape[1])
+    acc.add_rows(X, y, Z, local, layout.block[uc], fit_intercept)
+    sums = acc.result()
+    _check_no_overflow(sums, X, y)
+    return ClusterStats(labels=layout.labels[uc], block=layout.block[uc],
+                        intercept=fit_intercept,
+                        feature_names=_feature_names(spec.X, len(spec.X), fit_intercept),
+                        **sums)
+
+
+def _add(*parts):
+    parts = [p for p in parts if p is not None]
+    return functools.reduce(operator.add, parts) if parts else None
+
+
+def _tree_sum(dask, items, split_every):
+    while len(items) > 1:
+        items = [dask.delayed(_add, pure=True)(*items[i:i + split_every])
+                 for i in range(0, len(items), split_every)]
+    return items[0]
+
+
+def _unique_labels(series):
+    return pd.unique(series.to_numpy(dtype=object))
+
+
+def dask_layout(ddf, spec, n_blocks, random_state):
+    """The fold layout of all the labels of a Dask DataFrame (one small computation)."""
+    dask = _dask()
+    per_part = dask.compute(*[dask.delayed(_unique_labels, pure=True)(part)
+                              for part in ddf[spec.groups].to_delayed()])
+    labels = np.asarray(pd.unique(np.concatenate(per_part)), dtype=object)
+    if labels.size < 2:
+        raise ValueError(f"column {spec.groups!r} has {labels.size} cluster(s); a mixed "
+                         f"model needs at least 2")
+    return FoldLayout(labels[_sort_order(labels)], n_blocks, random_state)
+
+
+def dask_stats(ddf, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
+               split_every=8, compute=True):
+    """ClusterStats of a Dask DataFrame, by partition statistics and a tree reduction.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+    spec : TableSpec
+    fit_intercept : bool
+    n_blocks : int
+        Cross-validation folds (blocks).
+    random_state : int, RandomState or None
+        Seeds the folds (the same labels give the same folds as an in-memory fit).
+    split_every : int
+        Fan-in of the tree reduction.
+    compute : bool
+        False: return the Dask ``Delayed`` of the statistics instead.
+
+    Returns
+    -------
+    ClusterStats (or Delayed)
+    """
+    dask = _dask()
+    spec.resolve(list(ddf.columns), "the Dask DataFrame")
+    layout = dask.delayed(dask_layout(ddf, spec, n_blocks, random_state), pure=True)
+    parts = ddf[spec.columns].to_delayed()
+    stats = [dask.delayed(partition_stats, pure=True)(part, spec, layout, fit_intercept)
+             for part in parts]
+    total = _tree_sum(dask, stats, split_every)
+    return total.compute() if compute else total
+
+
+class DaskMixin:
+    """``fit_dask``: the SparseLMM fit of a Dask DataFrame."""
+
+    def fit_dask(self, ddf, *, y, groups, X=None, Z=None, split_every=8):
+        """Fit on a Dask DataFrame (on the current Dask client, if any).
+
+        Parameters
+        ----------
+        ddf : dask.dataframe.DataFrame
+        y, groups : str
+            Response and cluster-label columns.
+        X : list of str, optional
+            Candidate predictors (default: every other column except the Z columns).
+        Z : list of str, optional
+            Random-effect columns, ``"1"`` for the intercept (default ``["1"]``).
+        split_every : int
+            Fan-in of the tree reduction.
+
+        Returns
+        -------
+        self
+        """
+        from ._validation import check_params
+
+        check_params(self)
+        spec = TableSpec(y, groups, X, Z)
+        stats = dask_stats(ddf, spec, fit_intercept=self.fit_intercept,
+                           n_blocks=self.cv if self._needs_cv() else 1,
+                           random_state=self.random_state, split_every=split_every)
+
+        def chunks():  # the inference's second pass, one partition at a time
+            for part in ddf[spec.columns].partitions:
+                frame = part.compute()
+                if len(frame):
+                    Xc, yc, _, g = spec.arrays(frame, 0, "a partition")
+                    yield Xc, yc, stats.cluster_index(g)
+
+        self.fit_stats(stats, chunks, re_names=["(Intercept)" if c == INTERCEPT else c
+                                                for c in spec.Z])
+        self.feature_names_in_ = np.asarray(spec.X, dtype=object)
+        return self

@@ -1,0 +1,311 @@
+"""Fit from files too big for memory: cross-products built from chunks of rows.
+
+Two passes over a Parquet or CSV/TSV file (or a folder of Parquet files), read in
+chunks by pyarrow: the first reads the grouping column only and lays out the folds
+(:class:`hdlmm.stats.FoldLayout`), the second adds each chunk's cross-products into
+one accumulator. Rows of one cluster may be spread over any number of chunks (the
+cross-products are additive). Memory: O(p² · folds + n · q · p) for the statistics plus
+one chunk of rows, never the whole data. The debiased inference, when asked for, makes
+one more pass (its row sums are additive too).
+
+The in-memory fit and the streamed fit of the same data agree to rounding (the sums
+are added in another order): the same labels give the same folds.
+
+Example
+-------
+>>> model = SparseLMM(inference=None).fit_source(  # doctest: +SKIP
+...     "visits.parquet", y="bp", groups="patient", Z=["1", "week"])
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._validation import _sort_order
+from .stats import ClusterStats, FoldLayout, _Accumulator, _check_no_overflow, _feature_names
+
+__all__ = ["TableSpec", "read_batches", "stream_stats", "StreamMixin"]
+
+INTERCEPT = "1"
+
+
+def _pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.csv  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised without the extra
+        raise ImportError("streaming from files needs pyarrow: pip install 'hdlmm[io]'"
+                          ) from exc
+    return pyarrow
+
+
+def _files(source):
+    """The files of a source: one file, or the Parquet files of a folder (sorted)."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        if not files:
+            raise ValueError(f"folder {path} has no .parquet files")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    return [path]
+
+
+def _kind(path, sep):
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet", None
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv", sep or ("\t" if suffix == ".tsv" else ",")
+    raise ValueError(f"cannot stream {path.name}: use .parquet, .csv or .tsv")
+
+
+def source_columns(source, sep=None):
+    """Column names of a source (from the Parquet schema or the CSV header)."""
+    pa = _pyarrow()
+    path = _files(source)[0]
+    kind, sep = _kind(path, sep)
+    if kind == "parquet":
+        names = pa.parquet.ParquetFile(path).schema_arrow.names
+        return [c for c in names if not c.startswith("__index_level_")]  # pandas' index
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\r\n")
+    if not header:
+        raise ValueError(f"{path} is empty: no header line")
+    return header.split(sep)
+
+
+def count_rows(source, sep=None):
+    """Number of rows (Parquet metadata; None for CSV, which would need a full read)."""
+    pa = _pyarrow()
+    files = _files(source)
+    if _kind(files[0], sep)[0] != "parquet":
+        return None
+    return sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def read_batches(source, columns, chunk_rows=100_000, sep=None, float_columns=()):
+    """Yield the rows of ``columns`` as pandas DataFrames of about ``chunk_rows`` rows.
+
+    ``float_columns`` are parsed as float64 in CSV (so that a column of integers in the
+    first block and decimals later does not fail half way through the file).
+    """
+    pa = _pyarrow()
+    for path in _files(source):
+        kind, delim = _kind(path, sep)
+        if kind == "parquet":
+            pf = pa.parquet.ParquetFile(path)
+            for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(columns)):
+                yield batch.to_pandas()
+            continue
+        types = {c: pa.float64() for c in float_columns}
+        reader = pa.csv.open_csv(
+            path, read_options=pa.csv.ReadOptions(block_size=max(1 << 16, chunk_rows * 16
+                                                                   * len(columns))),
+            parse_options=pa.csv.ParseOptions(delimiter=delim),
+            convert_options=pa.csv.ConvertOptions(include_columns=list(columns),
+                                                  column_types=types))
+        for batch in reader:
+            yield batch.to_pandas()
+
+
+class TableSpec:
+    """Which columns of a table are y, the cluster label, X and Z.
+
+    Parameters
+    ----------
+    y, groups : str
+    X : list of str, optional
+        Default: every other column (not y, groups or a Z column).
+    Z : list of str, optional
+        Random-effect design; ``"1"`` is a column of ones. Default ``["1"]``
+        (a random intercept).
+    """
+
+    def __init__(self, y, groups, X=None, Z=None):
+        self.y, self.groups = str(y), str(groups)
+        self.X = None if X is None else [str(c) for c in X]
+        self.Z = [INTERCEPT] if Z is None else [str(c) for c in Z]
+
+    def resolve(self, columns, where):
+        """Check the names against the source's ``columns``; fill in the default X."""
+        cols = list(map(str, columns))
+        z_cols = [c for c in self.Z if c != INTERCEPT]
+        for name in [self.y, self.groups] + z_cols + (self.X or []):
+            if name not in cols:
+                raise ValueError(f"column {name!r} is not in {where}; its columns are "
+                                 f"{', '.join(cols[:20])}{' ...' if len(cols) > 20 else ''}")
+        if self.X is None:
+            skip = {self.y, self.groups, *z_cols}
+            self.X = [c for c in cols if c not in skip]
+        if not self.X:
+            raise ValueError(f"no predictor columns left in {where}; pass X=[...]")
+        return self
+
+    @property
+    def numeric(self):
+        return list(dict.fromkeys(self.X + [self.y] + [c for c in self.Z if c != INTERCEPT]))
+
+    @property
+    def columns(self):
+        return self.numeric + [self.groups]
+
+    def arrays(self, frame, offset, where):
+        """(X, y, Z, groups) of one chunk, with errors naming the column and the row."""
+        out = {}
+        for name in self.numeric:
+            col = frame[name]
+            if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                raise ValueError(f"column {name!r} of {where} is not numeric (dtype "
+                                 f"{col.dtype}); encode it first, or leave it out of X")
+            v = col.to_numpy(dtype=float, na_value=np.nan)
+            bad = ~np.isfinite(v)
+            if bad.any():
+                row = offset + int(np.argmax(bad))
+                raise ValueError(f"column {name!r} of {where} has a missing or infinite "
+                                 f"value at row {row}; drop or impute such rows first")
+            out[name] = v
+        g = frame[self.groups]
+        if g.isna().any():
+            row = offset + int(np.argmax(g.isna().to_numpy()))
+            raise ValueError(f"grouping column {self.groups!r} of {where} has a missing "
+                             f"label at row {row}; drop such rows first")
+        X = np.column_stack([out[c] for c in self.X])
+        Z = np.column_stack([out[c] if c != INTERCEPT else np.ones(len(frame))
+                             for c in self.Z])
+        return X, out[self.y], Z, g.to_numpy(dtype=object)
+
+
+def _progress(total, desc, progress):
+    """A tqdm bar, silent when not on a terminal (``progress=None``) or when False."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if progress:
+            raise ImportError("progress=True needs tqdm: pip install 'hdlmm[io]'") from None
+        return None
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
+
+
+def _chunks(source, spec, chunk_rows, sep, progress, desc):
+    """(X, y, Z, groups, offset) per chunk, with a progress bar on a terminal."""
+    bar = _progress(count_rows(source, sep), desc, progress)
+    offset = 0
+    where = os.fspath(source)
+    try:
+        for frame in read_batches(source, spec.columns, chunk_rows, sep, spec.numeric):
+            X, y, Z, g = spec.arrays(frame, offset, where)
+            yield X, y, Z, g, offset
+            offset += len(frame)
+            if bar is not None:
+                bar.update(len(frame))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def scan_labels(source, groups, chunk_rows=1_000_000, sep=None):
+    """All cluster labels of a source, sorted as in-memory fits sort them."""
+    seen = []
+    for frame in read_batches(source, [groups], chunk_rows, sep):
+        seen.append(pd.unique(frame[groups].to_numpy(dtype=object)))
+    labels = pd.unique(np.concatenate(seen)) if seen else np.array([], dtype=object)
+    labels = np.asarray(labels, dtype=object)
+    if labels.size < 2:
+        raise ValueError(f"{os.fspath(source)} has {labels.size} cluster(s) in column "
+                         f"{groups!r}; a mixed model needs at least 2")
+    return labels[_sort_order(labels)]
+
+
+def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
+                 chunk_rows=100_000, sep=None, progress=None):
+    """ClusterStats of a file (or a folder of Parquet files) read in chunks.
+
+    Parameters
+    ----------
+    source : str or Path
+    spec : TableSpec
+    fit_intercept : bool
+    n_blocks : int
+        Cross-validation folds (blocks) to keep the statistics in.
+    random_state : int, RandomState or None
+        Seeds the folds (as ``ClusterStats.from_arrays``: the same labels, the same
+        folds).
+    chunk_rows : int
+        Rows per chunk (bounds the memory for the rows).
+    sep : str, optional
+        CSV delimiter (default: from the extension).
+    progress : bool or None
+        Progress bar (tqdm); None: only on a terminal.
+
+    Returns
+    -------
+    ClusterStats
+    """
+    spec.resolve(source_columns(source, sep), os.fspath(source))
+    layout = FoldLayout(scan_labels(source, spec.groups, sep=sep), n_blocks, random_state)
+    acc = _Accumulator(layout.labels.size, n_blocks, len(spec.X) + fit_intercept,
+                       len(spec.Z))
+    big = 0.0
+    for X, y, Z, g, _ in _chunks(source, spec, chunk_rows, sep, progress, "cross-products"):
+        acc.add_rows(X, y, Z, layout.positions(g), layout.block, fit_intercept)
+        big = max(big, float(np.abs(X).max(initial=0)), float(np.abs(y).max(initial=0)))
+    sums = acc.result()
+    _check_no_overflow(sums, np.array([big]), np.array([big]))
+    return ClusterStats(labels=layout.labels, block=layout.block, intercept=fit_intercept,
+                        feature_names=_feature_names(spec.X, len(spec.X), fit_intercept),
+                        **sums)
+
+
+class StreamMixin:
+    """``fit_source``: the SparseLMM fit of a file read in chunks."""
+
+    def fit_source(self, source, *, y, groups, X=None, Z=None, chunk_rows=100_000,
+                   sep=None, progress=None):
+        """Fit on a Parquet/CSV file (or a folder of Parquet files) too big for memory.
+
+        Parameters
+        ----------
+        source : str or Path
+        y, groups : str
+            Response and cluster-label columns.
+        X : list of str, optional
+            Candidate predictors (default: every other column except the Z columns).
+        Z : list of str, optional
+            Random-effect columns, ``"1"`` for the intercept (default: ``["1"]``).
+        chunk_rows : int
+        sep : str, optional
+        progress : bool or None
+            Progress bars on the passes (None: only on a terminal).
+
+        Returns
+        -------
+        self
+        """
+        from ._validation import check_params
+
+        check_params(self)
+        spec = TableSpec(y, groups, X, Z)
+        stats = stream_stats(source, spec, fit_intercept=self.fit_intercept,
+                             n_blocks=self.cv if self._needs_cv() else 1,
+                             random_state=self.random_state, chunk_rows=chunk_rows,
+                             sep=sep, progress=progress)
+
+        def chunks():
+            for Xc, yc, _, g, _ in _chunks(source, spec, chunk_rows, sep, progress,
+                                           "inference"):
+                yield Xc, yc, stats.cluster_index(g)
+
+        self.fit_stats(stats, chunks, re_names=["(Intercept)" if c == INTERCEPT else c
+                                                for c in spec.Z])
+        self.feature_names_in_ = np.asarray(spec.X, dtype=object)
+        return self
