@@ -263,3 +263,26 @@ def check_params(est):
     _positive_int(est.cv, "cv", 2)
     _positive_int(est.k_max, "k_max", 1, allow_none=True)
     _positive_int(est.max_exchange, "max_exchange", 1)
+    if est.screening != "auto":
+        _positive_int(est.screening, "screening", 1, allow_none=True)
+
+
+def check_predict_X(X, n_features):
+    """X for ``predict``: a float matrix with the fitted number of columns."""
+    X = _as_float_matrix(X, "X", allow_1d=False)
+    if X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but SparseLMM is expecting "
+                         f"{n_features} features as input; pass the same columns as in fit")
+    return X
+
+
+def check_predict_groups(X, groups, Z, q):
+    """(Z, groups) for ``predict`` with random effects: Z defaults to an intercept."""
+    Z = np.ones((X.shape[0], 1)) if Z is None else _as_float_matrix(Z, "Z")
+    if Z.shape != (X.shape[0], q):
+        raise ValueError(f"Z has shape {Z.shape} but the model has {q} random effects "
+                         f"and X has {X.shape[0]} rows; pass Z of shape ({X.shape[0]}, {q})")
+    groups = np.asarray(groups, dtype=object)
+    if groups.shape != (X.shape[0],):
+        raise ValueError(f"groups has {groups.size} labels but X has {X.shape[0]} rows")
+    return Z, groups

@@ -16,15 +16,17 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._postfit import fixed_effect_inference, random_part
-from ._validation import (_as_float_matrix, check_a, check_lmm_arrays, check_params,
-                          check_support_rank, check_support_size, warn_constant_columns)
+from ._validation import (check_a, check_lmm_arrays, check_params, check_predict_groups,
+                          check_predict_X, check_support_rank, check_support_size,
+                          warn_constant_columns)
 from .dask_stats import DaskMixin
 from .formula import FormulaMixin
 from .path import default_k_max, fit_path
+from .screening import expand_screened, screened_columns
 from .stats import ClusterStats
 from .streaming import StreamMixin
 from .transform import ProxyTransform
-from .tuning import cross_validate, information_criterion
+from .tuning import choose_from_cv, cross_validate, information_criterion
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -106,6 +108,11 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
         t(n − 1), or none (CR0, normal).
     p_adjust : {None, "holm", "bh"}
         Multiple-testing adjustment of ``pvalues_`` (Holm or Benjamini-Hochberg).
+    screening : "auto", int or None
+        Sure independence screening in the whitened space before the p × p statistics
+        (:mod:`hdlmm.screening`): "auto" screens when p > 5000 to the default size
+        min(⌊N/log N⌋, 2000) per a; an int screens to that many columns per a; None
+        never screens. Screened-out columns get coefficient 0 and NaN p-values.
     random_state : int, RandomState or None
         Seeds the assignment of clusters to folds.
 
@@ -145,6 +152,9 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
     params_ : pandas.Series
         Intercept and coefficients indexed by feature name (updated by ``refit``).
     stats_ : ClusterStats
+        Of the screened columns when screening was applied.
+    screened_features_ : ndarray of int or None
+        Columns kept by screening (None: no screening).
     fit_time_ : float
         Seconds spent in ``fit``.
 
@@ -159,7 +169,7 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
                  one_se=False, max_exchange=2, vc_method="REML",
                  cov_structure="unstructured", refit=False, ic_samples="effective",
                  inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
-                 p_adjust=None, random_state=None):
+                 p_adjust=None, screening="auto", random_state=None):
         self.support_size = support_size
         self.a = a
         self.fit_intercept = fit_intercept
@@ -179,6 +189,7 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
         self.nodewise_penalty = nodewise_penalty
         self.small_sample = small_sample
         self.p_adjust = p_adjust
+        self.screening = screening
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -208,42 +219,22 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
         check_params(self)
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z)
+        p = X.shape[1]
+        all_names = names if names is not None else [f"x{j}" for j in range(p)]
+        kept = screened_columns(self, X, y, Z, codes, labels.size)
+        if kept is not None:
+            X, names = X[:, kept], [all_names[j] for j in kept]
         stats = ClusterStats.from_checked(
             X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
             n_blocks=self.cv if self._needs_cv() else 1, random_state=self.random_state,
             feature_names=names)
         index = stats.cluster_index(labels)[codes]
         self._fit_and_test(stats, lambda: [(X, y, index)], re_names, no_groups)
+        self.screened_features_ = None
+        if kept is not None:
+            expand_screened(self, kept, p, all_names)
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
-        self.fit_time_ = time.perf_counter() - t0
-        return self
-
-    def fit_stats(self, stats, chunks=None, re_names=None):
-        """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
-
-        Parameters
-        ----------
-        stats : ClusterStats
-            Built with ``n_blocks=cv`` (and this ``random_state``) when a or k is chosen
-            by cross-validation, else with any number of blocks.
-        chunks : callable, optional
-            ``chunks()`` yields ``(X, y, cluster_index)`` row chunks, needed for the
-            debiased inference (a second pass over the rows); without it, ``inference``
-            is skipped with a warning.
-        re_names : list of str, optional
-            Names of the random effects (columns of Z).
-        """
-        t0 = time.perf_counter()
-        check_params(self)
-        if not isinstance(stats, ClusterStats):
-            raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
-        if self._needs_cv() and stats.n_blocks != self.cv:
-            raise ValueError(f"the statistics have {stats.n_blocks} fold(s) but cv={self.cv} "
-                             f"is needed to choose a or k; build them with n_blocks={self.cv}")
-        if not self._needs_cv() and stats.n_blocks > 1:
-            stats = stats.merge_blocks()
-        self._fit_and_test(stats, chunks, re_names, False)
         self.fit_time_ = time.perf_counter() - t0
         return self
 
@@ -280,7 +271,7 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
                                    criterion=self.cv_criterion,
                                    max_exchange=self.max_exchange)
             self.cv_results_ = cvres.table()
-            a, k, how = self._choose_from_cv(cvres, k_of_a)
+            a, k, how = choose_from_cv(self, cvres, k_of_a)
         else:
             a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
             if k is None and self.k_selection == "cv":
@@ -333,20 +324,6 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
     def _ic_n(self, n_eff, n_rows):
         return n_eff if self.ic_samples == "effective" else float(n_rows)
 
-    def _choose_from_cv(self, cvres, k_of_a):
-        """(a, k, description) from the CV table (and the IC choice of k per a)."""
-        how = f"a by {self.cv}-fold grouped CV ({self.cv_criterion})"
-        if self.support_size is not None:
-            k_of_a = np.full(cvres.a_grid.size, self.support_size - 1)
-            ia, _ = cvres.best(self.one_se, k_of_a=k_of_a)
-            return float(cvres.a_grid[ia]), self.support_size, how + "; k given"
-        if k_of_a is None:
-            ia, ik = cvres.best(self.one_se)
-            return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how + ", jointly with k"
-        ia, _ = cvres.best(self.one_se, k_of_a=k_of_a)
-        return (float(cvres.a_grid[ia]), int(k_of_a[ia]) + 1,
-                how + f" at the k chosen by {self.ic.upper()} for each a")
-
     def _final_fit(self, transform, a, k, k_max, free, p, how):
         path, n_ic = self._full_path(transform, a, k_max, free)
         n_eff = self._paths[(float(a), int(k_max))][2]
@@ -382,23 +359,11 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
         random_effects : bool
         """
         check_is_fitted(self, "coef_")
-        X = _as_float_matrix(X, "X", allow_1d=False)
-        if X.shape[1] != self.coef_.size:
-            raise ValueError(f"X has {X.shape[1]} features, but SparseLMM is expecting "
-                             f"{self.coef_.size} features as input; pass the same columns "
-                             f"as in fit")
+        X = check_predict_X(X, self.coef_.size)
         pred = X @ self.coef_ + self.intercept_
         if groups is None or not random_effects or self.random_effects_ is None:
             return pred
-        q = self.random_effects_.shape[1]
-        Z = np.ones((X.shape[0], 1)) if Z is None else _as_float_matrix(Z, "Z")
-        if Z.shape != (X.shape[0], q):
-            raise ValueError(f"Z has shape {Z.shape} but the model has {q} random effects "
-                             f"and X has {X.shape[0]} rows; pass Z of shape "
-                             f"({X.shape[0]}, {q})")
-        groups = np.asarray(groups, dtype=object)
-        if groups.shape != (X.shape[0],):
-            raise ValueError(f"groups has {groups.size} labels but X has {X.shape[0]} rows")
+        Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
         gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
         return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
 

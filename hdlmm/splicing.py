@@ -201,6 +201,15 @@ def _improve(G, c, d, st, max_exchange, n_candidates):
     return best
 
 
+def _inverse_2x2(A):
+    """Inverses of a stack of 2 × 2 matrices, and which are safely invertible."""
+    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+    ok = np.abs(det) > 1e-12 * np.abs(A[:, 0, 0] * A[:, 1, 1]) + np.finfo(float).tiny
+    adj = np.stack([np.stack([A[:, 1, 1], -A[:, 0, 1]], -1),
+                    np.stack([-A[:, 1, 0], A[:, 0, 0]], -1)], -2)
+    return adj / np.where(ok, det, 1.0)[:, None, None] * ok[:, None, None], ok
+
+
 def _best_double_exchange(G, c, d, st, zeta, I, n_candidates):
     """Exact best exchange of two active for two inactive variables.
 
@@ -223,10 +232,10 @@ def _best_double_exchange(G, c, d, st, zeta, I, n_candidates):
     o1, o2 = np.triu_indices(k, 1)
     MOO = np.stack([np.stack([st.M[o1, o1], st.M[o1, o2]], -1),
                     np.stack([st.M[o2, o1], st.M[o2, o2]], -1)], -2)  # (P, 2, 2)
-    MOO_inv = np.linalg.inv(MOO)
+    MOO_inv, pair_ok = _inverse_2x2(MOO)  # a singular M_OO (pseudo-inverse M): skip
     bO = np.stack([st.beta[o1], st.beta[o2]], -1)  # (P, 2)
     u = np.einsum("pij,pj->pi", MOO_inv, bO)
-    rss_R = st.rss + np.einsum("pi,pi->p", bO, u)
+    rss_R = np.where(pair_ok, st.rss + np.einsum("pi,pi->p", bO, u), np.inf)
     HO = np.stack([H[:, o1].T, H[:, o2].T], -1)  # (P, L, 2)
     g2 = g[None, :] + np.einsum("pli,pi->pl", HO, u)
     S2 = S[None] + np.einsum("pli,pij,pmj->plm", HO, MOO_inv, HO)

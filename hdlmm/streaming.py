@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -267,7 +268,39 @@ def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=N
 
 
 class StreamMixin:
-    """``fit_source``: the SparseLMM fit of a file read in chunks."""
+    """``fit_stats`` and ``fit_source``: SparseLMM fits from statistics built elsewhere
+    and from a file read in chunks."""
+
+    def fit_stats(self, stats, chunks=None, re_names=None):
+        """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
+
+        Parameters
+        ----------
+        stats : ClusterStats
+            Built with ``n_blocks=cv`` (and this ``random_state``) when a or k is chosen
+            by cross-validation, else with any number of blocks.
+        chunks : callable, optional
+            ``chunks()`` yields ``(X, y, cluster_index)`` row chunks, needed for the
+            debiased inference (a second pass over the rows); without it, ``inference``
+            is skipped with a warning.
+        re_names : list of str, optional
+            Names of the random effects (columns of Z).
+        """
+        t0 = time.perf_counter()
+        from ._validation import check_params
+
+        check_params(self)
+        if not isinstance(stats, ClusterStats):
+            raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
+        if self._needs_cv() and stats.n_blocks != self.cv:
+            raise ValueError(f"the statistics have {stats.n_blocks} fold(s) but cv={self.cv} "
+                             f"is needed to choose a or k; build them with n_blocks={self.cv}")
+        if not self._needs_cv() and stats.n_blocks > 1:
+            stats = stats.merge_blocks()
+        self._fit_and_test(stats, chunks, re_names, False)
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
 
     def fit_source(self, source, *, y, groups, X=None, Z=None, chunk_rows=100_000,
                    sep=None, progress=None):

@@ -21,6 +21,8 @@ Held-out criteria, both comparable across values of a:
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +31,8 @@ import pandas as pd
 from .path import fit_path
 from .transform import objective
 
-__all__ = ["information_criterion", "CVResult", "cross_validate", "IC_TYPES",
-           "CV_CRITERIA"]
+__all__ = ["information_criterion", "CVResult", "cross_validate", "choose_from_cv",
+           "IC_TYPES", "CV_CRITERIA"]
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 CV_CRITERIA = ("marginal", "loglik")
@@ -165,10 +167,33 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
             Gf, cf, df, _, nf = qa.block(f)
             test_a = (Gf, cf, df, logdet[f], nf)
             for ik in range(int(k_max_a[ia])):
+                if criterion == "loglik" and n_tr <= ik + 1 + len(free):
+                    scores[ia, f, ik] = np.inf  # no residual df: σ̂² is not estimable
+                    continue
                 # floor the training RSS at 1e-12 of the total: an exact training fit
                 # (tiny folds) would otherwise make σ̂² ≈ 0 and the criterion overflow
                 rss = max(path.rss[ik], 1e-12 * max(d, np.finfo(float).tiny))
                 scores[ia, f, ik] = _heldout(criterion, path.coefs[ik], test0, test_a,
                                              rss, n_tr)
+    if np.isinf(scores).any():
+        warnings.warn("some cross-validation training sets have no more rows than "
+                      "coefficients, so their held-out likelihood is undefined (set to "
+                      "inf); use fewer folds (cv), a smaller k_max, or give a",
+                      RuntimeWarning, stacklevel=3)
     return CVResult(a_grid=np.asarray(a_grid, dtype=float),
                     ks=np.arange(1, scores.shape[2] + 1), scores=scores)
+
+
+def choose_from_cv(model, cvres, k_of_a):
+    """(a, k, description) for a SparseLMM from the CV table (and the IC's k per a)."""
+    how = f"a by {model.cv}-fold grouped CV ({model.cv_criterion})"
+    if model.support_size is not None:
+        k_of_a = np.full(cvres.a_grid.size, model.support_size - 1)
+        ia, _ = cvres.best(model.one_se, k_of_a=k_of_a)
+        return float(cvres.a_grid[ia]), model.support_size, how + "; k given"
+    if k_of_a is None:
+        ia, ik = cvres.best(model.one_se)
+        return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how + ", jointly with k"
+    ia, _ = cvres.best(model.one_se, k_of_a=k_of_a)
+    return (float(cvres.a_grid[ia]), int(k_of_a[ia]) + 1,
+            how + f" at the k chosen by {model.ic.upper()} for each a")
