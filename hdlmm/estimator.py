@@ -7,6 +7,7 @@ solves with :mod:`hdlmm.splicing`.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 
@@ -317,8 +318,13 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
         key = (float(a), int(k_max))
         if key not in self._paths:
             G, c, d, n_eff, n_rows = transform.at(a).total()
-            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange)
-            self._paths[key] = (path, self._ic_n(n_eff, n_rows), n_eff)
+            n_ic, p = self._ic_n(n_eff, n_rows), G.shape[0] - len(free)
+            ic = None  # the IC path stops where no larger k can win (exact bound)
+            if self.support_size is None and self.k_selection == "ic":
+                ic = functools.partial(information_criterion, n_eff=n_ic, p=p, kind=self.ic)
+            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange,
+                            ic=ic)
+            self._paths[key] = (path, n_ic, n_eff)
         return self._paths[key][:2]
 
     def _ic_n(self, n_eff, n_rows):

@@ -34,7 +34,7 @@ def _expand(fit, p, rest, recover, free):
     return coef
 
 
-def fit_path(G, c, d, k_max, free=(), max_exchange=2):
+def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None):
     """Best subsets of the penalised columns for k = 1..k_max.
 
     Parameters
@@ -44,6 +44,12 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2):
     free : sequence of int
         Unpenalised columns (always in the model).
     max_exchange : int
+    ic : callable, optional
+        ``ic(rss, k)`` → information criterion (increasing in k at fixed RSS). The path
+        then stops at the first k beyond which no support can have a smaller criterion:
+        every RSS is at least that of least squares on all columns, RSS_LS, so once
+        ic(RSS_LS, k + 1) exceeds the best criterion so far, no larger k can win. The
+        bound is exact (it holds for any subset); it needs N > p (else RSS_LS = 0).
 
     Returns
     -------
@@ -51,10 +57,28 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2):
     """
     p = G.shape[0]
     Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
-    fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange)
+    stop = None if ic is None else _ic_stop(Gt, ct, dt, ic)
+    fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
     coefs = np.array([_expand(f, p, rest, recover, free) for f in fits])
-    return PathFit(ks=np.arange(1, k_max + 1), coefs=coefs,
+    return PathFit(ks=np.arange(1, len(fits) + 1), coefs=coefs,
                    rss=np.array([f.rss for f in fits]))
+
+
+def _ic_stop(G, c, d, ic):
+    """``stop(k, rss)`` for :func:`best_subset_path`: True once no k' > k can win."""
+    try:
+        L = np.linalg.cholesky(G)
+        z = np.linalg.solve(L, c)
+        rss_ls = max(d - z @ z, 0.0)
+    except np.linalg.LinAlgError:  # singular (e.g. p ≥ N): no useful bound
+        rss_ls = 0.0
+    best = [np.inf]
+
+    def stop(k, rss):
+        best[0] = min(best[0], float(ic(np.array([rss]), np.array([k]))[0]))
+        return rss_ls > 0 and float(ic(np.array([rss_ls]), np.array([k + 1]))[0]) > best[0]
+
+    return stop
 
 
 def default_k_max(n_samples, n_penalised):

@@ -258,11 +258,14 @@ def _best_double_exchange(G, c, d, st, zeta, I, n_candidates):
     return _Support(G, c, d, np.concatenate([st.A[keep], C[[j, l]]]), strict=True)
 
 
-def best_subset_path(G, c, d, k_max, max_exchange=2, k_min=1, n_candidates=20):
+def best_subset_path(G, c, d, k_max, max_exchange=2, k_min=1, n_candidates=20,
+                     stop=None):
     """Best subsets for k = k_min..k_max.
 
     A forward sweep warm-starts each k from the (k − 1)-solution, then a backward sweep
-    restarts each k from the (k + 1)-solution, keeping the better of the two.
+    restarts each k from the (k + 1)-solution, keeping the better of the two. ``stop``,
+    if given, is called as ``stop(k, rss)`` after each k of the forward sweep and ends
+    it when it returns True (see :func:`hdlmm.path.fit_path`).
 
     Returns
     -------
@@ -274,6 +277,8 @@ def best_subset_path(G, c, d, k_max, max_exchange=2, k_min=1, n_candidates=20):
         prev = best_subset(G, c, d, k, init=None if prev is None else prev.support,
                            **opts)
         fits.append(prev)
+        if stop is not None and stop(k, prev.rss):
+            break
     # Backward sweep: restart each k from the (k + 1)-solution; keep the better fit.
     for i in range(len(fits) - 2, -1, -1):
         back = best_subset(G, c, d, k_min + i, init=fits[i + 1].support, **opts)

@@ -71,8 +71,33 @@ def test_ic_sample_size_option():
     eff = SparseLMM(a=2.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
     rows = SparseLMM(a=2.0, ic_samples="rows").fit(d.X, d.y, groups=d.groups, Z=d.Z)
     n_eff, N = eff.n_eff_, len(d.y)
-    rss = eff.path_.rss.to_numpy()
-    np.testing.assert_allclose(eff.path_.ic, information_criterion(rss, eff.path_.k, n_eff, 60))
-    np.testing.assert_allclose(rows.path_.ic, information_criterion(rss, eff.path_.k, N, 60))
+    np.testing.assert_allclose(eff.path_.ic, information_criterion(
+        eff.path_.rss.to_numpy(), eff.path_.k, n_eff, 60))
+    np.testing.assert_allclose(rows.path_.ic, information_criterion(
+        rows.path_.rss.to_numpy(), rows.path_.k, N, 60))
+    common = min(len(eff.path_), len(rows.path_))  # the same paths, stopped apart
+    np.testing.assert_allclose(rows.path_.rss[:common], eff.path_.rss[:common])
     with pytest.raises(ValueError, match=r"ic_samples must be one of \('effective', 'rows'\)"):
         SparseLMM(a=2.0, ic_samples="both").fit(d.X, d.y, groups=d.groups, Z=d.Z)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ic_path_stops_early_without_changing_the_choice(seed):
+    """The exact early stop of the IC path: same k, support and criterion as the
+    full path to k_max (N > p, so the least-squares bound is informative)."""
+    from functools import partial
+
+    from hdlmm.path import fit_path
+    from hdlmm.tuning import information_criterion
+
+    d = hdlmm.make_lmm_data(n_clusters=30, n_obs=(4, 10), n_features=40, n_re=2,
+                            support_size=3, random_state=seed)
+    stats = hdlmm.ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    G, c, dd, n_eff, _ = hdlmm.ProxyTransform(stats).at(1.0).total()
+    ic = partial(information_criterion, n_eff=n_eff, p=40, kind="ebic")
+    full = fit_path(G, c, dd, 40, free=[0])
+    short = fit_path(G, c, dd, 40, free=[0], ic=ic)
+    assert short.ks.size < full.ks.size
+    i_full, i_short = np.argmin(ic(full.rss, full.ks)), np.argmin(ic(short.rss, short.ks))
+    assert i_full == i_short
+    np.testing.assert_allclose(short.coefs[i_short], full.coefs[i_full], rtol=1e-10)
