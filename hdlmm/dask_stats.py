@@ -30,7 +30,7 @@ import pandas as pd
 
 from ._validation import _sort_order
 from .stats import ClusterStats, FoldLayout, _Accumulator, _check_no_overflow, _feature_names
-from .streaming import INTERCEPT, TableSpec
+from .streaming import TableSpec
 
 __all__ = ["dask_stats", "DaskMixin"]
 
@@ -159,7 +159,4 @@ class DaskMixin:
                     Xc, yc, _, g = spec.arrays(frame, 0, "a partition")
                     yield Xc, yc, stats.cluster_index(g)
 
-        self.fit_stats(stats, chunks, re_names=["(Intercept)" if c == INTERCEPT else c
-                                                for c in spec.Z])
-        self.feature_names_in_ = np.asarray(spec.X, dtype=object)
-        return self
+        return self._fit_spec(spec, stats, chunks)  # see StreamMixin

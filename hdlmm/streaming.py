@@ -338,6 +338,10 @@ class StreamMixin:
                                            "inference"):
                 yield Xc, yc, stats.cluster_index(g)
 
+        return self._fit_spec(spec, stats, chunks)
+
+    def _fit_spec(self, spec, stats, chunks):
+        """fit_stats with the names of a TableSpec (shared by fit_source, fit_dask)."""
         self.fit_stats(stats, chunks, re_names=["(Intercept)" if c == INTERCEPT else c
                                                 for c in spec.Z])
         self.feature_names_in_ = np.asarray(spec.X, dtype=object)
