@@ -171,7 +171,7 @@ def run_stream():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hdlmm.SparseLMM(random_state=0).fit_source(
-            BIG, y="y", groups="g", Z=["1", "t"], chunk_rows=100_000, progress=False)
+            BIG, y="y", groups="g", Z=["1", "t"], chunk_rows=50_000, progress=False)
     print(f"streaming fit of {BIG.name}: {time.perf_counter() - t0:.1f} s; a = {model.a_}, "
           f"k = {model.support_size_}, support {list(model.support_)}")
     return model
