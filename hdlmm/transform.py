@@ -87,8 +87,13 @@ class ProxyTransform:
     (``numpy.linalg.eigh`` on an (n, q, q) stack); nothing loops over clusters in Python.
     """
 
+    #: bytes of whitened problems kept between calls of :meth:`at` (the EBIC path and
+    #: the CV folds ask for the same a; each costs one (n q × p)ᵀ(n q × p) product)
+    cache_bytes = 512 * 2 ** 20
+
     def __init__(self, stats):
         self.stats = stats
+        self._cache = {}
         lam, V = np.linalg.eigh(stats.ZtZ)
         self.lam = np.clip(lam, 0.0, None)  # (n, q), round-off can give tiny negatives
         Vt = np.swapaxes(V, 1, 2)
@@ -117,6 +122,17 @@ class ProxyTransform:
         Quadratic
         """
         a = check_a(a)
+        if a in self._cache:
+            return self._cache[a]
+        quad = self._at(a)
+        size = quad.G.nbytes * (len(self._cache) + 1)
+        if size <= self.cache_bytes:
+            for arr in (quad.G, quad.c, quad.d, quad.trace, quad.n_rows):
+                arr.flags.writeable = False  # shared: callers must not write into it
+            self._cache[a] = quad
+        return quad
+
+    def _at(self, a):
         s = self.stats
         p = s.n_features
         G = s.XtX.copy()
