@@ -28,9 +28,8 @@ import operator
 import numpy as np
 import pandas as pd
 
-from ._validation import _sort_order
-from .stats import ClusterStats, FoldLayout, _Accumulator, _check_no_overflow, _feature_names
-from .streaming import TableSpec
+from .stats import FoldLayout, _Accumulator
+from .streaming import TableSpec, sorted_labels
 
 __all__ = ["dask_stats", "DaskMixin"]
 
@@ -54,12 +53,8 @@ def partition_stats(frame, spec, layout, fit_intercept):
     uc, local = np.unique(pos, return_inverse=True)
     acc = _Accumulator(uc.size, layout.n_blocks, X.shape[1] + fit_intercept, Z.shape[1])
     acc.add_rows(X, y, Z, local, layout.block[uc], fit_intercept)
-    sums = acc.result()
-    _check_no_overflow(sums, X, y)
-    return ClusterStats(labels=layout.labels[uc], block=layout.block[uc],
-                        intercept=fit_intercept,
-                        feature_names=_feature_names(spec.X, len(spec.X), fit_intercept),
-                        **sums)
+    return acc.stats(layout.labels[uc], layout.block[uc], fit_intercept,
+                     spec.feature_names(fit_intercept), X, y)
 
 
 def _add(*parts):
@@ -83,11 +78,8 @@ def dask_layout(ddf, spec, n_blocks, random_state):
     dask = _dask()
     per_part = dask.compute(*[dask.delayed(_unique_labels, pure=True)(part)
                               for part in ddf[spec.groups].to_delayed()])
-    labels = np.asarray(pd.unique(np.concatenate(per_part)), dtype=object)
-    if labels.size < 2:
-        raise ValueError(f"column {spec.groups!r} has {labels.size} cluster(s); a mixed "
-                         f"model needs at least 2")
-    return FoldLayout(labels[_sort_order(labels)], n_blocks, random_state)
+    labels = sorted_labels(per_part, spec.groups, "the Dask DataFrame")
+    return FoldLayout(labels, n_blocks, random_state)
 
 
 def dask_stats(ddf, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
@@ -144,13 +136,9 @@ class DaskMixin:
         -------
         self
         """
-        from ._validation import check_params
-
-        check_params(self)
         spec = TableSpec(y, groups, X, Z)
-        stats = dask_stats(ddf, spec, fit_intercept=self.fit_intercept,
-                           n_blocks=self.cv if self._needs_cv() else 1,
-                           random_state=self.random_state, split_every=split_every)
+        stats = dask_stats(ddf, spec, split_every=split_every,
+                           **self._stats_options())  # see StreamMixin
 
         def chunks():  # the inference's second pass, one partition at a time
             for part in ddf[spec.columns].partitions:

@@ -130,10 +130,7 @@ class ClusterStats:
             rows = slice(start, start + chunk_rows)
             acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
                          layout.block, fit_intercept)
-        sums = acc.result()
-        _check_no_overflow(sums, X, y)
-        return cls(labels=layout.labels, block=layout.block, intercept=fit_intercept,
-                   feature_names=names, **sums)
+        return acc.stats(layout.labels, layout.block, fit_intercept, names, X, y)
 
     # ----------------------------------------------------------- combining
     def __add__(self, other):
@@ -234,15 +231,18 @@ class FoldLayout:
         return self.position[codes]
 
 
-def _check_no_overflow(sums, X, y):
-    """Cross-products of huge values overflow to inf: say so instead of failing later."""
+def _check_no_overflow(sums, X=None, y=None):
+    """Cross-products of huge values overflow to inf: say so instead of failing later
+    (the largest value is named when the rows X, y are at hand; it is only computed on
+    failure)."""
     for key in ("XtX", "Xty", "yty", "ZtZ", "ZtX", "Zty"):
         if not np.all(np.isfinite(sums[key])):
-            big = max(float(np.max(np.abs(X))), float(np.max(np.abs(y))))
+            big = ("" if X is None else
+                   f" (largest |value| {max(np.max(np.abs(X)), np.max(np.abs(y))):.3g})")
             raise ValueError(
-                f"the cross-products of X, y and Z overflow (largest |value| {big:.3g}); "
-                f"rescale the columns (e.g. sklearn.preprocessing.StandardScaler, or y "
-                f"in other units) before fitting")
+                f"the cross-products of X, y and Z overflow{big}; rescale the columns "
+                f"(e.g. sklearn.preprocessing.StandardScaler, or y in other units) "
+                f"before fitting")
 
 
 class _Accumulator:
@@ -287,6 +287,14 @@ class _Accumulator:
     def result(self):
         return dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
                     XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
+
+    def stats(self, labels, block, intercept, feature_names, X=None, y=None):
+        """The ClusterStats of the sums (clusters in ``labels``/``block`` order), after
+        checking them for overflow (``X``, ``y``: the rows, for the message)."""
+        sums = self.result()
+        _check_no_overflow(sums, X, y)
+        return ClusterStats(labels=labels, block=block, intercept=intercept,
+                            feature_names=feature_names, **sums)
 
 
 def _deal_blocks(n, K, random_state):

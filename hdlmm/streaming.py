@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import _sort_order
-from .stats import ClusterStats, FoldLayout, _Accumulator, _check_no_overflow, _feature_names
+from .stats import ClusterStats, FoldLayout, _Accumulator, _feature_names
 
 __all__ = ["TableSpec", "read_batches", "stream_stats", "StreamMixin"]
 
@@ -154,6 +154,10 @@ class TableSpec:
             raise ValueError(f"no predictor columns left in {where}; pass X=[...]")
         return self
 
+    def feature_names(self, intercept):
+        """Names of the statistics' columns (the intercept first when fitted)."""
+        return _feature_names(self.X, len(self.X), intercept)
+
     @property
     def numeric(self):
         return list(dict.fromkeys(self.X + [self.y] + [c for c in self.Z if c != INTERCEPT]))
@@ -218,17 +222,22 @@ def _chunks(source, spec, chunk_rows, sep, progress, desc):
             bar.close()
 
 
-def scan_labels(source, groups, chunk_rows=1_000_000, sep=None):
-    """All cluster labels of a source, sorted as in-memory fits sort them."""
-    seen = []
-    for frame in read_batches(source, [groups], chunk_rows, sep):
-        seen.append(pd.unique(frame[groups].to_numpy(dtype=object)))
-    labels = pd.unique(np.concatenate(seen)) if seen else np.array([], dtype=object)
-    labels = np.asarray(labels, dtype=object)
+def sorted_labels(parts, groups, where):
+    """All cluster labels from per-chunk label arrays, sorted as in-memory fits sort
+    them; an error for fewer than 2 clusters."""
+    parts = [pd.unique(np.asarray(p, dtype=object)) for p in parts]
+    labels = np.asarray(pd.unique(np.concatenate(parts)) if parts else [], dtype=object)
     if labels.size < 2:
-        raise ValueError(f"{os.fspath(source)} has {labels.size} cluster(s) in column "
-                         f"{groups!r}; a mixed model needs at least 2")
+        raise ValueError(f"{where} has {labels.size} cluster(s) in column {groups!r}; a "
+                         f"mixed model needs at least 2")
     return labels[_sort_order(labels)]
+
+
+def scan_labels(source, groups, chunk_rows=1_000_000, sep=None):
+    """All cluster labels of a source (reading the grouping column only), sorted."""
+    parts = (frame[groups].to_numpy(dtype=object)
+             for frame in read_batches(source, [groups], chunk_rows, sep))
+    return sorted_labels(list(parts), groups, os.fspath(source))
 
 
 def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
@@ -260,15 +269,10 @@ def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=N
     layout = FoldLayout(scan_labels(source, spec.groups, sep=sep), n_blocks, random_state)
     acc = _Accumulator(layout.labels.size, n_blocks, len(spec.X) + fit_intercept,
                        len(spec.Z))
-    big = 0.0
     for X, y, Z, g, _ in _chunks(source, spec, chunk_rows, sep, progress, "cross-products"):
         acc.add_rows(X, y, Z, layout.positions(g), layout.block, fit_intercept)
-        big = max(big, float(np.abs(X).max(initial=0)), float(np.abs(y).max(initial=0)))
-    sums = acc.result()
-    _check_no_overflow(sums, np.array([big]), np.array([big]))
-    return ClusterStats(labels=layout.labels, block=layout.block, intercept=fit_intercept,
-                        feature_names=_feature_names(spec.X, len(spec.X), fit_intercept),
-                        **sums)
+    return acc.stats(layout.labels, layout.block, fit_intercept, spec.feature_names(
+        fit_intercept))
 
 
 class StreamMixin:
@@ -328,14 +332,9 @@ class StreamMixin:
         -------
         self
         """
-        from ._validation import check_params
-
-        check_params(self)
         spec = TableSpec(y, groups, X, Z)
-        stats = stream_stats(source, spec, fit_intercept=self.fit_intercept,
-                             n_blocks=self.cv if self._needs_cv() else 1,
-                             random_state=self.random_state, chunk_rows=chunk_rows,
-                             sep=sep, progress=progress)
+        stats = stream_stats(source, spec, chunk_rows=chunk_rows, sep=sep,
+                             progress=progress, **self._stats_options())
 
         def chunks():
             for Xc, yc, _, g, _ in _chunks(source, spec, chunk_rows, sep, progress,
@@ -343,6 +342,14 @@ class StreamMixin:
                 yield Xc, yc, stats.cluster_index(g)
 
         return self._fit_spec(spec, stats, chunks)
+
+    def _stats_options(self):
+        """Checked parameters, and how the statistics must be built for them."""
+        from ._validation import check_params
+
+        check_params(self)
+        return dict(fit_intercept=self.fit_intercept, random_state=self.random_state,
+                    n_blocks=self.cv if self._needs_cv() else 1)
 
     def _fit_spec(self, spec, stats, chunks):
         """fit_stats with the names of a TableSpec (shared by fit_source, fit_dask)."""
