@@ -86,6 +86,8 @@ VARIANTS = {
     "hdlmm-marginal": dict(cv_criterion="marginal"),
     "hdlmm-gls": dict(refit=True),
     "hdlmm-icrows": dict(ic_samples="rows"),
+    "hdlmm-ml": dict(ic_samples="ml"),
+    "hdlmm-eff": dict(ic_samples="effective"),
     "hdlmm-kcv": dict(k_selection="cv"),
     "hdlmm-gic": dict(ic="gic"),
     "hdlmm-bic": dict(ic="bic"),
@@ -147,11 +149,11 @@ def _tutorial_unbalanced(d, a, k):
         lambda b: jnp.sum((ya - Xa @ b) ** 2) / tr))
 
 
-def run(setting, reps, estimators, start=0):
+def run(setting, reps, estimators, start=0, tag=""):
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"accuracy_{setting}_from{start}.csv"
+    path = OUT / f"accuracy_{setting}_from{start}{tag}.csv"
     rows = []
     for rep in range(start, start + reps):
         d = make_setting(setting, rep)
@@ -195,12 +197,15 @@ def main():
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--estimators", default=",".join(ESTIMATORS))
+    ap.add_argument("--tag", default="",
+                    help="suffix of the output file (runs of extra estimators on the "
+                         "same replicates keep the others' file)")
     ap.add_argument("--summary", action="store_true")
     args = ap.parse_args()
     if args.summary:
         summary()
     else:
-        run(args.setting, args.reps, args.estimators.split(","), args.start)
+        run(args.setting, args.reps, args.estimators.split(","), args.start, args.tag)
 
 
 if __name__ == "__main__":

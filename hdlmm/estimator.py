@@ -1,13 +1,12 @@
 """SparseLMM: best-subset fixed effects of a linear mixed model (scikit-learn API).
 
 The estimator only orchestrates: it builds a :class:`~hdlmm.stats.ClusterStats`, the
-:class:`~hdlmm.transform.ProxyTransform`, chooses (a, k) with :mod:`hdlmm.tuning` and
-solves with :mod:`hdlmm.splicing`.
+:class:`~hdlmm.transform.ProxyTransform`, chooses (a, k) and fits
+(:mod:`hdlmm.selection`), then fits the random part and the inference (:mod:`hdlmm._postfit`).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 
@@ -16,24 +15,17 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._postfit import fixed_effect_inference, random_part
-from ._validation import (check_a, check_lmm_arrays, check_params, check_predict_groups,
-                          check_predict_X, check_support_rank, check_support_size,
-                          warn_constant_columns)
+from ._postfit import fixed_effect_inference
+from ._validation import (check_lmm_arrays, check_params, check_predict_groups,
+                          check_predict_X)
 from .dask_stats import DaskMixin
 from .formula import FormulaMixin
-from .path import default_k_max, fit_path
 from .screening import expand_screened, screened_columns
+from .selection import DEFAULT_A_GRID, SelectionMixin
 from .stats import ClusterStats
 from .streaming import StreamMixin
-from .transform import ProxyTransform
-from .tuning import choose_from_cv, cross_validate, information_criterion
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
-
-#: Default grid of the proxy parameter a: 0 (ignore the clustering) and half-decades
-#: from 0.1 to 100 (a is a proxy of the variance ratio Ψ/σ² in the units of Z).
-DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 7)]
 
 NO_GROUPS_WARNING = (
     "groups not given: every row is treated as its own cluster, so the clustering is "
@@ -43,7 +35,8 @@ NO_GROUPS_WARNING = (
     "SparseLMM().set_fit_request(groups=True))")
 
 
-class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstimator):
+class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorMixin,
+                BaseEstimator):
     """Sparse fixed effects of a linear mixed model by best-subset selection.
 
     Model: y_i = X_i β + Z_i γ_i + ε_i for clusters i = 1..n, γ_i ~ (0, Ψ),
@@ -73,8 +66,13 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
         full data (``ic``) or grouped cross-validation jointly with a.
     ic : {"ebic", "gic", "sic", "bic", "aic"}
         Information criterion for ``k_selection="ic"``.
-    ic_samples : {"effective", "rows"}
-        Sample size n in the criterion: tr(Σ_a⁻¹) (``effective``) or N (``rows``).
+    ic_samples : {"ml", "effective", "rows"}
+        Sample size n in the criterion. ``ml`` (default): n = N at the working model's
+        maximum-likelihood a on the grid, one k for every a, then a by CV at that k
+        (:func:`hdlmm.tuning.proxy_ml_k`); ``effective``: n = tr(Σ_a⁻¹) and ``rows``:
+        n = N, each a with its own k. In the accuracy benchmark (benchmarks/RESULTS.md)
+        ``effective`` under-selects when q is close to the cluster sizes and ``rows``
+        over-selects at large a; ``ml`` avoids both.
     cv : int
         Number of grouped folds (whole clusters).
     cv_criterion : {"loglik", "marginal"}
@@ -168,7 +166,7 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
                  k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="loglik",
                  one_se=False, max_exchange=2, vc_method="REML",
-                 cov_structure="unstructured", refit=False, ic_samples="effective",
+                 cov_structure="unstructured", refit=False, ic_samples="ml",
                  inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
                  p_adjust=None, screening="auto", random_state=None):
         self.support_size = support_size
@@ -249,104 +247,9 @@ class SparseLMM(FormulaMixin, StreamMixin, DaskMixin, RegressorMixin, BaseEstima
             index=stats.feature_names, name="coef")
         self._set(fixed_effect_inference(self, transform, chunks))
 
-    def _fit_stats(self, stats, re_names=None, no_groups=False):
-        """Choose (a, k) and fit, from the cross-products only."""
-        self.stats_ = stats
-        free = [0] if stats.intercept else []
-        p = stats.n_features - len(free)
-        self.n_features_in_ = p
-        warn_constant_columns(stats, free)
-        if self.support_size is not None:
-            check_support_size(self.support_size, p, stats.n_samples)
-        k_max = self._k_max(stats.n_samples, p)
-        transform = ProxyTransform(stats)
-        self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
-        self.cv_results_ = None
-        if self.a is None:
-            a_grid = self._a_grid()
-            k_of_a = None
-            if self.support_size is None and self.k_selection == "ic":
-                k_of_a = self._ic_choices(transform, a_grid, k_max, free, p)
-            cvres = cross_validate(transform, a_grid,
-                                   k_max if k_of_a is None else k_of_a + 1, free=free,
-                                   criterion=self.cv_criterion,
-                                   max_exchange=self.max_exchange)
-            self.cv_results_ = cvres.table()
-            a, k, how = choose_from_cv(self, cvres, k_of_a)
-        else:
-            a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
-            if k is None and self.k_selection == "cv":
-                cvres = cross_validate(transform, [a], k_max, free=free,
-                                       criterion=self.cv_criterion,
-                                       max_exchange=self.max_exchange)
-                self.cv_results_ = cvres.table()
-                k = int(cvres.ks[cvres.best(self.one_se)[1]])
-                how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
-        self._final_fit(transform, a, k, k_max, free, p, how)
-        del self._paths
-        self._set(random_part(self, stats, free, re_names, skip=no_groups))
-        return transform
-
     def _set(self, attributes):
         for name, value in attributes.items():
             setattr(self, name, value)
-
-    def _k_max(self, n_samples, p):
-        if self.support_size is not None and self.k_max is None:
-            return self.support_size
-        k_max = self.k_max or default_k_max(n_samples * (self.cv - 1) // self.cv, p)
-        if self.support_size is not None:
-            k_max = max(k_max, self.support_size)
-        return check_support_size(int(k_max), p, n_samples)
-
-    def _a_grid(self):
-        grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
-        return np.array([check_a(float(v), "a_grid values") for v in grid])
-
-    def _ic_choices(self, transform, a_grid, k_max, free, p):
-        """Index of the k chosen by the information criterion on the full data, per a."""
-        k_of_a = []
-        for a in a_grid:
-            path, n_ic = self._full_path(transform, a, k_max, free)
-            k_of_a.append(int(np.argmin(information_criterion(
-                path.rss, path.ks, n_ic, p, self.ic))))
-        return np.array(k_of_a)
-
-    def _full_path(self, transform, a, k_max, free):
-        """Best-subset path on all the data at one a, and the IC sample size (cached:
-        the final fit reuses the path computed while choosing k for each a)."""
-        key = (float(a), int(k_max))
-        if key not in self._paths:
-            G, c, d, n_eff, n_rows = transform.at(a).total()
-            n_ic, p = self._ic_n(n_eff, n_rows), G.shape[0] - len(free)
-            ic = None  # the IC path stops where no larger k can win (exact bound)
-            if self.support_size is None and self.k_selection == "ic":
-                ic = functools.partial(information_criterion, n_eff=n_ic, p=p, kind=self.ic)
-            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange,
-                            ic=ic)
-            self._paths[key] = (path, n_ic, n_eff)
-        return self._paths[key][:2]
-
-    def _ic_n(self, n_eff, n_rows):
-        return n_eff if self.ic_samples == "effective" else float(n_rows)
-
-    def _final_fit(self, transform, a, k, k_max, free, p, how):
-        path, n_ic = self._full_path(transform, a, k_max, free)
-        n_eff = self._paths[(float(a), int(k_max))][2]
-        ic = information_criterion(path.rss, path.ks, n_ic, p, self.ic)
-        if k is None:
-            k = int(path.ks[np.argmin(ic)])
-            how += f"; k by {self.ic.upper()} (n_eff = tr(Σ_a⁻¹) = {n_eff:.1f})"
-        coef = path.coefs[k - 1]  # _k_max guarantees k ≤ k_max
-        check_support_rank(self.stats_, free, np.flatnonzero(coef[len(free):]), k)
-        self.a_, self.support_size_, self.n_eff_, self.selection_ = a, k, n_eff, how
-        self.intercept_ = float(coef[0]) if free else 0.0
-        self.coef_ = coef[len(free):].copy()
-        self.support_ = np.flatnonzero(self.coef_)
-        self.path_ = pd.DataFrame({
-            "k": path.ks, "rss": path.rss, "ic": ic,
-            "support": [np.flatnonzero(cf[len(free):]) for cf in path.coefs],
-            "coef": [cf[len(free):] for cf in path.coefs]})
 
     # -------------------------------------------------------------- predict
     def predict(self, X, groups=None, Z=None, random_effects=True):

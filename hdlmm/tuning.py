@@ -1,9 +1,8 @@
 """Choosing the support size k and the proxy parameter a from the data.
 
-* k by an information criterion along the path, with the effective sample size
-  n_eff = tr(Σ_a⁻¹) of the whitened problem in place of N: as a grows the transform
-  projects out the n·q random-effect directions and the whitened residual vector has
-  about N − n q free components, not N (a = 0 gives n_eff = N, the usual criterion);
+* k by an information criterion along the path; its sample size is N at the
+  maximum-likelihood a of the working model (:func:`proxy_ml_k`, the default), or
+  tr(Σ_a⁻¹) or N at every a of the grid;
 * (a, k) by grouped K-fold cross-validation: folds are whole clusters (the blocks of a
   ClusterStats), training statistics are "total − fold" and the held-out criterion is
   computed from the fold's own cross-products, so no pass over the rows is repeated.
@@ -31,8 +30,8 @@ import pandas as pd
 from .path import fit_path
 from .transform import objective
 
-__all__ = ["information_criterion", "CVResult", "cross_validate", "choose_from_cv",
-           "IC_TYPES", "CV_CRITERIA"]
+__all__ = ["information_criterion", "proxy_ml_k", "CVResult", "cross_validate",
+           "choose_from_cv", "IC_TYPES", "CV_CRITERIA"]
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 CV_CRITERIA = ("marginal", "loglik")
@@ -71,6 +70,56 @@ def information_criterion(rss, k, n_eff, p, kind="ebic"):
     else:
         raise ValueError(f"ic must be one of {IC_TYPES}; got {kind!r}")
     return fit + pen
+
+
+def proxy_ml_k(rss, logdet, n_eff, n_rows, p, kind="ebic"):
+    """Support size by an information criterion at the working model's fitted a.
+
+    Under the working model Var(y_i) = σ² Σ_a^i the whitened residuals are N independent
+    components, so the criterion's sample size is N, but only at an a that fits: when a
+    is larger than the data's variance ratio, the random-effect directions are shrunk
+    below σ², only about tr(Σ_a⁻¹) components carry the noise, and a criterion with N
+    over-selects; with tr(Σ_a⁻¹) everywhere it under-selects where q is close to the
+    cluster sizes (tr(Σ_a⁻¹) → N − Σᵢ rank Zᵢ, which is 0 when every Zᵢ is square).
+    So a is set to its maximum-likelihood value on the grid, from the profiled deviance
+    of the working model
+
+        D(a, k) = N log(RSS_k(a) / N) + log det Σ_a,
+
+    and k is chosen by the criterion with n = N at that a; the two steps alternate
+    until k repeats (a fixed point, or the first repeat of a cycle). The start is the
+    conservative k of the criterion with n = tr(Σ_a⁻¹) at the a fitted for k = 1.
+
+    Parameters
+    ----------
+    rss : ndarray of shape (n_a, k_max)
+        RSS of the best subset of each size at each a (``inf`` beyond a path's end).
+    logdet : ndarray of shape (n_a,)
+        log det Σ_a.
+    n_eff : ndarray of shape (n_a,)
+        tr(Σ_a⁻¹).
+    n_rows : int
+    p : int
+        Number of candidate columns.
+    kind : str
+
+    Returns
+    -------
+    k : int
+    ia : int
+        Index of the maximum-likelihood a at k.
+    """
+    rss = np.maximum(np.asarray(rss, dtype=float), np.finfo(float).tiny)
+    ks = np.arange(1, rss.shape[1] + 1)
+    dev = n_rows * np.log(rss / n_rows) + np.asarray(logdet, dtype=float)[:, None]
+    ia = int(np.argmin(dev[:, 0]))
+    k = int(np.argmin(information_criterion(rss[ia], ks, n_eff[ia], p, kind))) + 1
+    seen = []
+    while k not in seen:
+        seen.append(k)
+        ia = int(np.argmin(dev[:, k - 1]))
+        k = int(np.argmin(information_criterion(rss[ia], ks, n_rows, p, kind))) + 1
+    return k, int(np.argmin(dev[:, k - 1]))
 
 
 @dataclass
@@ -184,8 +233,9 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
                     ks=np.arange(1, scores.shape[2] + 1), scores=scores)
 
 
-def choose_from_cv(model, cvres, k_of_a):
-    """(a, k, description) for a SparseLMM from the CV table (and the IC's k per a)."""
+def choose_from_cv(model, cvres, k_of_a, ic_how=""):
+    """(a, k, description) for a SparseLMM from the CV table (and the IC's k per a,
+    described by ``ic_how``)."""
     how = f"a by {model.cv}-fold grouped CV ({model.cv_criterion})"
     if model.support_size is not None:
         k_of_a = np.full(cvres.a_grid.size, model.support_size - 1)
@@ -195,5 +245,4 @@ def choose_from_cv(model, cvres, k_of_a):
         ia, ik = cvres.best(model.one_se)
         return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how + ", jointly with k"
     ia, _ = cvres.best(model.one_se, k_of_a=k_of_a)
-    return (float(cvres.a_grid[ia]), int(k_of_a[ia]) + 1,
-            how + f" at the k chosen by {model.ic.upper()} for each a")
+    return float(cvres.a_grid[ia]), int(k_of_a[ia]) + 1, how + ic_how

@@ -3,6 +3,7 @@ import pytest
 
 import hdlmm
 from hdlmm import SparseLMM
+from hdlmm.path import fit_path
 from hdlmm.tuning import information_criterion
 
 
@@ -68,7 +69,7 @@ def test_plots_write_files(tmp_path):
 
 def test_ic_sample_size_option():
     d = hdlmm.make_lmm_data(n_clusters=25, n_obs=8, n_features=60, random_state=9)
-    eff = SparseLMM(a=2.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    eff = SparseLMM(a=2.0, ic_samples="effective").fit(d.X, d.y, groups=d.groups, Z=d.Z)
     rows = SparseLMM(a=2.0, ic_samples="rows").fit(d.X, d.y, groups=d.groups, Z=d.Z)
     n_eff, N = eff.n_eff_, len(d.y)
     np.testing.assert_allclose(eff.path_.ic, information_criterion(
@@ -77,7 +78,7 @@ def test_ic_sample_size_option():
         rows.path_.rss.to_numpy(), rows.path_.k, N, 60))
     common = min(len(eff.path_), len(rows.path_))  # the same paths, stopped apart
     np.testing.assert_allclose(rows.path_.rss[:common], eff.path_.rss[:common])
-    with pytest.raises(ValueError, match=r"ic_samples must be one of \('effective', 'rows'\)"):
+    with pytest.raises(ValueError, match=r"ic_samples must be one of \('ml', 'effective', 'rows'\)"):
         SparseLMM(a=2.0, ic_samples="both").fit(d.X, d.y, groups=d.groups, Z=d.Z)
 
 
@@ -101,3 +102,44 @@ def test_ic_path_stops_early_without_changing_the_choice(seed):
     i_full, i_short = np.argmin(ic(full.rss, full.ks)), np.argmin(ic(short.rss, short.ks))
     assert i_full == i_short
     np.testing.assert_allclose(short.coefs[i_short], full.coefs[i_full], rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
+def test_proxy_ml_k_is_the_fixed_point_of_its_definition():
+    """k = argmin IC(n = N) at the a maximising the working likelihood at k, by brute force."""
+    from hdlmm.stats import ClusterStats
+    from hdlmm.transform import ProxyTransform
+    from hdlmm.tuning import proxy_ml_k
+
+    d = hdlmm.make_tutorial_data(m=8, n=30, p=300, q=8, seed=1)
+    stats = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    T, grid, N = ProxyTransform(stats), hdlmm.DEFAULT_A_GRID, len(d.y)
+    rss, logdet, n_eff = [], [], []
+    for a in grid:
+        G, c, dd, ne, _ = T.at(a).total()
+        rss.append(fit_path(G, c, dd, 8, free=[0]).rss)
+        n_eff.append(ne)
+        # log det Σ_a from the explicit per-cluster matrices
+        logdet.append(sum(np.linalg.slogdet(a * d.Z[d.groups == g] @ d.Z[d.groups == g].T
+                                            + np.eye((d.groups == g).sum()))[1]
+                          for g in np.unique(d.groups)))
+    rss, ks = np.array(rss), np.arange(1, 9)
+    k, ia = proxy_ml_k(rss, np.array(logdet), np.array(n_eff), N, 300)
+    dev = N * np.log(rss / N) + np.array(logdet)[:, None]
+    assert ia == np.argmin(dev[:, k - 1])  # a is the ML a at k ...
+    assert k == np.argmin(information_criterion(rss[ia], ks, N, 300)) + 1  # ... and k its IC
+    # on this replicate (q = cluster size) n = tr(Σ_a⁻¹) under-selects; the ML rule does not
+    assert k == 3
+    assert min(np.argmin(information_criterion(rss[i], ks, n_eff[i], 300)) + 1
+               for i in range(1, len(grid))) == 2
+
+
+@pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
+def test_ml_rule_in_the_estimator():
+    d = hdlmm.make_tutorial_data(m=8, n=30, p=300, q=8, seed=1)
+    m = SparseLMM(random_state=0, vc_method=None, inference=None).fit(
+        d.X, d.y, groups=d.groups, Z=d.Z)
+    assert set(m.support_) == set(np.flatnonzero(d.beta))
+    assert "maximum-likelihood a" in m.selection_
+    table = m.cv_results_.dropna()  # one k for every a (the path up to it); a by CV at k
+    assert (table.groupby("a").k.max() == m.support_size_).all()
