@@ -151,3 +151,25 @@ def test_boundary_fit_warns_and_returns():
     with pytest.warns(RuntimeWarning, match="boundary"):
         m = SparseLMM(support_size=1, a=1.0).fit(X, y, groups=groups)
     assert m.cov_re_[0, 0] < 1e-3 and np.isfinite(m.scale_)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+@pytest.mark.parametrize("structure", ["unstructured", "diagonal", "scalar"])
+def test_analytic_gradient_matches_finite_differences(method, structure):
+    from hdlmm.varcomp import _Profile
+
+    d = hdlmm.make_lmm_data(n_clusters=50, n_obs=(2, 12), n_features=4, n_re=3,
+                            support_size=2,
+                            cov_re=[[1.0, 0.3, 0.1], [0.3, 0.5, 0.2], [0.1, 0.2, 0.4]],
+                            random_state=3)
+    prof = _Profile(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z), method, structure)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        theta = rng.uniform(0.2, 1.2, prof.n_theta())
+        if structure == "unstructured":  # off-diagonal entries of Λ of either sign
+            theta[prof.tril[0] != prof.tril[1]] -= 0.7
+        _, grad = prof.deviance_and_gradient(theta)
+        h = 1e-6
+        fd = [(prof.deviance(theta + h * e) - prof.deviance(theta - h * e)) / (2 * h)
+              for e in np.eye(theta.size)]
+        np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(fd)))
