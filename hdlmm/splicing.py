@@ -28,6 +28,7 @@ for best-subset selection problem. PNAS 117, 33117-33123. doi:10.1073/pnas.20142
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ class _Support:
 
     def __init__(self, G, c, d, A, strict=False):
         self.A = np.sort(np.asarray(A, dtype=np.intp))
-        GAA = G[np.ix_(self.A, self.A)]
+        GAA = G[self.A][:, self.A]
         self.M = _inverse_pd(GAA, strict)
         if self.M is None:  # a candidate with linearly dependent columns: never accept
             self.rss = np.inf
@@ -189,28 +190,27 @@ def _improve(G, c, d, st, max_exchange, n_candidates):
         best = _Support(G, c, d, A, strict=True)
     order_out = np.argsort(xi)
     order_in = I[np.argsort(-zeta)]
-    for s in range(2, min(max_exchange, k, I.size) + 1):
+    # s = 2 is searched exactly below (the pair of the largest sacrifices is among its
+    # candidates), so the sacrifice heuristic starts at s = 3
+    for s in range(3, min(max_exchange, k, I.size) + 1):
         A = np.concatenate([st.A[order_out[s:]], order_in[:s]])
         cand = _Support(G, c, d, A, strict=True)
         if best is None or cand.rss < best.rss:
             best = cand
     if best is None or best.rss >= st.rss - tol:
-        best = _best_double_exchange(G, c, d, st, zeta, I, n_candidates)
+        best = _best_double_exchange(G, c, d, st, zeta, I, n_candidates, st.rss - tol)
     if best is None or best.rss >= st.rss - tol:
         return None
     return best
 
 
-def _inverse_2x2(A):
-    """Inverses of a stack of 2 × 2 matrices, and which are safely invertible."""
-    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
-    ok = np.abs(det) > 1e-12 * np.abs(A[:, 0, 0] * A[:, 1, 1]) + np.finfo(float).tiny
-    adj = np.stack([np.stack([A[:, 1, 1], -A[:, 0, 1]], -1),
-                    np.stack([-A[:, 1, 0], A[:, 0, 0]], -1)], -2)
-    return adj / np.where(ok, det, 1.0)[:, None, None] * ok[:, None, None], ok
+@functools.lru_cache(maxsize=64)
+def _pairs(n):
+    """Index pairs (i < j) of n items (cached: the solver asks for the same n often)."""
+    return np.triu_indices(n, 1)
 
 
-def _best_double_exchange(G, c, d, st, zeta, I, n_candidates):
+def _best_double_exchange(G, c, d, st, zeta, I, n_candidates, below=np.inf):
     """Exact best exchange of two active for two inactive variables.
 
     The entering pair is drawn from the ``n_candidates`` inactive variables with the
@@ -219,40 +219,46 @@ def _best_double_exchange(G, c, d, st, zeta, I, n_candidates):
     f rises by β_Oᵀ M_OO⁻¹ β_O, g becomes g + H_O M_OO⁻¹ β_O and the Schur complements
     of the candidates S = G_CC − H G_AC become S + H_O M_OO⁻¹ H_Oᵀ. Adding a pair {j, l}
     then lowers f by [g_j, g_l] S_{jl}⁻¹ [g_j, g_l]ᵀ. All k(k − 1)/2 leaving pairs are
-    evaluated at once; cost O(k² L²) for L candidates.
+    evaluated at once; cost O(k² L²) for L candidates. Returns None unless the best
+    exchange brings f below ``below``.
     """
     k = st.A.size
     if k < 2 or I.size < 2:
         return None
     C = I[np.argsort(-zeta)[:n_candidates]]
-    GCA = G[np.ix_(C, st.A)]
+    GC = G[C]
+    GCA = GC[:, st.A]
     H = GCA @ st.M
     g = c[C] - GCA @ st.beta
-    S = G[np.ix_(C, C)] - H @ GCA.T
-    o1, o2 = np.triu_indices(k, 1)
-    MOO = np.stack([np.stack([st.M[o1, o1], st.M[o1, o2]], -1),
-                    np.stack([st.M[o2, o1], st.M[o2, o2]], -1)], -2)  # (P, 2, 2)
-    MOO_inv, pair_ok = _inverse_2x2(MOO)  # a singular M_OO (pseudo-inverse M): skip
-    bO = np.stack([st.beta[o1], st.beta[o2]], -1)  # (P, 2)
-    u = np.einsum("pij,pj->pi", MOO_inv, bO)
-    rss_R = np.where(pair_ok, st.rss + np.einsum("pi,pi->p", bO, u), np.inf)
-    HO = np.stack([H[:, o1].T, H[:, o2].T], -1)  # (P, L, 2)
-    g2 = g[None, :] + np.einsum("pli,pi->pl", HO, u)
-    S2 = S[None] + np.einsum("pli,pij,pmj->plm", HO, MOO_inv, HO)
-    D = np.diagonal(S2, axis1=1, axis2=2)  # (P, L)
-    det = D[:, :, None] * D[:, None, :] - S2 ** 2
-    gg = g2 ** 2
-    quad = (gg[:, :, None] * D[:, None, :] + D[:, :, None] * gg[:, None, :]
-            - 2 * S2 * g2[:, :, None] * g2[:, None, :])
-    ok = det > 1e-10 * np.abs(D[:, :, None] * D[:, None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        new_rss = np.where(ok, rss_R[:, None, None] - quad / np.where(ok, det, 1.0),
-                           np.inf)
-    L = C.size
-    new_rss[:, np.arange(L), np.arange(L)] = np.inf
-    pi, j, l = np.unravel_index(np.argmin(new_rss), new_rss.shape)
-    if not np.isfinite(new_rss[pi, j, l]):
+    S = GC[:, C] - H @ GCA.T
+    o1, o2 = _pairs(k)
+    # M_OO⁻¹ of every leaving pair in closed form; a singular M_OO (pseudo-inverse M): skip
+    m11, m12, m22 = st.M[o1, o1], st.M[o1, o2], st.M[o2, o2]
+    det_o = m11 * m22 - m12 * m12
+    pair_ok = np.abs(det_o) > 1e-12 * np.abs(m11 * m22) + np.finfo(float).tiny
+    det_o = np.where(pair_ok, det_o, 1.0)
+    i11, i12, i22 = m22 / det_o, -m12 / det_o, m11 / det_o  # (P,)
+    b1, b2 = st.beta[o1], st.beta[o2]
+    u1, u2 = i11 * b1 + i12 * b2, i12 * b1 + i22 * b2
+    rss_R = np.where(pair_ok, st.rss + b1 * u1 + b2 * u2, np.inf)
+    h1, h2 = H[:, o1].T, H[:, o2].T  # (P, L)
+    g2 = g[None, :] + h1 * u1[:, None] + h2 * u2[:, None]
+    # S + H_O M_OO⁻¹ H_Oᵀ, with H_O M_OO⁻¹ = [w1, w2], on the diagonal and on the
+    # entering pairs (j < l) only
+    w1 = h1 * i11[:, None] + h2 * i12[:, None]
+    w2 = h1 * i12[:, None] + h2 * i22[:, None]
+    jj, ll = _pairs(C.size)
+    D = np.diagonal(S)[None] + w1 * h1 + w2 * h2  # (P, L)
+    Sjl = S[jj, ll][None] + w1[:, jj] * h1[:, ll] + w2[:, jj] * h2[:, ll]  # (P, J)
+    Dj, Dl, gj, gl = D[:, jj], D[:, ll], g2[:, jj], g2[:, ll]
+    det = Dj * Dl - Sjl * Sjl
+    quad = gj * gj * Dl + Dj * gl * gl - 2 * Sjl * gj * gl
+    ok = det > 1e-10 * np.abs(Dj * Dl)
+    new_rss = np.where(ok, rss_R[:, None] - quad / np.where(ok, det, 1.0), np.inf)
+    pi, t = np.unravel_index(np.argmin(new_rss), new_rss.shape)
+    if not new_rss[pi, t] < below:  # no improvement (or none feasible): skip the solve
         return None
+    j, l = jj[t], ll[t]
     keep = np.ones(k, dtype=bool)
     keep[[o1[pi], o2[pi]]] = False
     return _Support(G, c, d, np.concatenate([st.A[keep], C[[j, l]]]), strict=True)

@@ -275,14 +275,16 @@ class _Accumulator:
             self.n_rows[b] += Xb.shape[0]
         uc, local = np.unique(cluster, return_inverse=True)
         self.n_obs[uc] += np.bincount(local, minlength=uc.size)
-        cols = np.arange(X.shape[0])
-        for k in range(Z.shape[1]):
-            # Row k of Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse
-            # (clusters × rows) matrix with Z[:, k] as weights times the dense chunk.
-            S = sparse.csr_matrix((Z[:, k], (local, cols)), shape=(uc.size, X.shape[0]))
-            self.ZtX[uc, k] += S @ X
-            self.ZtZ[uc, k] += S @ Z
-            self.Zty[uc, k] += S @ y
+        # Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse (clusters·q × rows)
+        # matrix, row i·q + k holding Z[:, k] on the rows of cluster i, times the chunk.
+        n_rows, q = Z.shape
+        S = sparse.csr_matrix(
+            (Z.ravel(), ((local[:, None] * q + np.arange(q)).ravel(),
+                         np.repeat(np.arange(n_rows), q))),
+            shape=(uc.size * q, n_rows))
+        self.ZtX[uc] += (S @ X).reshape(uc.size, q, -1)
+        self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
+        self.Zty[uc] += (S @ y).reshape(uc.size, q)
 
     def result(self):
         return dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,

@@ -53,7 +53,10 @@ class Quadratic:
     n_rows: np.ndarray
 
     def total(self):
-        """(G, c, d, trace, n_rows) summed over blocks."""
+        """(G, c, d, trace, n_rows) summed over blocks (views when there is one)."""
+        if self.G.shape[0] == 1:
+            return (self.G[0], self.c[0], float(self.d[0]), float(self.trace[0]),
+                    int(self.n_rows[0]))
         return (self.G.sum(0), self.c.sum(0), float(self.d.sum()),
                 float(self.trace.sum()), int(self.n_rows.sum()))
 
@@ -135,20 +138,22 @@ class ProxyTransform:
     def _at(self, a):
         s = self.stats
         p = s.n_features
-        G = s.XtX.copy()
         c = s.Xty.copy()
         d = s.yty.astype(float).copy()
         trace = s.n_rows.astype(float)
         if a == 0.0:
-            return Quadratic(G, c, d, trace, s.n_rows.copy())
+            return Quadratic(s.XtX.copy(), c, d, trace, s.n_rows.copy())
         w = self.weights(a)
+        G = np.empty_like(s.XtX)  # each block: XᵀX − BᵀWB, with no temporary p × p
         for k, sl in enumerate(self.slices):
             if sl.stop == sl.start:
+                G[k] = s.XtX[k]
                 continue
             rw = np.sqrt(w[sl])[:, :, None]
             Bw = (self.B[sl] * rw).reshape(-1, p)
             bw = (self.b[sl] * rw[:, :, 0]).ravel()
-            G[k] -= Bw.T @ Bw
+            np.matmul(Bw.T, Bw, out=G[k])
+            np.subtract(s.XtX[k], G[k], out=G[k])
             c[k] -= Bw.T @ bw
             d[k] -= bw @ bw
             trace[k] -= float(np.sum(a * self.lam[sl] / (1.0 + a * self.lam[sl])))
