@@ -86,6 +86,10 @@ def check_groups(groups, n_rows):
     if groups is None:
         raise ValueError("groups is required: pass one cluster label per row "
                          "(e.g. groups=df['subject'])")
+    if isinstance(groups, np.ndarray) and groups.ndim == 1 and groups.size == n_rows \
+            and np.issubdtype(groups.dtype, np.integer):  # fast path: no missing labels
+        labels, codes = np.unique(groups, return_inverse=True)
+        return codes.astype(np.intp), labels.astype(object)
     g = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series)
                   else groups.to_numpy(dtype=object))
     if g.ndim != 1 or len(g) != n_rows:

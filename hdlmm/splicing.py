@@ -188,10 +188,10 @@ def _improve(G, c, d, st, max_exchange, n_candidates):
         A = st.A.copy()
         A[i] = j
         best = _Support(G, c, d, A, strict=True)
-    order_out = np.argsort(xi)
-    order_in = I[np.argsort(-zeta)]
     # s = 2 is searched exactly below (the pair of the largest sacrifices is among its
     # candidates), so the sacrifice heuristic starts at s = 3
+    if min(max_exchange, k, I.size) >= 3:
+        order_out, order_in = np.argsort(xi), I[np.argsort(-zeta)]
     for s in range(3, min(max_exchange, k, I.size) + 1):
         A = np.concatenate([st.A[order_out[s:]], order_in[:s]])
         cand = _Support(G, c, d, A, strict=True)
