@@ -90,25 +90,25 @@ class SelectionMixin:
         maximum-likelihood a (:func:`~hdlmm.tuning.proxy_ml_k`); otherwise each a gets
         its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N (``"rows"``).
         """
-        paths = [self._full_path(transform, a, k_max, free)[0] for a in a_grid]
+        paths, n_ic, n_eff = zip(*(self._full_path(transform, a, k_max, free)
+                                   for a in a_grid))
         if self.ic_samples != "ml":
-            n_ic = [self._paths[(float(a), int(k_max))][1] for a in a_grid]
             k_of_a = [int(np.argmin(information_criterion(path.rss, path.ks, n, p, self.ic)))
                       for path, n in zip(paths, n_ic)]
             return np.array(k_of_a), f" at the k chosen by {self.ic.upper()} for each a"
         rss = np.full((len(a_grid), k_max), np.inf)
         for row, path in zip(rss, paths):
             row[:path.rss.size] = path.rss
-        n_eff = np.array([self._paths[(float(a), int(k_max))][2] for a in a_grid])
         logdet = np.array([transform.logdet_blocks(a).sum() for a in a_grid])
-        k, ia = proxy_ml_k(rss, logdet, n_eff, transform.stats.n_samples, p, self.ic)
+        k, ia = proxy_ml_k(rss, logdet, np.array(n_eff), transform.stats.n_samples, p,
+                           self.ic)
         return (np.full(len(a_grid), k - 1),
                 f"; k by {self.ic.upper()} with n = N at the maximum-likelihood "
                 f"a = {a_grid[ia]:g} of the working model")
 
     def _full_path(self, transform, a, k_max, free):
-        """Best-subset path on all the data at one a, and the IC sample size (cached:
-        the final fit reuses the path computed while choosing k for each a)."""
+        """(path, IC sample size, tr(Σ_a⁻¹)): the best-subset path on all the data at one
+        a (cached: the final fit reuses the path computed while choosing k for each a)."""
         key = (float(a), int(k_max))
         if key not in self._paths:
             G, c, d, n_eff, n_rows = transform.at(a).total()
@@ -119,14 +119,13 @@ class SelectionMixin:
             path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange,
                             ic=ic)
             self._paths[key] = (path, n_ic, n_eff)
-        return self._paths[key][:2]
+        return self._paths[key]
 
     def _ic_n(self, n_eff, n_rows):
         return n_eff if self.ic_samples == "effective" else float(n_rows)
 
     def _final_fit(self, transform, a, k, k_max, free, p, how):
-        path, n_ic = self._full_path(transform, a, k_max, free)
-        n_eff = self._paths[(float(a), int(k_max))][2]
+        path, n_ic, n_eff = self._full_path(transform, a, k_max, free)
         ic = information_criterion(path.rss, path.ks, n_ic, p, self.ic)
         if k is None:
             k = int(path.ks[np.argmin(ic)])

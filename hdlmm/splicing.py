@@ -206,8 +206,12 @@ def _improve(G, c, d, st, max_exchange, n_candidates):
 
 @functools.lru_cache(maxsize=64)
 def _pairs(n):
-    """Index pairs (i < j) of n items (cached: the solver asks for the same n often)."""
-    return np.triu_indices(n, 1)
+    """Index pairs (i < j) of n items (cached, so read-only: the solver asks for the same
+    n often)."""
+    pairs = np.triu_indices(n, 1)
+    for arr in pairs:
+        arr.flags.writeable = False
+    return pairs
 
 
 def _best_double_exchange(G, c, d, st, zeta, I, n_candidates, below=np.inf):

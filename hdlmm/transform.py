@@ -156,5 +156,5 @@ class ProxyTransform:
             np.subtract(s.XtX[k], G[k], out=G[k])
             c[k] -= Bw.T @ bw
             d[k] -= bw @ bw
-            trace[k] -= float(np.sum(a * self.lam[sl] / (1.0 + a * self.lam[sl])))
+            trace[k] -= float(np.sum(w[sl] * self.lam[sl]))  # Σ a λ / (1 + a λ)
         return Quadratic(G, c, d, trace, s.n_rows.copy())
