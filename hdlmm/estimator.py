@@ -20,6 +20,7 @@ from ._validation import (check_lmm_arrays, check_params, check_predict_groups,
                           check_predict_X)
 from .dask_stats import DaskMixin
 from .formula import FormulaMixin
+from .inference import row_chunks
 from .screening import expand_screened, screened_columns
 from .selection import DEFAULT_A_GRID, SelectionMixin
 from .stats import ClusterStats
@@ -228,7 +229,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
             n_blocks=self.cv if self._needs_cv() else 1, random_state=self.random_state,
             feature_names=names)
         index = stats.cluster_index(labels)[codes]
-        self._fit_and_test(stats, lambda: [(X, y, index)], re_names, no_groups)
+        self._fit_and_test(stats, lambda: row_chunks(X, y, index), re_names, no_groups)
         self.screened_features_ = None
         if kept is not None:
             expand_screened(self, kept, p, all_names)

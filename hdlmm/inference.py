@@ -49,9 +49,8 @@ from scipy import sparse, stats as sps
 from .nodewise import nodewise_lasso
 from .splicing import profile_out
 
-__all__ = ["DebiasedInference", "debias", "row_scores", "row_sums", "chunk_sums",
-           "adjust_pvalues",
-           "SMALL_SAMPLE", "P_ADJUST"]
+__all__ = ["DebiasedInference", "debias", "row_scores", "row_sums", "row_chunks",
+           "chunk_sums", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
 
 SMALL_SAMPLE = ("cr2bm", "cr2t", "cr2", "cr1t", "none")
 P_ADJUST = (None, "holm", "bh")
@@ -214,12 +213,11 @@ def _whitened_sums(transform, a, coef, U, S, cols, raw):
     if a == 0:
         return raw
     w = transform.weights(a)  # (n, q)
-    B = transform.B  # V_iᵀZ_iᵀX_i, (n, q, p)
-    br = transform.b - B @ coef  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
-    BU = B @ U  # (n, q, J)
-    BS = B[:, :, S]  # (n, q, s)
+    br = transform.b - transform.rotate(coef)  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
+    BU = transform.rotate(U)  # B_i U with B_i = V_iᵀZ_iᵀX_i, (n, q, J)
+    BS = transform.rotate_columns(S)  # (n, q, s)
     wBS = w[:, :, None] * BS
-    Bx = B[:, :, cols]  # (n, q, J)
+    Bx = transform.rotate_columns(cols)  # (n, q, J)
     return dict(ur=raw["ur"] - np.einsum("nqj,nq->nj", BU, w * br),
                 uu=raw["uu"] - np.einsum("nqj,nq,nqj->nj", BU, w, BU),
                 ux=raw["ux"] - np.einsum("nqj,nq,nqj->nj", BU, w, Bx),
@@ -289,12 +287,16 @@ def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=6553
     coef : ndarray (p_full,)  intercept first when ``intercept``
     intercept : bool
     """
-    def chunks():
-        for start in range(0, X.shape[0], chunk_rows):
-            sl = slice(start, start + chunk_rows)
-            yield X[sl], y[sl], cluster_index[sl]
+    return row_sums(lambda: row_chunks(X, y, cluster_index, chunk_rows), n_clusters, coef,
+                    intercept)
 
-    return row_sums(chunks, n_clusters, coef, intercept)
+
+def row_chunks(X, y, cluster_index, chunk_rows=65536):
+    """Yield ``(X, y, cluster_index)`` in chunks of rows (views: no copies), so the
+    per-row temporaries of :func:`chunk_sums` stay O(chunk_rows · s · J)."""
+    for start in range(0, X.shape[0], chunk_rows):
+        sl = slice(start, start + chunk_rows)
+        yield X[sl], y[sl], cluster_index[sl]
 
 
 def row_sums(chunks, n_clusters, coef, intercept):

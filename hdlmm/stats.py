@@ -246,7 +246,13 @@ def _check_no_overflow(sums, X=None, y=None):
 
 
 class _Accumulator:
-    """Running sums of the cross-products, chunk by chunk of rows."""
+    """Running sums of the cross-products, chunk by chunk of rows.
+
+    The intercept column is never materialised: its cross-products are column sums,
+    written into row and column 0. Rows of several folds are gathered fold by fold into
+    one buffer reused across chunks, so each fold's Gram is one BLAS call on a
+    contiguous block and no chunk-sized array is allocated per chunk.
+    """
 
     def __init__(self, n, K, p, q):
         self.n_obs = np.zeros(n, dtype=np.int64)
@@ -257,22 +263,13 @@ class _Accumulator:
         self.Xty = np.zeros((K, p))
         self.yty = np.zeros(K)
         self.n_rows = np.zeros(K, dtype=np.int64)
+        self._buffer = np.empty((0, 0))
 
     def add_rows(self, X, y, Z, cluster, block_of_cluster, intercept):
-        """Add rows given each row's cluster position (the intercept column prepended)."""
-        if intercept:
-            X = np.hstack([np.ones((X.shape[0], 1)), X])
-        self.add(X, y, Z, cluster, block_of_cluster[cluster])
-
-    def add(self, X, y, Z, cluster, block):
-        """Add rows (X, y, Z) belonging to the given clusters and blocks."""
-        for b in np.unique(block):
-            rows = block == b
-            Xb = X if rows.all() else X[rows]
-            self.XtX[b] += Xb.T @ Xb
-            self.Xty[b] += Xb.T @ y[rows]
-            self.yty[b] += y[rows] @ y[rows]
-            self.n_rows[b] += Xb.shape[0]
+        """Add rows given each row's cluster position (and, with ``intercept``, the
+        cross-products of a constant column 0 that X does not contain)."""
+        f = int(intercept)
+        self._add_totals(X, y, block_of_cluster[cluster], f)
         uc, local = np.unique(cluster, return_inverse=True)
         self.n_obs[uc] += np.bincount(local, minlength=uc.size)
         # Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse (clusters·q × rows)
@@ -282,9 +279,37 @@ class _Accumulator:
             (Z.ravel(), ((local[:, None] * q + np.arange(q)).ravel(),
                          np.repeat(np.arange(n_rows), q))),
             shape=(uc.size * q, n_rows))
-        self.ZtX[uc] += (S @ X).reshape(uc.size, q, -1)
-        self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
+        self.ZtX[uc, :, f:] += (S @ X).reshape(uc.size, q, -1)
+        ZtZ = (S @ Z).reshape(uc.size, q, q)
+        self.ZtZ[uc] += ZtZ
         self.Zty[uc] += (S @ y).reshape(uc.size, q)
+        if f:  # Z_iᵀ1 = Σ_rows Z; Z_iᵀZ_i's first column when Z has an intercept too
+            self.ZtX[uc, :, 0] += np.asarray(S.sum(axis=1)).reshape(uc.size, q)
+
+    def _add_totals(self, X, y, block, f):
+        """XᵀX, Xᵀy, yᵀy and N of each fold (the intercept's in row/column 0 when f)."""
+        blocks, counts = np.unique(block, return_counts=True)
+        if blocks.size > 1:
+            order = np.argsort(block, kind="stable")
+            if self._buffer.shape[0] < X.shape[0] or self._buffer.shape[1] != X.shape[1]:
+                self._buffer = np.empty(X.shape)
+            Xs = np.take(X, order, axis=0, out=self._buffer[:X.shape[0]], mode="clip")
+            ys = y[order]
+        else:
+            Xs, ys = X, y
+        edges = np.r_[0, np.cumsum(counts)]
+        for b, lo, hi in zip(blocks, edges[:-1], edges[1:]):
+            Xb, yb = Xs[lo:hi], ys[lo:hi]
+            self.XtX[b, f:, f:] += Xb.T @ Xb
+            self.Xty[b, f:] += Xb.T @ yb
+            self.yty[b] += yb @ yb
+            self.n_rows[b] += hi - lo
+            if f:
+                colsum = Xb.sum(axis=0)
+                self.XtX[b, 0, 0] += hi - lo
+                self.XtX[b, 0, 1:] += colsum
+                self.XtX[b, 1:, 0] += colsum
+                self.Xty[b, 0] += yb.sum()
 
     def result(self):
         return dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,

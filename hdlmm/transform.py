@@ -14,6 +14,13 @@ w_i(a) = a / (1 + a λ_i), Woodbury's identity
 The per-cluster eigendecompositions are computed once (batched); each value of a then
 costs one (n q × p)ᵀ(n q × p) product. a = 0 gives ordinary least squares.
 
+B = (B_i) is never stored: it is as large as the statistics' Z_iᵀX_i (n × q × p), and
+keeping both made the whitened problems the peak of memory at scale. Each G(a) rotates
+and weights Z_iᵀX_i a chunk of clusters at a time into one reused buffer,
+diag(√w_i) V_iᵀ Z_iᵀX_i, before the product; the rotation is a small batched q × q
+product, far cheaper than the p × p product that follows (and than first-touching a
+second n × q × p array).
+
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.
 doi:10.1080/01621459.2021.1888740
@@ -94,15 +101,27 @@ class ProxyTransform:
     #: the CV folds ask for the same a; each costs one (n q × p)ᵀ(n q × p) product)
     cache_bytes = 512 * 2 ** 20
 
+    #: bytes of the buffer that holds a chunk of clusters' rotated Z_iᵀX_i
+    chunk_bytes = 32 * 2 ** 20
+
     def __init__(self, stats):
         self.stats = stats
         self._cache = {}
         lam, V = np.linalg.eigh(stats.ZtZ)
         self.lam = np.clip(lam, 0.0, None)  # (n, q), round-off can give tiny negatives
-        Vt = np.swapaxes(V, 1, 2)
-        self.B = Vt @ stats.ZtX  # (n, q, p)
-        self.b = np.einsum("nij,nj->ni", Vt, stats.Zty)  # (n, q)
+        self.Vt = np.ascontiguousarray(np.swapaxes(V, 1, 2))  # (n, q, q)
+        self.b = np.einsum("nij,nj->ni", self.Vt, stats.Zty)  # V_iᵀZ_iᵀy_i, (n, q)
         self.slices = stats.block_slices()
+
+    def rotate(self, A):
+        """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
+        (n, q, J) for (p, J)."""
+        ZXA = self.stats.ZtX @ A
+        return np.einsum("nij,nj...->ni...", self.Vt, ZXA)
+
+    def rotate_columns(self, cols):
+        """B_i restricted to the columns ``cols``: shape (n, q, len(cols))."""
+        return self.Vt @ self.stats.ZtX[:, :, np.asarray(cols, dtype=np.intp)]
 
     def weights(self, a):
         """w_i(a) = a / (1 + a λ_i), shape (n, q)."""
@@ -137,24 +156,36 @@ class ProxyTransform:
 
     def _at(self, a):
         s = self.stats
-        p = s.n_features
         c = s.Xty.copy()
         d = s.yty.astype(float).copy()
         trace = s.n_rows.astype(float)
         if a == 0.0:
             return Quadratic(s.XtX.copy(), c, d, trace, s.n_rows.copy())
         w = self.weights(a)
-        G = np.empty_like(s.XtX)  # each block: XᵀX − BᵀWB, with no temporary p × p
+        G = s.XtX.copy()
         for k, sl in enumerate(self.slices):
-            if sl.stop == sl.start:
-                G[k] = s.XtX[k]
-                continue
-            rw = np.sqrt(w[sl])[:, :, None]
-            Bw = (self.B[sl] * rw).reshape(-1, p)
-            bw = (self.b[sl] * rw[:, :, 0]).ravel()
-            np.matmul(Bw.T, Bw, out=G[k])
-            np.subtract(s.XtX[k], G[k], out=G[k])
-            c[k] -= Bw.T @ bw
-            d[k] -= bw @ bw
+            for lo in range(sl.start, sl.stop, self._chunk_clusters()):
+                part = slice(lo, min(lo + self._chunk_clusters(), sl.stop))
+                Bw, bw = self._weighted(part, w[part])
+                G[k] -= Bw.T @ Bw
+                c[k] -= Bw.T @ bw
+                d[k] -= bw @ bw
             trace[k] -= float(np.sum(w[sl] * self.lam[sl]))  # Σ a λ / (1 + a λ)
         return Quadratic(G, c, d, trace, s.n_rows.copy())
+
+    def _chunk_clusters(self):
+        q, p = self.stats.n_re, self.stats.n_features
+        return max(1, self.chunk_bytes // (8 * q * p))
+
+    def _weighted(self, part, w):
+        """diag(√w_i) B_i and diag(√w_i) b_i of the clusters ``part``, as (rows × p) and
+        (rows,): the rotated chunk is written into one reused buffer."""
+        ZtX = self.stats.ZtX[part]
+        n, q, p = ZtX.shape
+        buf = getattr(self, "_buffer", None)
+        if buf is None or buf.size < ZtX.size:
+            buf = self._buffer = np.empty(self._chunk_clusters() * q * p)
+        rw = np.sqrt(w)
+        Bw = np.matmul(rw[:, :, None] * self.Vt[part], ZtX,
+                       out=buf[:ZtX.size].reshape(n, q, p))
+        return Bw.reshape(n * q, p), (self.b[part] * rw).ravel()

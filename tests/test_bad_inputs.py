@@ -59,6 +59,8 @@ CASES = [
      "sparse input is not supported"),
     ("values of 1e300", lambda: fit(X=with_value(1e300)), "error",
      "cross-products of X, y and Z overflow"),
+    ("finite values whose sum overflows", lambda: fit(X=1e307 * (1 + np.abs(X))), "error",
+     "cross-products of X, y and Z overflow"),
     ("support_size >= N", lambda: fit(X=RNG.standard_normal((6, 8)), y=np.arange(6.0),
                                       groups=np.repeat([0, 1], 3), support_size=6),
      "error", "support_size=6 is not below the number of rows"),

@@ -66,3 +66,25 @@ def test_negative_or_nan_a_is_rejected(unbalanced):
         t.at(-1.0)
     with pytest.raises(ValueError, match="finite and ≥ 0"):
         t.at(np.nan)
+
+
+def test_chunked_rotation_equals_explicit_whitening(unbalanced, monkeypatch):
+    """G(a) accumulated over chunks of one or a few clusters (the reused buffer) is the
+    explicit whitening's; so are the rotations the inference uses."""
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=False, n_blocks=2,
+                                 random_state=1)
+    tf = ProxyTransform(s)
+    monkeypatch.setattr(ProxyTransform, "chunk_bytes", 3 * 8 * s.n_re * s.n_features)
+    assert tf._chunk_clusters() == 3
+    G, c, dd, _, _ = tf.at(4.0).total()
+    Xa, ya, _ = explicit_whitening(d.X, d.y, d.Z, d.groups, 4.0)
+    np.testing.assert_allclose(G, Xa.T @ Xa, atol=1e-10 * np.abs(G).max())
+    np.testing.assert_allclose(c, Xa.T @ ya, atol=1e-10 * np.abs(G).max())
+    # B_i = V_iᵀ Z_iᵀX_i: rotate(A) = B_i A and rotate_columns(cols) = B_i[:, cols]
+    V = np.linalg.eigh(s.ZtZ)[1]
+    B = np.swapaxes(V, 1, 2) @ s.ZtX
+    A = np.random.default_rng(0).standard_normal((s.n_features, 3))
+    np.testing.assert_allclose(tf.rotate(A), B @ A, atol=1e-10)
+    np.testing.assert_allclose(tf.rotate(A[:, 0]), B @ A[:, 0], atol=1e-10)
+    np.testing.assert_allclose(tf.rotate_columns([4, 1]), B[:, :, [4, 1]], atol=1e-12)
