@@ -92,8 +92,10 @@ def fixed_effect_inference(model, transform, chunks):
     """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference`).
 
     ``chunks()`` yields ``(X, y, cluster_index)`` chunks of the rows (the second pass
-    over the data; see :func:`hdlmm.inference.row_sums`); None: no row access, and the
-    inference is skipped with a warning.
+    over the data; see :func:`hdlmm.inference.row_sums`), or ``chunks.row_sums(n,
+    coef, intercept)`` returns the sums itself (e.g. :class:`hdlmm.dask_stats.DaskRows`,
+    computed where the rows are); None: no row access, and the inference is skipped
+    with a warning.
 
     Returns
     -------
@@ -113,7 +115,10 @@ def fixed_effect_inference(model, transform, chunks):
                       "inference=None to silence this", UserWarning, stacklevel=3)
         return dict(inference_=None, pvalues_=pvalues)
     coef = np.r_[[model.intercept_] if free else [], model.coef_]
-    rows = row_sums(chunks, stats.n_clusters, coef, stats.intercept)
+    if hasattr(chunks, "row_sums"):  # rows that compute their own sums (Dask workers)
+        rows = chunks.row_sums(stats.n_clusters, coef, stats.intercept)
+    else:
+        rows = row_sums(chunks, stats.n_clusters, coef, stats.intercept)
     res = debias(transform, model.a_, coef, cols, rows, penalty=model.nodewise_penalty,
                  small_sample=model.small_sample, p_adjust=model.p_adjust,
                  names=[names[j] for j in cols])

@@ -5,7 +5,9 @@ folds come from one :class:`hdlmm.stats.FoldLayout` of all the labels, so partit
 agree on them); a tree reduction adds them (``split_every`` at a time), so no worker
 ever holds more than a few partial statistics. A cluster's rows may be spread over any
 number of partitions. The fit then runs on the driver from the statistics alone; the
-debiased inference, when asked for, makes a second pass over the partitions.
+debiased inference, when asked for, makes a second pass over the partitions, also on
+the workers: each returns the per-cluster sums of its own clusters only, which the
+driver adds up a few partitions at a time (rows never travel to the driver).
 
 Dask recomputes lost pieces of the graph, so a worker that dies during the computation
 costs time, not exactness (tested on a ``LocalCluster`` by killing a worker process).
@@ -28,10 +30,11 @@ import operator
 import numpy as np
 import pandas as pd
 
+from .inference import chunk_sums
 from .stats import FoldLayout, _Accumulator
 from .streaming import TableSpec, sorted_labels
 
-__all__ = ["dask_stats", "DaskMixin"]
+__all__ = ["dask_stats", "DaskMixin", "DaskRows"]
 
 
 def _dask():
@@ -140,11 +143,57 @@ class DaskMixin:
         stats = dask_stats(ddf, spec, split_every=split_every,
                            **self._stats_options())  # see StreamMixin
 
-        def chunks():  # the inference's second pass, one partition at a time
-            for part in ddf[spec.columns].partitions:
-                frame = part.compute()
-                if len(frame):
-                    Xc, yc, _, g = spec.arrays(frame, 0, "a partition")
-                    yield Xc, yc, stats.cluster_index(g)
+        return self._fit_spec(spec, stats, DaskRows(ddf, spec, stats.labels))
 
-        return self._fit_spec(spec, stats, chunks)  # see StreamMixin
+
+class DaskRows:
+    """The rows of a Dask DataFrame for the inference's second pass: :meth:`row_sums`
+    computes each partition's per-cluster sums on the workers (in place of the driver's
+    pass over row chunks, :func:`hdlmm.inference.row_sums`).
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+    spec : TableSpec
+    labels : ndarray
+        Cluster labels in the statistics' order.
+    batch : int
+        Partitions whose sums are gathered at a time (bounds the driver's memory).
+    """
+
+    def __init__(self, ddf, spec, labels, batch=8):
+        self.ddf, self.spec, self.batch = ddf[spec.columns], spec, batch
+        self.index = pd.Index(labels)
+
+    def row_sums(self, n_clusters, coef, intercept):
+        """A ``rows(U, S, cols)`` callable as :func:`hdlmm.inference.row_sums`'s."""
+        dask = _dask()
+
+        def rows(U, S, cols):
+            index = dask.delayed(self.index, pure=True)
+            parts = [dask.delayed(_partition_row_sums, pure=True)(
+                part, self.spec, index, U, S, cols, coef, intercept)
+                for part in self.ddf.to_delayed()]
+            out = None
+            for lo in range(0, len(parts), self.batch):
+                for res in dask.compute(*parts[lo:lo + self.batch]):
+                    if res is None:
+                        continue
+                    uc, sums = res
+                    if out is None:
+                        out = {k: np.zeros((n_clusters,) + v.shape[1:])
+                               for k, v in sums.items()}
+                    for k, v in sums.items():
+                        out[k][uc] += v
+            return out
+
+        return rows
+
+
+def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept):
+    """(clusters, their sums) of :func:`hdlmm.inference.chunk_sums` for one partition."""
+    if len(frame) == 0:
+        return None
+    X, y, _, g = spec.arrays(frame, 0, "a partition")
+    uc, local = np.unique(index.get_indexer(pd.Index(g)), return_inverse=True)
+    return uc, chunk_sums(X, y, local, uc.size, U, S, cols, coef, intercept)

@@ -66,9 +66,15 @@ def test_streamed_fit_equals_the_in_memory_fit(tmp_path, frame, in_memory, kind)
     assert list(m.feature_names_in_) == XCOLS
 
 
-def test_streamed_statistics_equal_the_in_memory_ones(tmp_path, frame):
+@pytest.mark.parametrize("row_group_bytes", [None, 0])
+def test_streamed_statistics_equal_the_in_memory_ones(tmp_path, frame, monkeypatch,
+                                                       row_group_bytes):
+    """Row groups decoded 25 columns at a time (33 columns here), or, when a row group
+    is too large for that (forced by row_group_bytes=0), in batches."""
+    if row_group_bytes is not None:
+        monkeypatch.setattr(hdlmm.streaming, "PARQUET_ROW_GROUP_BYTES", row_group_bytes)
     src = tmp_path / "d.parquet"
-    frame.to_parquet(src)
+    frame.to_parquet(src, row_group_size=50)
     spec = TableSpec("y", "g", XCOLS, ["1", "t"])
     s1 = stream_stats(src, spec, n_blocks=5, random_state=7, chunk_rows=23)
     Z = np.c_[np.ones(len(frame)), frame.t]
