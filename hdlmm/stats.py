@@ -280,10 +280,9 @@ class _Accumulator:
                          np.repeat(np.arange(n_rows), q))),
             shape=(uc.size * q, n_rows))
         self.ZtX[uc, :, f:] += (S @ X).reshape(uc.size, q, -1)
-        ZtZ = (S @ Z).reshape(uc.size, q, q)
-        self.ZtZ[uc] += ZtZ
+        self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
         self.Zty[uc] += (S @ y).reshape(uc.size, q)
-        if f:  # Z_iᵀ1 = Σ_rows Z; Z_iᵀZ_i's first column when Z has an intercept too
+        if f:  # Z_iᵀ1 for the intercept column: the row sums of S
             self.ZtX[uc, :, 0] += np.asarray(S.sum(axis=1)).reshape(uc.size, q)
 
     def _add_totals(self, X, y, block, f):

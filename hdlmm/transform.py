@@ -112,6 +112,7 @@ class ProxyTransform:
         self.Vt = np.ascontiguousarray(np.swapaxes(V, 1, 2))  # (n, q, q)
         self.b = np.einsum("nij,nj->ni", self.Vt, stats.Zty)  # V_iᵀZ_iᵀy_i, (n, q)
         self.slices = stats.block_slices()
+        self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
 
     def rotate(self, A):
         """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
@@ -163,9 +164,10 @@ class ProxyTransform:
             return Quadratic(s.XtX.copy(), c, d, trace, s.n_rows.copy())
         w = self.weights(a)
         G = s.XtX.copy()
+        step = self._chunk_clusters()
         for k, sl in enumerate(self.slices):
-            for lo in range(sl.start, sl.stop, self._chunk_clusters()):
-                part = slice(lo, min(lo + self._chunk_clusters(), sl.stop))
+            for lo in range(sl.start, sl.stop, step):
+                part = slice(lo, min(lo + step, sl.stop))
                 Bw, bw = self._weighted(part, w[part])
                 G[k] -= Bw.T @ Bw
                 c[k] -= Bw.T @ bw
@@ -182,9 +184,9 @@ class ProxyTransform:
         (rows,): the rotated chunk is written into one reused buffer."""
         ZtX = self.stats.ZtX[part]
         n, q, p = ZtX.shape
-        buf = getattr(self, "_buffer", None)
-        if buf is None or buf.size < ZtX.size:
-            buf = self._buffer = np.empty(self._chunk_clusters() * q * p)
+        if self._buffer.size < ZtX.size:
+            self._buffer = np.empty(self._chunk_clusters() * q * p)
+        buf = self._buffer
         rw = np.sqrt(w)
         Bw = np.matmul(rw[:, :, None] * self.Vt[part], ZtX,
                        out=buf[:ZtX.size].reshape(n, q, p))
