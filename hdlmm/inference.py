@@ -213,9 +213,9 @@ def _whitened_sums(transform, a, coef, U, S, cols, raw):
     if a == 0:
         return raw
     w = transform.weights(a)  # (n, q)
-    br = transform.b - transform.rotate(coef)  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
     BU = transform.rotate(U)  # B_i U with B_i = V_iᵀZ_iᵀX_i, (n, q, J)
-    BS = transform.rotate_columns(S)  # (n, q, s)
+    BS = transform.rotate_columns(S)  # (n, q, s); β̂ is zero off S
+    br = transform.b - BS @ coef[S]  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
     wBS = w[:, :, None] * BS
     Bx = transform.rotate_columns(cols)  # (n, q, J)
     return dict(ur=raw["ur"] - np.einsum("nqj,nq->nj", BU, w * br),
