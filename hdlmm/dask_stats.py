@@ -30,7 +30,7 @@ import operator
 import numpy as np
 import pandas as pd
 
-from .inference import chunk_sums
+from .inference import add_cluster_sums, local_chunk_sums
 from .stats import FoldLayout, _Accumulator
 from .streaming import TableSpec, sorted_labels
 
@@ -177,14 +177,8 @@ class DaskRows:
             out = None
             for lo in range(0, len(parts), self.batch):
                 for res in dask.compute(*parts[lo:lo + self.batch]):
-                    if res is None:
-                        continue
-                    uc, sums = res
-                    if out is None:
-                        out = {k: np.zeros((n_clusters,) + v.shape[1:])
-                               for k, v in sums.items()}
-                    for k, v in sums.items():
-                        out[k][uc] += v
+                    if res is not None:
+                        out = add_cluster_sums(out, n_clusters, *res)
             return out
 
         return rows
@@ -195,5 +189,5 @@ def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept):
     if len(frame) == 0:
         return None
     X, y, _, g = spec.arrays(frame, 0, "a partition")
-    uc, local = np.unique(index.get_indexer(pd.Index(g)), return_inverse=True)
-    return uc, chunk_sums(X, y, local, uc.size, U, S, cols, coef, intercept)
+    return local_chunk_sums(X, y, index.get_indexer(pd.Index(g)), U, S, cols, coef,
+                            intercept)

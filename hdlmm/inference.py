@@ -50,7 +50,7 @@ from .nodewise import nodewise_lasso
 from .splicing import profile_out
 
 __all__ = ["DebiasedInference", "debias", "row_scores", "row_sums", "row_chunks",
-           "chunk_sums", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
+           "chunk_sums", "local_chunk_sums", "add_cluster_sums", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
 
 SMALL_SAMPLE = ("cr2bm", "cr2t", "cr2", "cr1t", "none")
 P_ADJUST = (None, "holm", "bh")
@@ -255,21 +255,23 @@ def _cluster_variance(sums, M, D, cr2, delta=None):
     ur, Sr = sums["ur"], sums["Sr"][:, :, None]
     if delta is not None:  # residuals of the debiased fit: r − x_j δ_j
         ur, Sr = ur - delta * sums["ux"], Sr - delta * sums["Sx"]
-    EPv = np.einsum("nsk,st,ntj->nkj", E, Mih, sums["SU"]) / D  # Eᵀ P_i v_i
+    Et = np.swapaxes(E, 1, 2)
+    # batched matmuls, not three-operand einsums (which loop over every index at once)
+    EPv = Et @ (Mih @ sums["SU"]) / D  # Eᵀ P_i v_i, (n, s, J)
     T = ur / D  # v_iᵀ r_i, (n, J)
     if cr2:
         small = kap < 1e-12
         g = np.where(small, 0.5, ((1 - kap) ** -0.5 - 1) / np.where(small, 1.0, kap))
-        EPr = np.einsum("nsk,st,ntj->nkj", E, Mih, Sr)
-        T = T + np.einsum("nkj,nk,nkj->nj", EPv, g, EPr)
+        EPr = Et @ (Mih @ Sr)
+        T = T + np.sum(EPv * g[:, :, None] * EPr, axis=1)
     gg = sums["uu"] / D ** 2  # ‖v_i‖²
     if cr2:
-        gg = gg + np.einsum("nkj,nk->nj", EPv ** 2, 1 / (1 - kap))
+        gg = gg + np.sum(EPv ** 2 / (1 - kap)[:, :, None], axis=1)
     h = EPv / np.sqrt(1 - kap)[:, :, None]  # in the eigenbasis of K_i
-    hh = np.einsum("nkj,nkj->nj", h, h)
-    Hh = np.einsum("nsk,nkj->nsj", E, h)  # back to a common basis
+    hh = np.sum(h * h, axis=1)
+    Hh = np.moveaxis(E @ h, 2, 0)  # back to a common basis, (J, n, s)
     F = (np.sum(gg ** 2, 0) - 2 * np.sum(gg * hh, 0)
-         + np.sum(np.einsum("nsj,ntj->jst", Hh, Hh) ** 2, axis=(1, 2)))
+         + np.sum((np.swapaxes(Hh, 1, 2) @ Hh) ** 2, axis=(1, 2)))
     df = (gg.sum(0) - hh.sum(0)) ** 2 / F
     return np.sum(T * T, axis=0), df
 
@@ -313,11 +315,28 @@ def row_sums(chunks, n_clusters, coef, intercept):
     def rows(U, S, cols):
         out = None
         for Xc, yc, idx in chunks():
-            part = chunk_sums(Xc, yc, idx, n_clusters, U, S, cols, coef, intercept)
-            out = part if out is None else {k: out[k] + part[k] for k in out}
+            part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
+            out = add_cluster_sums(out, n_clusters, *part)
         return out
 
     return rows
+
+
+def local_chunk_sums(X, y, cluster_index, U, S, cols, coef, intercept):
+    """(clusters present, their sums): :func:`chunk_sums` over the chunk's own clusters,
+    so a chunk's temporaries do not grow with the number of clusters of the data."""
+    uc, local = np.unique(cluster_index, return_inverse=True)
+    return uc, chunk_sums(X, y, local, uc.size, U, S, cols, coef, intercept)
+
+
+def add_cluster_sums(out, n_clusters, clusters, sums):
+    """Add the sums of some ``clusters`` into ``out`` (created with ``n_clusters`` rows
+    when None); returns ``out``."""
+    if out is None:
+        out = {k: np.zeros((n_clusters,) + v.shape[1:]) for k, v in sums.items()}
+    for k, v in sums.items():
+        out[k][clusters] += v
+    return out
 
 
 def chunk_sums(X, y, idx, n_clusters, U, S, cols, coef, intercept):

@@ -129,15 +129,16 @@ class _Profile:
 
     def _state(self, theta):
         L = self.lam(theta)
-        M = np.einsum("ji,njk,kl->nil", L, self.ZtZ, L) + np.eye(self.q)
+        # broadcast matmuls (three-operand einsums loop over every index at once)
+        M = L.T @ self.ZtZ @ L + np.eye(self.q)
         sign, logdetM = np.linalg.slogdet(M)
         if np.any(sign <= 0):
             raise np.linalg.LinAlgError("M_i not positive definite")
         Minv = np.linalg.inv(M)  # (n, q, q): batched, cheaper than solves for small q
-        LZX = np.einsum("ji,njp->nip", L, self.ZtX)  # ΛᵀZ_iᵀX_i
-        LZy = np.einsum("ji,nj->ni", L, self.Zty)
+        LZX = L.T @ self.ZtX  # ΛᵀZ_iᵀX_i
+        LZy = self.Zty @ L  # ΛᵀZ_iᵀy_i, as rows
         T = Minv @ LZX
-        t = np.einsum("nij,nj->ni", Minv, LZy)
+        t = (Minv @ LZy[:, :, None])[:, :, 0]
         A = self.XtX - LZX.reshape(-1, self.p).T @ T.reshape(-1, self.p)
         b = self.Xty - LZX.reshape(-1, self.p).T @ t.ravel()
         cyy = self.yty - LZy.ravel() @ t.ravel()
@@ -176,7 +177,7 @@ class _Profile:
         if not gradient:
             return dev, None
         LMinv = st.L @ st.Minv  # Λ M_i⁻¹, (n, q, q)
-        e = self.Zty - np.einsum("nqp,p->nq", self.ZtX, st.beta)
+        e = self.Zty - self.ZtX @ st.beta
         C = (-nu / st.r2) * (e[:, :, None] * e[:, None, :])
         if self.reml:
             UA = self.ZtX @ np.linalg.inv(st.A)
