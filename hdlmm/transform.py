@@ -14,6 +14,20 @@ w_i(a) = a / (1 + a λ_i), Woodbury's identity
 The per-cluster eigendecompositions are computed once (batched); each value of a then
 costs one (n q × p)ᵀ(n q × p) product. a = 0 gives ordinary least squares.
 
+Shared weights. The weight of a row b_ik of B depends on a only through λ_ik, so rows
+with the same eigenvalue share it for every a: with levels ℓ of equal λ,
+
+    G(a) = XᵀX − Σ_ℓ w_ℓ(a) Σ_{ik: λ_ik = ℓ} b_ikᵀ b_ik,
+
+and the per-level sums cost one pass over B in all. After that pass every value of a
+costs K L p² additions (K blocks) instead of a pass over the n q rows. Designs with few levels are
+common: a random intercept (λ_i = n_i, one level per distinct cluster size), and
+balanced longitudinal designs (every cluster measured at the same times, so every Z_iᵀZ_i
+is the same). The levels are used when their sums fit in ``level_bytes`` and 16 K L ≤ n q; otherwise
+(e.g. random slopes on covariates that differ between clusters, where every λ_ik is
+distinct) each a makes its own pass. Eigenvalues that agree to 1e-12 of the largest
+count as equal (accumulation order can change the last bits of Z_iᵀZ_i).
+
 B = (B_i) is never stored: it is as large as the statistics' Z_iᵀX_i (n × q × p), and
 keeping both made the whitened problems the peak of memory at scale. Each G(a) rotates
 and weights Z_iᵀX_i a chunk of clusters at a time into one reused buffer,
@@ -104,6 +118,10 @@ class ProxyTransform:
     #: bytes of the buffer that holds a chunk of clusters' rotated Z_iᵀX_i
     chunk_bytes = 32 * 2 ** 20
 
+    #: largest size of the per-level sums (blocks × levels × p × p) that replace a pass
+    #: over the rows per value of a (see the module docstring)
+    level_bytes = 256 * 2 ** 20
+
     def __init__(self, stats):
         self.stats = stats
         self._cache = {}
@@ -113,6 +131,8 @@ class ProxyTransform:
         self.b = np.einsum("nij,nj->ni", self.Vt, stats.Zty)  # V_iᵀZ_iᵀy_i, (n, q)
         self.slices = stats.block_slices()
         self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
+        self.levels, self._level_of = _eigenvalue_levels(self.lam)
+        self._level_sums = None
 
     def rotate(self, A):
         """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
@@ -163,6 +183,8 @@ class ProxyTransform:
         if a == 0.0:
             return Quadratic(s.XtX.copy(), c, d, trace, s.n_rows.copy())
         w = self.weights(a)
+        if self._use_levels():
+            return self._at_from_levels(a, w)
         G = s.XtX.copy()
         step = self._chunk_clusters()
         for k, sl in enumerate(self.slices):
@@ -174,6 +196,50 @@ class ProxyTransform:
                 d[k] -= bw @ bw
             trace[k] -= float(np.sum(w[sl] * self.lam[sl]))  # Σ a λ / (1 + a λ)
         return Quadratic(G, c, d, trace, s.n_rows.copy())
+
+    def _use_levels(self):
+        """Per-level sums when they fit in ``level_bytes`` and are few against the rows
+        (reading them for one a then costs at most 1/16 of a pass over the rows)."""
+        K, L, p = len(self.slices), self.levels.size, self.stats.n_features
+        return 8 * K * L * p * p <= self.level_bytes and 16 * K * L <= self._level_of.size
+
+    def _at_from_levels(self, a, w):
+        """G(a), c(a), d(a) from the per-level sums: XᵀX − Σ_ℓ w_ℓ(a) (Σ_ℓ bᵀb)."""
+        s = self.stats
+        if self._level_sums is None:
+            self._level_sums = self._sum_levels()
+        GL, cL, dL = self._level_sums  # (K, L, p, p), (K, L, p), (K, L)
+        K, L, p = GL.shape[0], GL.shape[1], GL.shape[2]
+        wl = a / (1.0 + a * self.levels)  # (L,)
+        G = s.XtX - (wl @ GL.reshape(K, L, p * p)).reshape(K, p, p)
+        trace = s.n_rows.astype(float) - np.array(
+            [float(np.sum(w[sl] * self.lam[sl])) for sl in self.slices])
+        return Quadratic(G, s.Xty - cL.transpose(0, 2, 1) @ wl, s.yty - dL @ wl, trace,
+                         s.n_rows.copy())
+
+    def _sum_levels(self):
+        """Σ bᵀb, Σ bᵀ(V_iᵀZ_iᵀy_i) and Σ b² over the rows of each level, per block: one
+        pass over the rotated Z_iᵀX_i."""
+        K, L = len(self.slices), self.levels.size
+        p = self.stats.n_features
+        GL, cL, dL = np.zeros((K, L, p, p)), np.zeros((K, L, p)), np.zeros((K, L))
+        ones = np.ones_like(self.lam)
+        step = self._chunk_clusters()
+        for k, sl in enumerate(self.slices):
+            for lo in range(sl.start, sl.stop, step):
+                part = slice(lo, min(lo + step, sl.stop))
+                B, b = self._weighted(part, ones[part])
+                level = self._level_of[part].ravel()
+                if L > 1:  # rows of a level together
+                    order = np.argsort(level, kind="stable")
+                    B, b, level = B[order], b[order], level[order]
+                ells, starts = np.unique(level, return_index=True)
+                for ell, lo_, hi_ in zip(ells, starts, np.r_[starts[1:], level.size]):
+                    Bl, bl = B[lo_:hi_], b[lo_:hi_]
+                    GL[k, ell] += Bl.T @ Bl
+                    cL[k, ell] += Bl.T @ bl
+                    dL[k, ell] += bl @ bl
+        return GL, cL, dL
 
     def _chunk_clusters(self):
         q, p = self.stats.n_re, self.stats.n_features
@@ -191,3 +257,14 @@ class ProxyTransform:
         Bw = np.matmul(rw[:, :, None] * self.Vt[part], ZtX,
                        out=buf[:ZtX.size].reshape(n, q, p))
         return Bw.reshape(n * q, p), (self.b[part] * rw).ravel()
+
+
+def _eigenvalue_levels(lam, rel_tol=1e-12):
+    """Distinct eigenvalues λ_ik (equal to ``rel_tol`` of the largest) and the level of
+    each: rows with equal λ share the weight w(a) for every a."""
+    top = float(lam.max()) if lam.size and lam.max() > 0 else 1.0
+    key = np.round(lam / (top * rel_tol))
+    _, level = np.unique(key, return_inverse=True)
+    level = level.reshape(lam.shape)
+    counts = np.bincount(level.ravel())
+    return np.bincount(level.ravel(), weights=lam.ravel()) / counts, level

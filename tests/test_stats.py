@@ -17,7 +17,12 @@ def direct_stats(X, y, Z, groups, intercept):
 
 @pytest.mark.parametrize("intercept", [True, False])
 @pytest.mark.parametrize("n_blocks", [1, 3])
-def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks):
+@pytest.mark.parametrize("product_rows", [8192, 2])
+def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product_rows,
+                                        monkeypatch):
+    """Chunks of 5 rows, and cluster products over sub-chunks of 2 rows, split clusters."""
+    from hdlmm.stats import _Accumulator
+    monkeypatch.setattr(_Accumulator, "product_rows", product_rows)
     d = unbalanced
     s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=intercept,
                                  n_blocks=n_blocks, random_state=0, chunk_rows=5)

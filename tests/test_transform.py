@@ -88,3 +88,69 @@ def test_chunked_rotation_equals_explicit_whitening(unbalanced, monkeypatch):
     np.testing.assert_allclose(tf.rotate(A), B @ A, atol=1e-10)
     np.testing.assert_allclose(tf.rotate(A[:, 0]), B @ A[:, 0], atol=1e-10)
     np.testing.assert_allclose(tf.rotate_columns([4, 1]), B[:, :, [4, 1]], atol=1e-12)
+
+
+def _balanced_slope_data(n_clusters=60, m=6, p=5, seed=0):
+    """Every cluster measured at the same times: one Z_iᵀZ_i, so 2 eigenvalue levels."""
+    rng = np.random.default_rng(seed)
+    N = n_clusters * m
+    X = rng.standard_normal((N, p))
+    groups = np.repeat(np.arange(n_clusters), m)
+    Z = np.c_[np.ones(N), np.tile(np.linspace(0, 1, m), n_clusters)]
+    y = X[:, 0] + Z @ rng.standard_normal(2) + rng.standard_normal(N)
+    return X, y, groups, Z
+
+
+def _intercept_data(sizes=(2, 3, 5), n_clusters=180, p=5, seed=1):
+    """A random intercept with a few distinct cluster sizes: one level per size."""
+    rng = np.random.default_rng(seed)
+    m = np.resize(sizes, n_clusters)
+    groups = rng.permutation(np.repeat(np.arange(n_clusters), m))  # rows in any order
+    X = rng.standard_normal((groups.size, p))
+    y = X[:, 1] + rng.standard_normal(n_clusters)[groups] + rng.standard_normal(groups.size)
+    return X, y, groups, np.ones((groups.size, 1))
+
+
+@pytest.mark.parametrize("make, n_levels", [(_balanced_slope_data, 2), (_intercept_data, 3)])
+@pytest.mark.parametrize("a", [0.4, 3.0, 90.0])
+def test_shared_weight_levels_equal_explicit_whitening(make, n_levels, a, monkeypatch):
+    """Rows with equal eigenvalues share w(a): G(a) from the per-level sums is the
+    explicit whitening's, block by block, and the row-by-row pass's."""
+    X, y, groups, Z = make()
+    s = ClusterStats.from_arrays(X, y, groups, Z, fit_intercept=True, n_blocks=3,
+                                 random_state=0, chunk_rows=37)  # clusters split over chunks
+    tf = ProxyTransform(s)
+    assert tf.levels.size == n_levels and tf._use_levels()
+    monkeypatch.setattr(ProxyTransform, "chunk_bytes", 4 * 8 * s.n_re * s.n_features)
+    qa = tf.at(a)
+    X1 = np.c_[np.ones(len(y)), X]
+    for b in range(3):
+        rows = np.isin(groups, s.labels[s.block == b].astype(int))
+        Xa, ya, tr = explicit_whitening(X1[rows], y[rows], Z[rows], groups[rows], a)
+        G, c, dd, trb, _ = qa.block(b)
+        scale = np.abs(Xa.T @ Xa).max()
+        np.testing.assert_allclose(G, Xa.T @ Xa, rtol=0, atol=1e-10 * scale)
+        np.testing.assert_allclose(c, Xa.T @ ya, rtol=0, atol=1e-10 * scale)
+        assert abs(dd - ya @ ya) <= 1e-10 * (ya @ ya) and abs(trb - tr) <= 1e-10 * tr
+    monkeypatch.setattr(ProxyTransform, "level_bytes", 0)
+    direct = ProxyTransform(s)
+    assert not direct._use_levels()
+    for got, want in zip(qa.total(), direct.at(a).total()):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
+def test_distinct_eigenvalues_make_one_pass_per_a(unbalanced):
+    """Random slopes on covariates that differ by cluster: every λ_ik is its own level,
+    so the per-level sums would be no cheaper than a pass, and are not used."""
+    d = unbalanced
+    tf = ProxyTransform(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=2,
+                                                 random_state=0))
+    assert tf.levels.size > 9 and not tf._use_levels()
+
+
+def test_eigenvalue_levels_ignore_round_off():
+    from hdlmm.transform import _eigenvalue_levels
+    lam = np.array([[2.0, 10.0], [2.0 * (1 + 1e-15), 10.0], [3.0, 10.0 * (1 - 1e-15)]])
+    values, level = _eigenvalue_levels(lam)
+    np.testing.assert_allclose(values, [2.0, 3.0, 10.0])
+    np.testing.assert_array_equal(level, [[0, 2], [0, 2], [1, 2]])
