@@ -48,6 +48,7 @@ class SelectionMixin:
         self.cv_results_ = None
         if self.a is None:
             a_grid = self._a_grid()
+            transform.prepare(a_grid)  # every G(a) of the grid in one pass over the rows
             k_of_a, ic_how = None, ""
             if self.support_size is None and self.k_selection == "ic":
                 k_of_a, ic_how = self._ic_choices(transform, a_grid, k_max, free, p)

@@ -13,6 +13,8 @@ w_i(a) = a / (1 + a λ_i), Woodbury's identity
 
 The per-cluster eigendecompositions are computed once (batched); each value of a then
 costs one (n q × p)ᵀ(n q × p) product. a = 0 gives ordinary least squares.
+:meth:`ProxyTransform.prepare` computes a whole grid of a in one pass over the rows:
+each chunk is rotated once and then weighted for every a.
 
 Shared weights. The weight of a row b_ik of B depends on a only through λ_ik, so rows
 with the same eigenvalue share it for every a: with levels ℓ of equal λ,
@@ -131,6 +133,7 @@ class ProxyTransform:
         self.b = np.einsum("nij,nj->ni", self.Vt, stats.Zty)  # V_iᵀZ_iᵀy_i, (n, q)
         self.slices = stats.block_slices()
         self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
+        self._scaled = np.empty(0)  # their weighted copies when several a share a pass
         self.levels, self._level_of = _eigenvalue_levels(self.lam)
         self._level_sums = None
 
@@ -167,7 +170,31 @@ class ProxyTransform:
         a = check_a(a)
         if a in self._cache:
             return self._cache[a]
-        quad = self._at(a)
+        s = self.stats
+        if a == 0.0:
+            quad = Quadratic(s.XtX.copy(), s.Xty.copy(), s.yty.astype(float).copy(),
+                             s.n_rows.astype(float), s.n_rows.copy())
+        elif self._use_levels():
+            quad = self._at_from_levels(a, self.weights(a))
+        else:
+            quad = self._passes([a])[0]
+        return self._store(a, quad)
+
+    def prepare(self, a_values):
+        """Compute the whitened problems of several values of a in one pass over the
+        rotated rows (each chunk is rotated once, then weighted and multiplied for every
+        a), into the cache that :meth:`at` reads. Values that would not fit in
+        ``cache_bytes`` are left to :meth:`at`."""
+        todo = [a for a in dict.fromkeys(check_a(v) for v in np.atleast_1d(a_values))
+                if a > 0 and a not in self._cache]
+        each = 8 * len(self.slices) * self.stats.n_features ** 2
+        todo = todo[:max(0, self.cache_bytes // each - len(self._cache))]
+        if len(todo) < 2 or self._use_levels():
+            return
+        for a, quad in zip(todo, self._passes(todo)):
+            self._store(a, quad)
+
+    def _store(self, a, quad):
         size = quad.G.nbytes * (len(self._cache) + 1)
         if size <= self.cache_bytes:
             for arr in (quad.G, quad.c, quad.d, quad.trace, quad.n_rows):
@@ -175,27 +202,27 @@ class ProxyTransform:
             self._cache[a] = quad
         return quad
 
-    def _at(self, a):
+    def _passes(self, a_values):
+        """The quadratics of some a > 0 from one pass over the rotated rows."""
         s = self.stats
-        c = s.Xty.copy()
-        d = s.yty.astype(float).copy()
-        trace = s.n_rows.astype(float)
-        if a == 0.0:
-            return Quadratic(s.XtX.copy(), c, d, trace, s.n_rows.copy())
-        w = self.weights(a)
-        if self._use_levels():
-            return self._at_from_levels(a, w)
-        G = s.XtX.copy()
+        W = [self.weights(a) for a in a_values]
+        G = [s.XtX.copy() for _ in W]
+        c = [s.Xty.copy() for _ in W]
+        d = [s.yty.astype(float).copy() for _ in W]
         step = self._chunk_clusters()
         for k, sl in enumerate(self.slices):
             for lo in range(sl.start, sl.stop, step):
                 part = slice(lo, min(lo + step, sl.stop))
-                Bw, bw = self._weighted(part, w[part])
-                G[k] -= Bw.T @ Bw
-                c[k] -= Bw.T @ bw
-                d[k] -= bw @ bw
-            trace[k] -= float(np.sum(w[sl] * self.lam[sl]))  # Σ a λ / (1 + a λ)
-        return Quadratic(G, c, d, trace, s.n_rows.copy())
+                for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
+                    G[i][k] -= Bw.T @ Bw
+                    c[i][k] -= Bw.T @ bw
+                    d[i][k] -= bw @ bw
+        quads = []
+        for i, w in enumerate(W):
+            trace = s.n_rows.astype(float) - np.array(  # Σ a λ / (1 + a λ)
+                [float(np.sum(w[sl] * self.lam[sl])) for sl in self.slices])
+            quads.append(Quadratic(G[i], c[i], d[i], trace, s.n_rows.copy()))
+        return quads
 
     def _use_levels(self):
         """Per-level sums when they fit in ``level_bytes`` and are few against the rows
@@ -244,6 +271,23 @@ class ProxyTransform:
     def _chunk_clusters(self):
         q, p = self.stats.n_re, self.stats.n_features
         return max(1, self.chunk_bytes // (8 * q * p))
+
+    def _weighted_each(self, part, W):
+        """(diag(√w_i) B_i, diag(√w_i) b_i) of the clusters ``part`` for each weight in
+        ``W``: one weighted rotation for one weight, else one rotation, then a scaled
+        copy per weight (into a second reused buffer)."""
+        if len(W) == 1:
+            yield self._weighted(part, W[0][part])
+            return
+        B, b = self._weighted(part, np.ones_like(self.lam[part]))
+        if self._scaled.size < B.size:
+            self._scaled = np.empty_like(self._buffer)
+        q = self.stats.n_re
+        B3 = B.reshape(-1, q, B.shape[1])
+        for w in W:
+            rw = np.sqrt(w[part])
+            Bw = np.multiply(B3, rw[:, :, None], out=self._scaled[:B.size].reshape(B3.shape))
+            yield Bw.reshape(B.shape), b * rw.ravel()
 
     def _weighted(self, part, w):
         """diag(√w_i) B_i and diag(√w_i) b_i of the clusters ``part``, as (rows × p) and

@@ -154,3 +154,22 @@ def test_eigenvalue_levels_ignore_round_off():
     values, level = _eigenvalue_levels(lam)
     np.testing.assert_allclose(values, [2.0, 3.0, 10.0])
     np.testing.assert_array_equal(level, [[0, 2], [0, 2], [1, 2]])
+
+
+def test_prepare_computes_a_grid_in_one_pass_equal_to_one_a_at_a_time(unbalanced,
+                                                                       monkeypatch):
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
+    monkeypatch.setattr(ProxyTransform, "chunk_bytes", 2 * 8 * s.n_re * s.n_features)
+    grid = [0.0, 0.5, 4.0, 0.5, 30.0]
+    many = ProxyTransform(s)
+    many.prepare(grid)
+    assert sorted(many._cache) == [0.5, 4.0, 30.0]  # a = 0 needs no pass
+    for a in grid:
+        one = ProxyTransform(s).at(a)
+        for got, want in zip(many.at(a).__dict__.values(), one.__dict__.values()):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(ProxyTransform, "cache_bytes", 0)  # no room: left to at()
+    none = ProxyTransform(s)
+    none.prepare(grid)
+    assert not none._cache
