@@ -91,6 +91,7 @@ VARIANTS = {
     "hdlmm-kcv": dict(k_selection="cv"),
     "hdlmm-gic": dict(ic="gic"),
     "hdlmm-bic": dict(ic="bic"),
+    "hdlmm-effic": dict(a_selection="efficiency"),
 }
 
 

@@ -83,6 +83,12 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         when Ψ is large relative to σ².
     one_se : bool
         Choose the sparsest cell within one standard error of the best CV score.
+    a_selection : {"cv", "efficiency"}
+        ``cv`` (default): a by the cross-validation. ``efficiency``: after the CV choice
+        and the variance components, refit the chosen k at the a of the grid whose
+        estimator of the fixed effects has the smallest variance under the fitted Ψ̂, σ̂²
+        (:mod:`hdlmm.efficiency`; ``efficiency_`` holds the traces). Needs the variance
+        components (kept at the CV choice when they are not identified).
     max_exchange : int
         Largest number of variables exchanged at once by splicing (C_max).
     vc_method : {"REML", "ML", None}
@@ -166,7 +172,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
 
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
                  k_max=None, k_selection="ic", ic="ebic", cv=5, cv_criterion="loglik",
-                 one_se=False, max_exchange=2, vc_method="REML",
+                 one_se=False, a_selection="cv", max_exchange=2, vc_method="REML",
                  cov_structure="unstructured", refit=False, ic_samples="ml",
                  inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
                  p_adjust=None, screening="auto", random_state=None):
@@ -180,6 +186,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         self.cv = cv
         self.cv_criterion = cv_criterion
         self.one_se = one_se
+        self.a_selection = a_selection
         self.max_exchange = max_exchange
         self.vc_method = vc_method
         self.cov_structure = cov_structure

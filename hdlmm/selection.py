@@ -19,6 +19,7 @@ import pandas as pd
 
 from ._postfit import random_part
 from ._validation import check_a, check_support_rank, check_support_size, warn_constant_columns
+from .efficiency import most_efficient_a
 from .path import default_k_max, fit_path
 from .transform import ProxyTransform
 from .tuning import choose_from_cv, cross_validate, information_criterion, proxy_ml_k
@@ -68,9 +69,31 @@ class SelectionMixin:
                 k = int(cvres.ks[cvres.best(self.one_se)[1]])
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
-        del self._paths
         self._set(random_part(self, stats, free, re_names, skip=no_groups))
+        if self.a is None and self.a_selection == "efficiency":
+            if self._efficient_a(transform, a_grid, k_max, free, p):
+                self._set(random_part(self, stats, free, re_names, skip=no_groups))
+        del self._paths
         return transform
+
+    def _efficient_a(self, transform, a_grid, k_max, free, p):
+        """``a_selection="efficiency"``: refit the chosen k at the a of the grid with the
+        most efficient fixed effects under the fitted Ψ, σ²
+        (:func:`~hdlmm.efficiency.most_efficient_a`). True if a changed."""
+        if self.cov_re_ is None:
+            self.selection_ += "; a not revised (no variance components to judge it by)"
+            return False
+        S = np.r_[free, self.support_ + len(free)].astype(np.intp)
+        a, traces = most_efficient_a(transform, a_grid, S, len(free), self.cov_re_,
+                                     self.scale_)
+        self.efficiency_ = pd.DataFrame({"a": a_grid, "trace_var": traces})
+        if a == self.a_:
+            self.selection_ += "; also the most efficient a for its support"
+            return False
+        how = (f"{self.selection_}; then a = {a:g}, the most efficient for the fixed "
+               f"effects of that support (smallest tr Var(β̂) under the fitted Ψ, σ²)")
+        self._final_fit(transform, a, self.support_size_, k_max, free, p, how)
+        return True
 
     def _k_max(self, n_samples, p):
         if self.support_size is not None and self.k_max is None:
@@ -127,6 +150,9 @@ class SelectionMixin:
 
     def _final_fit(self, transform, a, k, k_max, free, p, how):
         path, n_ic, n_eff = self._full_path(transform, a, k_max, free)
+        if k is not None and path.ks.size < k:  # the IC path stopped short of k at this a
+            G, c, d, _, _ = transform.at(a).total()
+            path = fit_path(G, c, d, k, free=free, max_exchange=self.max_exchange)
         ic = information_criterion(path.rss, path.ks, n_ic, p, self.ic)
         if k is None:
             k = int(path.ks[np.argmin(ic)])
