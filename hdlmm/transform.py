@@ -217,12 +217,13 @@ class ProxyTransform:
                     G[i][k] -= Bw.T @ Bw
                     c[i][k] -= Bw.T @ bw
                     d[i][k] -= bw @ bw
-        quads = []
-        for i, w in enumerate(W):
-            trace = s.n_rows.astype(float) - np.array(  # Σ a λ / (1 + a λ)
-                [float(np.sum(w[sl] * self.lam[sl])) for sl in self.slices])
-            quads.append(Quadratic(G[i], c[i], d[i], trace, s.n_rows.copy()))
-        return quads
+        return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
+                for i, w in enumerate(W)]
+
+    def _trace(self, w):
+        """tr(Σ_a⁻¹) per block: N_k − Σ a λ / (1 + a λ) over the block's clusters."""
+        return self.stats.n_rows.astype(float) - np.array(
+            [float(np.sum(w[sl] * self.lam[sl])) for sl in self.slices])
 
     def _use_levels(self):
         """Per-level sums when they fit in ``level_bytes`` and are few against the rows
@@ -239,10 +240,8 @@ class ProxyTransform:
         K, L, p = GL.shape[0], GL.shape[1], GL.shape[2]
         wl = a / (1.0 + a * self.levels)  # (L,)
         G = s.XtX - (wl @ GL.reshape(K, L, p * p)).reshape(K, p, p)
-        trace = s.n_rows.astype(float) - np.array(
-            [float(np.sum(w[sl] * self.lam[sl])) for sl in self.slices])
-        return Quadratic(G, s.Xty - cL.transpose(0, 2, 1) @ wl, s.yty - dL @ wl, trace,
-                         s.n_rows.copy())
+        return Quadratic(G, s.Xty - cL.transpose(0, 2, 1) @ wl, s.yty - dL @ wl,
+                         self._trace(w), s.n_rows.copy())
 
     def _sum_levels(self):
         """Σ bᵀb, Σ bᵀ(V_iᵀZ_iᵀy_i) and Σ b² over the rows of each level, per block: one
