@@ -42,23 +42,33 @@ def fixed_effect_variance(transform, a, S, cov_re, scale):
     -------
     ndarray of shape (s, s)
     """
-    S = np.asarray(S, dtype=np.intp)
-    A = transform.at(a).total()[0][np.ix_(S, S)]
-    B = transform.rotate_columns(S)  # (n, q, s)
-    lam, w = transform.lam, transform.weights(a)
-    ZWX = np.swapaxes(transform.Vt, 1, 2) @ (B / (1.0 + a * lam)[:, :, None])
-    meat = np.sum(np.swapaxes(ZWX, 1, 2) @ (cov_re @ ZWX), axis=0)
-    XtX = transform.stats.XtX.sum(0)[np.ix_(S, S)]
-    s = S.size
-    WW = XtX - ((2 * w - w * w * lam)[:, :, None] * B).reshape(-1, s).T @ B.reshape(-1, s)
-    Ainv = np.linalg.inv(A)
-    return Ainv @ (meat + scale * WW) @ Ainv
+    return _sandwich(transform, a, *_support_parts(transform, S), cov_re, scale)
 
 
 def most_efficient_a(transform, a_grid, S, free, cov_re, scale):
     """The a of ``a_grid`` with the smallest tr Var(β̂_S(a)) over the penalised
     coordinates of S (the first ``free`` entries of S are not counted), and the traces."""
-    traces = np.array([np.trace(fixed_effect_variance(transform, a, S, cov_re,
-                                                      scale)[free:, free:])
+    parts = _support_parts(transform, S)  # the same for every a
+    traces = np.array([np.trace(_sandwich(transform, a, *parts, cov_re,
+                                          scale)[free:, free:])
                        for a in a_grid])
     return float(a_grid[int(np.argmin(traces))]), traces
+
+
+def _support_parts(transform, S):
+    """(S, B_i = Q_iᵀZ_iᵀX_{i,S} of shape (n, q, s), X_SᵀX_S): what does not depend on a."""
+    S = np.asarray(S, dtype=np.intp)
+    XtX = transform.stats.XtX[:, S][:, :, S].sum(0)
+    return S, transform.rotate_columns(S), XtX
+
+
+def _sandwich(transform, a, S, B, XtX, cov_re, scale):
+    """A⁻¹ (Σ_i X_iᵀW_iV_iW_iX_i) A⁻¹ at one a (see the module docstring)."""
+    A = transform.at(a).total()[0][np.ix_(S, S)]
+    lam, w = transform.lam, transform.weights(a)
+    ZWX = np.swapaxes(transform.Vt, 1, 2) @ (B / (1.0 + a * lam)[:, :, None])
+    meat = np.sum(np.swapaxes(ZWX, 1, 2) @ (cov_re @ ZWX), axis=0)
+    s = S.size
+    WW = XtX - ((2 * w - w * w * lam)[:, :, None] * B).reshape(-1, s).T @ B.reshape(-1, s)
+    Ainv = np.linalg.inv(A)
+    return Ainv @ (meat + scale * WW) @ Ainv

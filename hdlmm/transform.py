@@ -22,12 +22,12 @@ with the same eigenvalue share it for every a: with levels ℓ of equal λ,
     G(a) = XᵀX − Σ_ℓ w_ℓ(a) Σ_{ik: λ_ik = ℓ} b_ikᵀ b_ik,
 
 and the per-level sums cost one pass over B in all. After that pass every value of a
-costs K L p² additions (K blocks) instead of a pass over the n q rows. Designs with few levels are
-common: a random intercept (λ_i = n_i, one level per distinct cluster size), and
-balanced longitudinal designs (every cluster measured at the same times, so every Z_iᵀZ_i
-is the same). The levels are used when their sums fit in ``level_bytes`` and 16 K L ≤ n q; otherwise
-(e.g. random slopes on covariates that differ between clusters, where every λ_ik is
-distinct) each a makes its own pass. Eigenvalues that agree to 1e-12 of the largest
+costs K L p² additions (K blocks) instead of a pass over the n q rows. Designs with
+few levels are common: a random intercept (λ_i = n_i, one level per distinct cluster
+size), and balanced longitudinal designs (every cluster measured at the same times, so
+every Z_iᵀZ_i is the same). The levels are used when their sums fit in ``level_bytes``
+and 16 K L ≤ n q; otherwise (e.g. random slopes on covariates that differ between
+clusters, where every λ_ik is distinct) each a makes its own pass. Eigenvalues that agree to 1e-12 of the largest
 count as equal (accumulation order can change the last bits of Z_iᵀZ_i).
 
 B = (B_i) is never stored: it is as large as the statistics' Z_iᵀX_i (n × q × p), and
@@ -209,14 +209,11 @@ class ProxyTransform:
         G = [s.XtX.copy() for _ in W]
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
-        step = self._chunk_clusters()
-        for k, sl in enumerate(self.slices):
-            for lo in range(sl.start, sl.stop, step):
-                part = slice(lo, min(lo + step, sl.stop))
-                for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
-                    G[i][k] -= Bw.T @ Bw
-                    c[i][k] -= Bw.T @ bw
-                    d[i][k] -= bw @ bw
+        for k, part in self._chunks():
+            for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
+                G[i][k] -= Bw.T @ Bw
+                c[i][k] -= Bw.T @ bw
+                d[i][k] -= bw @ bw
         return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
                 for i, w in enumerate(W)]
 
@@ -250,22 +247,26 @@ class ProxyTransform:
         p = self.stats.n_features
         GL, cL, dL = np.zeros((K, L, p, p)), np.zeros((K, L, p)), np.zeros((K, L))
         ones = np.ones_like(self.lam)
+        for k, part in self._chunks():
+            B, b = self._weighted(part, ones[part])
+            level = self._level_of[part].ravel()
+            if L > 1:  # rows of a level together
+                order = np.argsort(level, kind="stable")
+                B, b, level = B[order], b[order], level[order]
+            ells, starts = np.unique(level, return_index=True)
+            for ell, lo, hi in zip(ells, starts, np.r_[starts[1:], level.size]):
+                Bl, bl = B[lo:hi], b[lo:hi]
+                GL[k, ell] += Bl.T @ Bl
+                cL[k, ell] += Bl.T @ bl
+                dL[k, ell] += bl @ bl
+        return GL, cL, dL
+
+    def _chunks(self):
+        """(block, slice of clusters) for every chunk of clusters the buffer holds."""
         step = self._chunk_clusters()
         for k, sl in enumerate(self.slices):
             for lo in range(sl.start, sl.stop, step):
-                part = slice(lo, min(lo + step, sl.stop))
-                B, b = self._weighted(part, ones[part])
-                level = self._level_of[part].ravel()
-                if L > 1:  # rows of a level together
-                    order = np.argsort(level, kind="stable")
-                    B, b, level = B[order], b[order], level[order]
-                ells, starts = np.unique(level, return_index=True)
-                for ell, lo_, hi_ in zip(ells, starts, np.r_[starts[1:], level.size]):
-                    Bl, bl = B[lo_:hi_], b[lo_:hi_]
-                    GL[k, ell] += Bl.T @ Bl
-                    cL[k, ell] += Bl.T @ bl
-                    dL[k, ell] += bl @ bl
-        return GL, cL, dL
+                yield k, slice(lo, min(lo + step, sl.stop))
 
     def _chunk_clusters(self):
         q, p = self.stats.n_re, self.stats.n_features
