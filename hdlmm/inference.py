@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats as sps
 
+from ._arrays import zeros
 from .nodewise import nodewise_lasso
 from .splicing import profile_out
 
@@ -333,7 +334,7 @@ def add_cluster_sums(out, n_clusters, clusters, sums):
     """Add the sums of some ``clusters`` into ``out`` (created with ``n_clusters`` rows
     when None); returns ``out``."""
     if out is None:
-        out = {k: np.zeros((n_clusters,) + v.shape[1:]) for k, v in sums.items()}
+        out = {k: zeros((n_clusters,) + v.shape[1:]) for k, v in sums.items()}
     for k, v in sums.items():
         out[k][clusters] += v
     return out

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import zeros
 from ._validation import check_a
 
 __all__ = ["ProxyTransform", "Quadratic"]
@@ -245,7 +246,7 @@ class ProxyTransform:
         pass over the rotated Z_iᵀX_i."""
         K, L = len(self.slices), self.levels.size
         p = self.stats.n_features
-        GL, cL, dL = np.zeros((K, L, p, p)), np.zeros((K, L, p)), np.zeros((K, L))
+        GL, cL, dL = zeros((K, L, p, p)), zeros((K, L, p)), zeros((K, L))
         ones = np.ones_like(self.lam)
         for k, part in self._chunks():
             B, b = self._weighted(part, ones[part])

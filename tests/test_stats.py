@@ -18,12 +18,18 @@ def direct_stats(X, y, Z, groups, intercept):
 @pytest.mark.parametrize("intercept", [True, False])
 @pytest.mark.parametrize("n_blocks", [1, 3])
 @pytest.mark.parametrize("product_rows", [8192, 2])
-def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product_rows,
+@pytest.mark.parametrize("rows", ["as generated", "sorted by label", "shuffled"])
+def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product_rows, rows,
                                         monkeypatch):
-    """Chunks of 5 rows, and cluster products over sub-chunks of 2 rows, split clusters."""
+    """Chunks of 5 rows, and cluster products over sub-chunks of 2 rows, split clusters;
+    sorted rows take the sliced adds (consecutive clusters), shuffled rows the indexed."""
     from hdlmm.stats import _Accumulator
     monkeypatch.setattr(_Accumulator, "product_rows", product_rows)
     d = unbalanced
+    order = {"as generated": np.arange(d.groups.size),
+             "sorted by label": np.argsort(d.groups, kind="stable"),
+             "shuffled": np.random.default_rng(0).permutation(d.groups.size)}[rows]
+    d.X, d.y, d.Z, d.groups = d.X[order], d.y[order], d.Z[order], d.groups[order]
     s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=intercept,
                                  n_blocks=n_blocks, random_state=0, chunk_rows=5)
     XtX, Xty, yty, per = direct_stats(d.X, d.y, d.Z, d.groups, intercept)
@@ -38,6 +44,29 @@ def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product
         np.testing.assert_allclose(s.Zty[i], Zty, atol=1e-10)
         assert s.n_obs[i] == m
     assert np.all(np.diff(s.block) >= 0)
+
+
+def test_fold_totals_in_gathered_pieces(unbalanced, monkeypatch):
+    """Rows of a fold gathered in pieces of 2p rows (chunks of 64 rows, 3 folds) give
+    the same fold totals as whole folds."""
+    from hdlmm.stats import _Accumulator
+    d = unbalanced
+    whole = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
+    monkeypatch.setattr(_Accumulator, "gather_bytes", 0)
+    pieces = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0,
+                                      chunk_rows=64)
+    for key in ("XtX", "Xty", "yty", "n_rows"):
+        np.testing.assert_allclose(getattr(pieces, key), getattr(whole, key), atol=1e-10)
+
+
+def test_runs_of_consecutive_positions():
+    from hdlmm.stats import _runs
+    pos = np.array([3, 4, 5, 9, 10, 20])
+    assert [(r, a) for r, a in _runs(pos)] == [(slice(0, 3), slice(3, 6)),
+                                               (slice(3, 5), slice(9, 11)),
+                                               (slice(5, 6), slice(20, 21))]
+    (run, at), = _runs(pos, max_runs=2)  # many runs: one indexed add
+    assert run == slice(None) and at is pos
 
 
 def test_blocks_are_whole_clusters_and_sum_to_totals(unbalanced):
