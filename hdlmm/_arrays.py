@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 __all__ = ["zeros"]
+
+#: arrays at least this large are first written by several threads
+PARALLEL_BYTES = 64 * 2 ** 20
 
 
 def zeros(shape, dtype=float):
@@ -16,8 +22,25 @@ def zeros(shape, dtype=float):
     transparent huge page. Writing the zeros first maps each page once, as a huge page
     where the system allows. Measured on the 800 MB of Z_iᵀX_i sums of the BLAS-floor
     benchmark (benchmarks/scale.py): 1.1-1.8 s of page faults inside the pass over the
-    rows became a 0.08 s fill.
+    rows became a 0.08 s fill when the process had used that memory before.
+
+    Memory the process has never used costs more to map (1.7 s for those 800 MB on a
+    virtual machine here, single-threaded), so large arrays are written by one thread
+    per core (``ndarray.fill`` releases the GIL): the usual parallel first touch.
     """
     out = np.empty(shape, dtype=dtype)
-    out.fill(0)
+    threads = min(_cores(), max(1, out.nbytes // PARALLEL_BYTES))
+    if threads == 1:
+        out.fill(0)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda part: part.fill(0),
+                          np.array_split(out.reshape(-1), threads)))
     return out
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -344,8 +344,9 @@ def chunk_sums(X, y, idx, n_clusters, U, S, cols, coef, intercept):
     """The per-cluster sums of :func:`row_sums` for one chunk of rows (additive)."""
     f = 1 if intercept else 0
     S = np.asarray(S, dtype=np.intp)
-    XU = X @ U[f:] + (U[0] if f else 0.0)
-    r = y - X @ coef[f:] - (coef[0] if f else 0.0)
+    XW = X @ np.c_[U[f:], coef[f:]]  # X u_j and X β̂ in one pass over X
+    XU = XW[:, :-1] + (U[0] if f else 0.0)
+    r = y - XW[:, -1] - (coef[0] if f else 0.0)
     ind = sparse.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))),
                             shape=(n_clusters, idx.size))
     XS = X[:, np.maximum(S - f, 0)]

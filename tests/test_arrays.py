@@ -1,0 +1,17 @@
+import numpy as np
+import pytest
+
+from hdlmm import _arrays
+
+
+@pytest.mark.parametrize("parallel_bytes", [64 * 2 ** 20, 1])
+@pytest.mark.parametrize("dtype", [float, np.int64])
+def test_zeros_are_zero_and_writable(parallel_bytes, dtype, monkeypatch):
+    """One thread for small arrays, several (the array split between them) otherwise."""
+    monkeypatch.setattr(_arrays, "PARALLEL_BYTES", parallel_bytes)
+    monkeypatch.setattr(_arrays, "_cores", lambda: 3)
+    out = _arrays.zeros((7, 3, 5), dtype=dtype)
+    assert out.shape == (7, 3, 5) and out.dtype == dtype and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, 0)
+    out[[1, 1, 4]] += 1
+    assert out.sum() == 2 * 15
