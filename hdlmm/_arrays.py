@@ -1,4 +1,4 @@
-"""Allocation of the arrays that sums are accumulated into."""
+"""The arrays that sums are accumulated into: their allocation, and adds into slices."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["zeros"]
+__all__ = ["runs", "zeros"]
 
 #: arrays at least this large are first written by several threads
 PARALLEL_BYTES = 64 * 2 ** 20
@@ -44,3 +44,20 @@ def _cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def runs(positions, max_runs=64):
+    """(slice into ``positions``, what to index the sums with) for each run of
+    consecutive positions, or the whole array at once when there are many runs.
+
+    Rows sorted by cluster give a few runs per chunk (one per fold: positions are in
+    (fold, label) order), and adding into a slice of the sums took half the time of
+    numpy's fancy-indexed add, which gathers and scatters every row (measured on
+    Z_iᵀX_i at p = 500).
+    """
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    if breaks.size >= max_runs:
+        return [(slice(None), positions)]
+    edges = np.r_[0, breaks, positions.size]
+    return [(slice(lo, hi), slice(positions[lo], positions[lo] + hi - lo))
+            for lo, hi in zip(edges[:-1], edges[1:])]

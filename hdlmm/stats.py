@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
 
-from ._arrays import zeros
+from ._arrays import runs, zeros
 from ._validation import _sort_order, check_lmm_arrays
 
 __all__ = ["ClusterStats", "FoldLayout"]
@@ -298,7 +298,7 @@ class _Accumulator:
                          np.repeat(np.arange(n_rows), q))),
             shape=(uc.size * q, n_rows))
         ZX = (S @ X).reshape(uc.size, q, -1)
-        for run, at in _runs(uc):  # ZtX is the largest sum: slices, not fancy indexing
+        for run, at in runs(uc):  # ZtX is the largest sum: slices, not fancy indexing
             self.ZtX[at, :, f:] += ZX[run]
         self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
         self.Zty[uc] += (S @ y).reshape(uc.size, q)
@@ -347,22 +347,6 @@ class _Accumulator:
         _check_no_overflow(sums, X, y)
         return ClusterStats(labels=labels, block=block, intercept=intercept,
                             feature_names=feature_names, **sums)
-
-
-def _runs(positions, max_runs=64):
-    """(slice into ``positions``, what to index the sums with) for each run of
-    consecutive positions, or the whole array at once when there are many runs.
-
-    Rows sorted by cluster give a few runs per chunk (one per fold: positions are in
-    (fold, label) order), and adding into a slice of the sums is several times faster
-    than numpy's fancy-indexed add, which gathers and scatters every row.
-    """
-    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
-    if breaks.size >= max_runs:
-        return [(slice(None), positions)]
-    edges = np.r_[0, breaks, positions.size]
-    return [(slice(lo, hi), slice(positions[lo], positions[lo] + hi - lo))
-            for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def _deal_blocks(n, K, random_state):

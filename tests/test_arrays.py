@@ -15,3 +15,11 @@ def test_zeros_are_zero_and_writable(parallel_bytes, dtype, monkeypatch):
     np.testing.assert_array_equal(out, 0)
     out[[1, 1, 4]] += 1
     assert out.sum() == 2 * 15
+
+
+def test_runs_of_consecutive_positions():
+    pos = np.array([3, 4, 5, 9, 10, 20])
+    assert _arrays.runs(pos) == [(slice(0, 3), slice(3, 6)), (slice(3, 5), slice(9, 11)),
+                                 (slice(5, 6), slice(20, 21))]
+    (run, at), = _arrays.runs(pos, max_runs=2)  # many runs: one indexed add
+    assert run == slice(None) and at is pos

@@ -59,16 +59,6 @@ def test_fold_totals_in_gathered_pieces(unbalanced, monkeypatch):
         np.testing.assert_allclose(getattr(pieces, key), getattr(whole, key), atol=1e-10)
 
 
-def test_runs_of_consecutive_positions():
-    from hdlmm.stats import _runs
-    pos = np.array([3, 4, 5, 9, 10, 20])
-    assert [(r, a) for r, a in _runs(pos)] == [(slice(0, 3), slice(3, 6)),
-                                               (slice(3, 5), slice(9, 11)),
-                                               (slice(5, 6), slice(20, 21))]
-    (run, at), = _runs(pos, max_runs=2)  # many runs: one indexed add
-    assert run == slice(None) and at is pos
-
-
 def test_blocks_are_whole_clusters_and_sum_to_totals(unbalanced):
     d = unbalanced
     s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=1)
