@@ -67,14 +67,19 @@ def _as_float_matrix(A, name, n_rows=None, allow_1d=True):
     return arr
 
 
-def _check_finite(arr, name):
-    # A finite sum proves every value finite (NaN and inf propagate) at the cost of one
-    # read; only an overflowing sum or a bad value pays for the elementwise check.
+def all_finite(arr):
+    """Whether every value of ``arr`` is finite. A finite sum proves it (NaN and inf
+    propagate) at the cost of one read; only an overflowing sum or a bad value pays
+    for the elementwise check."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(arr)):
-            return
-    bad = ~np.isfinite(arr)
-    if bad.any():
+            return True
+    return bool(np.all(np.isfinite(arr)))
+
+
+def _check_finite(arr, name):
+    if not all_finite(arr):
+        bad = ~np.isfinite(arr)
         rows = np.unique(np.nonzero(bad)[0])
         kind = "NaN" if np.isnan(arr[bad]).any() else "inf"
         raise ValueError(

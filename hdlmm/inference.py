@@ -51,7 +51,8 @@ from .nodewise import nodewise_lasso
 from .splicing import profile_out
 
 __all__ = ["DebiasedInference", "debias", "row_scores", "row_sums", "row_chunks",
-           "chunk_sums", "local_chunk_sums", "add_cluster_sums", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
+           "chunk_sums", "local_chunk_sums", "add_cluster_sums", "adjust_pvalues",
+           "SMALL_SAMPLE", "P_ADJUST"]
 
 SMALL_SAMPLE = ("cr2bm", "cr2t", "cr2", "cr1t", "none")
 P_ADJUST = (None, "holm", "bh")

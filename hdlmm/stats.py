@@ -22,7 +22,7 @@ from scipy import sparse
 from sklearn.utils import check_random_state
 
 from ._arrays import runs, zeros
-from ._validation import _sort_order, check_lmm_arrays
+from ._validation import _sort_order, all_finite, check_lmm_arrays
 
 __all__ = ["ClusterStats", "FoldLayout"]
 
@@ -237,9 +237,7 @@ def _check_no_overflow(sums, X=None, y=None):
     (the largest value is named when the rows X, y are at hand; it is only computed on
     failure)."""
     for key in ("XtX", "Xty", "yty", "ZtZ", "ZtX", "Zty"):
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = np.sum(sums[key])  # finite: every entry is (one read, no mask)
-        if not np.isfinite(total) and not np.all(np.isfinite(sums[key])):
+        if not all_finite(sums[key]):
             big = ("" if X is None else
                    f" (largest |value| {max(np.max(np.abs(X)), np.max(np.abs(y))):.3g})")
             raise ValueError(
@@ -336,14 +334,11 @@ class _Accumulator:
             self.XtX[b, 1:, 0] += colsum
             self.Xty[b, 0] += yb.sum()
 
-    def result(self):
-        return dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
-                    XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
-
     def stats(self, labels, block, intercept, feature_names, X=None, y=None):
         """The ClusterStats of the sums (clusters in ``labels``/``block`` order), after
         checking them for overflow (``X``, ``y``: the rows, for the message)."""
-        sums = self.result()
+        sums = dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
+                    XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
         _check_no_overflow(sums, X, y)
         return ClusterStats(labels=labels, block=block, intercept=intercept,
                             feature_names=feature_names, **sums)

@@ -336,7 +336,6 @@ class StreamMixin:
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-
     def fit_source(self, source, *, y, groups, X=None, Z=None, chunk_rows=50_000,
                    sep=None, progress=None):
         """Fit on a Parquet/CSV file (or a folder of Parquet files) too big for memory.

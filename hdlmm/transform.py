@@ -27,8 +27,9 @@ few levels are common: a random intercept (λ_i = n_i, one level per distinct cl
 size), and balanced longitudinal designs (every cluster measured at the same times, so
 every Z_iᵀZ_i is the same). The levels are used when their sums fit in ``level_bytes``
 and 16 K L ≤ n q; otherwise (e.g. random slopes on covariates that differ between
-clusters, where every λ_ik is distinct) each a makes its own pass. Eigenvalues that agree to 1e-12 of the largest
-count as equal (accumulation order can change the last bits of Z_iᵀZ_i).
+clusters, where every λ_ik is distinct) each a makes its own pass. Eigenvalues that
+agree to 1e-12 of the largest count as equal (accumulation order can change the last
+bits of Z_iᵀZ_i).
 
 B = (B_i) is never stored: it is as large as the statistics' Z_iᵀX_i (n × q × p), and
 keeping both made the whitened problems the peak of memory at scale. Each G(a) rotates

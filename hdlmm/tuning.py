@@ -21,7 +21,6 @@ Held-out criteria, both comparable across values of a:
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass
 
 import numpy as np
