@@ -173,3 +173,17 @@ def test_analytic_gradient_matches_finite_differences(method, structure):
         fd = [(prof.deviance(theta + h * e) - prof.deviance(theta - h * e)) / (2 * h)
               for e in np.eye(theta.size)]
         np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(fd)))
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_batched_inverse_and_logdet_match_numpy(q):
+    from hdlmm.varcomp import _inv_logdet
+    rng = np.random.default_rng(q)
+    A = rng.standard_normal((50, q, q))
+    M = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(q)
+    inv, logdet = _inv_logdet(M)
+    np.testing.assert_allclose(inv, np.linalg.inv(M), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(M)[1], rtol=1e-12)
+    M[7] = -M[7]  # one matrix not positive definite
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        _inv_logdet(M)
