@@ -45,7 +45,7 @@ def test_efficiency_is_smallest_at_the_gls_a():
     assert np.argmin(tr) == 2
 
 
-@pytest.mark.parametrize("seed, moves", [(5, True), (0, False)])
+@pytest.mark.parametrize("seed, moves", [(1, True), (0, False)])
 def test_a_selection_efficiency_refits_at_the_most_efficient_a(seed, moves):
     d = hdlmm.make_lmm_data(n_clusters=30, n_obs=(4, 12), n_features=40, n_re=2,
                             support_size=3, random_state=seed)
