@@ -216,10 +216,10 @@ def _whitened_sums(transform, a, coef, U, S, cols, raw):
         return raw
     w = transform.weights(a)  # (n, q)
     BU = transform.rotate(U)  # B_i U with B_i = V_iᵀZ_iᵀX_i, (n, q, J)
-    BS = transform.rotate_columns(S)  # (n, q, s); β̂ is zero off S
-    br = transform.b - BS @ coef[S]  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q)
+    BSx = transform.rotate_columns(np.r_[S, cols])  # one read of Z_iᵀX_i for both
+    BS, Bx = BSx[:, :, :S.size], BSx[:, :, S.size:]  # (n, q, s), (n, q, J)
+    br = transform.b - BS @ coef[S]  # V_iᵀZ_iᵀ(y_i − X_iβ̂), (n, q); β̂ is zero off S
     wBS = w[:, :, None] * BS
-    Bx = transform.rotate_columns(cols)  # (n, q, J)
     return dict(ur=raw["ur"] - np.einsum("nqj,nq->nj", BU, w * br),
                 uu=raw["uu"] - np.einsum("nqj,nq,nqj->nj", BU, w, BU),
                 ux=raw["ux"] - np.einsum("nqj,nq,nqj->nj", BU, w, Bx),

@@ -248,9 +248,8 @@ class ProxyTransform:
         K, L = len(self.slices), self.levels.size
         p = self.stats.n_features
         GL, cL, dL = zeros((K, L, p, p)), zeros((K, L, p)), zeros((K, L))
-        ones = np.ones_like(self.lam)
         for k, part in self._chunks():
-            B, b = self._weighted(part, ones[part])
+            B, b = self._weighted(part)
             level = self._level_of[part].ravel()
             if L > 1:  # rows of a level together
                 order = np.argsort(level, kind="stable")
@@ -281,7 +280,7 @@ class ProxyTransform:
         if len(W) == 1:
             yield self._weighted(part, W[0][part])
             return
-        B, b = self._weighted(part, np.ones_like(self.lam[part]))
+        B, b = self._weighted(part)
         if self._scaled.size < B.size:
             self._scaled = np.empty_like(self._buffer)
         q = self.stats.n_re
@@ -291,18 +290,20 @@ class ProxyTransform:
             Bw = np.multiply(B3, rw[:, :, None], out=self._scaled[:B.size].reshape(B3.shape))
             yield Bw.reshape(B.shape), b * rw.ravel()
 
-    def _weighted(self, part, w):
-        """diag(√w_i) B_i and diag(√w_i) b_i of the clusters ``part``, as (rows × p) and
-        (rows,): the rotated chunk is written into one reused buffer."""
+    def _weighted(self, part, w=None):
+        """diag(√w_i) B_i and diag(√w_i) b_i of the clusters ``part`` (B_i and b_i when
+        ``w`` is None), as (rows × p) and (rows,): the rotated chunk is written into one
+        reused buffer."""
         ZtX = self.stats.ZtX[part]
         n, q, p = ZtX.shape
         if self._buffer.size < ZtX.size:
             self._buffer = np.empty(self._chunk_clusters() * q * p)
-        buf = self._buffer
-        rw = np.sqrt(w)
-        Bw = np.matmul(rw[:, :, None] * self.Vt[part], ZtX,
-                       out=buf[:ZtX.size].reshape(n, q, p))
-        return Bw.reshape(n * q, p), (self.b[part] * rw).ravel()
+        Vt, b = self.Vt[part], self.b[part]
+        if w is not None:
+            rw = np.sqrt(w)
+            Vt, b = rw[:, :, None] * Vt, b * rw
+        Bw = np.matmul(Vt, ZtX, out=self._buffer[:ZtX.size].reshape(n, q, p))
+        return Bw.reshape(n * q, p), b.ravel()
 
 
 def _eigenvalue_levels(lam, rel_tol=1e-12):
