@@ -92,12 +92,15 @@ VARIANTS = {
     "hdlmm-gic": dict(ic="gic"),
     "hdlmm-bic": dict(ic="bic"),
     "hdlmm-effic": dict(a_selection="efficiency"),
-    # density of the a-grid over 0.1..100 besides 0: decades, half-decades (the default
-    # until session 8), thirds and quarters of a decade
-    "hdlmm-grid4": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 4)]),
-    "hdlmm-grid7": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 7)]),
-    "hdlmm-grid10": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 10)]),
-    "hdlmm-grid13": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 13)]),
+    # density of the a-grid over 0.1..100 besides 0, every value evaluated: decades,
+    # half-decades (the default until session 8), thirds (the default grid since) and
+    # quarters of a decade
+    "hdlmm-grid4": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 4)], a_search="full"),
+    "hdlmm-grid7": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 7)], a_search="full"),
+    "hdlmm-grid10": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 10)], a_search="full"),
+    "hdlmm-grid13": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 13)], a_search="full"),
+    # the default grid searched locally from its decades (the default since session 9)
+    "hdlmm-refine": dict(a_search="refine"),
 }
 
 

@@ -8,6 +8,13 @@ A mixin of :class:`~hdlmm.estimator.SparseLMM` (it reads the estimator's paramet
 * k by CV (``k_selection="cv"``): a and k jointly by grouped CV.
 
 Full-data paths are computed once per a and shared by the criterion and the final fit.
+
+The grid is searched locally by default (``a_search="refine"``): every third value,
+then the neighbours of the choice until it is at least as good as both. Each value of a
+costs a full-data path, the CV paths and, when the Z_iᵀZ_i differ between clusters, a
+product of the n q × p cluster sums; the local search evaluated 7 or 8 of the default
+grid's 11 values and chose the same (a, k) as the exhaustive search in all 1,100
+replicates of the accuracy benchmark (benchmarks/RESULTS.md, session 9).
 """
 
 from __future__ import annotations
@@ -31,8 +38,7 @@ __all__ = ["SelectionMixin", "DEFAULT_A_GRID"]
 #: Chosen in the accuracy benchmark (benchmarks/RESULTS.md, session 8): decades chose k
 #: worse where q equals the cluster sizes (s2: 90% exact recovery against 97%), thirds
 #: beat half-decades there (l2 −0.0032 ± 0.0014 over 300 replicates, 99% recovery) and
-#: quarters gained nothing more. Each value costs a product of the n q × p cluster sums
-#: when the Z_iᵀZ_i differ between clusters.
+#: quarters gained nothing more. Searched from its decades (see ``a_search``).
 DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 10)]
 
 
@@ -54,16 +60,7 @@ class SelectionMixin:
         self.cv_results_ = None
         if self.a is None:
             a_grid = self._a_grid()
-            transform.prepare(a_grid)  # every G(a) of the grid in one pass over the rows
-            k_of_a, ic_how = None, ""
-            if self.support_size is None and self.k_selection == "ic":
-                k_of_a, ic_how = self._ic_choices(transform, a_grid, k_max, free, p)
-            cvres = cross_validate(transform, a_grid,
-                                   k_max if k_of_a is None else k_of_a + 1, free=free,
-                                   criterion=self.cv_criterion,
-                                   max_exchange=self.max_exchange)
-            self.cv_results_ = cvres.table()
-            a, k, how = choose_from_cv(self, cvres, k_of_a, ic_how)
+            a, k, how = self._search(transform, a_grid, k_max, free, p)
         else:
             a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
             if k is None and self.k_selection == "cv":
@@ -80,6 +77,50 @@ class SelectionMixin:
                 self._set(random_part(self, stats, free, re_names, skip=no_groups))
         del self._paths
         return transform
+
+    def _search(self, transform, a_grid, k_max, free, p):
+        """(a, k, description) when a is not given: a by grouped CV over ``a_grid`` (k by
+        the information criterion, by the CV, or given).
+
+        ``a_search="refine"`` evaluates every third value of the grid, then the grid
+        neighbours of the current choice until both of its neighbours have been
+        evaluated: first of the maximum-likelihood a behind the criterion's k (if
+        ``ic_samples="ml"``), then of the CV's a. The result is a local optimum on the
+        whole grid; ``"full"`` evaluates every value.
+        """
+        full = self.a_search == "full"
+        seen = list(a_grid) if full else _coarse(a_grid)
+        transform.prepare(seen)  # the G(a) of several a in one pass over the rows
+        use_ic = self.support_size is None and self.k_selection == "ic"
+        k_index, ic_how = None, ""  # a -> index of the k the criterion allows at a
+        while use_ic:
+            k_index, ic_how, focus = self._ic_choices(transform, seen, k_max, free, p)
+            new = [] if full or focus is None else _new_neighbours(a_grid, focus, seen)
+            if not new:
+                break
+            seen = _evaluate(transform, seen, new)
+        cvres, todo = None, seen
+        while True:
+            ks = k_max if k_index is None else [k_index[a] + 1 for a in todo]
+            part = cross_validate(transform, todo, ks, free=free,
+                                  criterion=self.cv_criterion,
+                                  max_exchange=self.max_exchange)
+            cvres = part if cvres is None else cvres.merge(part)
+            k_of_a = None if k_index is None else np.array([k_index[a]
+                                                            for a in cvres.a_grid])
+            a, k, how = choose_from_cv(self, cvres, k_of_a, ic_how)
+            todo = [] if full else _new_neighbours(a_grid, a, seen)
+            if not todo:
+                break
+            seen = _evaluate(transform, seen, todo)
+            if k_index is not None:
+                k_index.update(self._ic_choices(transform, todo, k_max, free, p,
+                                                k_ml=k_index[a] + 1)[0])
+        self.cv_results_ = cvres.table()
+        if not full:
+            how += (f"; {len(seen)} of the {len(a_grid)} values of a evaluated (every "
+                    f"third, then the neighbours of the choice)")
+        return a, k, how
 
     def _efficient_a(self, transform, a_grid, k_max, free, p):
         """``a_selection="efficiency"``: refit the chosen k at the a of the grid with the
@@ -109,31 +150,37 @@ class SelectionMixin:
         return check_support_size(int(k_max), p, n_samples)
 
     def _a_grid(self):
+        """The grid of a, sorted, without repeats."""
         grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
-        return np.array([check_a(float(v), "a_grid values") for v in grid])
+        return np.unique([check_a(float(v), "a_grid values") for v in grid])
 
-    def _ic_choices(self, transform, a_grid, k_max, free, p):
-        """Index of the k the information criterion allows at each a, and a description.
+    def _ic_choices(self, transform, a_values, k_max, free, p, k_ml=None):
+        """The index of the k the information criterion allows at each a (a dict), a
+        description, and the a the choice rests on (None if none).
 
         ``ic_samples="ml"``: one k for every a, chosen with n = N at the working model's
-        maximum-likelihood a (:func:`~hdlmm.tuning.proxy_ml_k`); otherwise each a gets
+        maximum-likelihood a among ``a_values`` (:func:`~hdlmm.tuning.proxy_ml_k`), or
+        ``k_ml`` when given (values of a added after that choice); otherwise each a gets
         its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N (``"rows"``).
         """
         paths, n_ic, n_eff = zip(*(self._full_path(transform, a, k_max, free)
-                                   for a in a_grid))
+                                   for a in a_values))
         if self.ic_samples != "ml":
-            k_of_a = [int(np.argmin(information_criterion(path.rss, path.ks, n, p, self.ic)))
-                      for path, n in zip(paths, n_ic)]
-            return np.array(k_of_a), f" at the k chosen by {self.ic.upper()} for each a"
-        rss = np.full((len(a_grid), k_max), np.inf)
+            k_of_a = {a: int(np.argmin(information_criterion(path.rss, path.ks, n, p,
+                                                             self.ic)))
+                      for a, path, n in zip(a_values, paths, n_ic)}
+            return k_of_a, f" at the k chosen by {self.ic.upper()} for each a", None
+        if k_ml is not None:
+            return dict.fromkeys(a_values, k_ml - 1), "", None
+        rss = np.full((len(a_values), k_max), np.inf)
         for row, path in zip(rss, paths):
             row[:path.rss.size] = path.rss
-        logdet = np.array([transform.logdet_blocks(a).sum() for a in a_grid])
+        logdet = np.array([transform.logdet_blocks(a).sum() for a in a_values])
         k, ia = proxy_ml_k(rss, logdet, np.array(n_eff), transform.stats.n_samples, p,
                            self.ic)
-        return (np.full(len(a_grid), k - 1),
+        return (dict.fromkeys(a_values, k - 1),
                 f"; k by {self.ic.upper()} with n = N at the maximum-likelihood "
-                f"a = {a_grid[ia]:g} of the working model")
+                f"a = {a_values[ia]:g} of the working model", a_values[ia])
 
     def _full_path(self, transform, a, k_max, free):
         """(path, IC sample size, tr(Σ_a⁻¹)): the best-subset path on all the data at one
@@ -175,3 +222,25 @@ class SelectionMixin:
             "support": [np.flatnonzero(cf[len(free):]) for cf in path.coefs],
             "coef": [cf[len(free):] for cf in path.coefs]})
 
+
+def _coarse(grid, step=3):
+    """Every ``step``-th positive value of a sorted grid, its last, and 0 if present:
+    decades on the default grid."""
+    positive = [float(a) for a in grid if a > 0]
+    keep = positive[::step]
+    if positive and positive[-1] not in keep:
+        keep.append(positive[-1])
+    return [0.0] * bool(len(grid) > len(positive)) + keep
+
+
+def _new_neighbours(grid, a, seen):
+    """The values next to ``a`` on the sorted grid that are not in ``seen``."""
+    i = int(np.searchsorted(grid, a))
+    return [float(grid[j]) for j in (i - 1, i + 1)
+            if 0 <= j < len(grid) and float(grid[j]) not in seen]
+
+
+def _evaluate(transform, seen, new):
+    """Add ``new`` values of a to ``seen`` (sorted), their G(a) in one pass."""
+    transform.prepare(new)
+    return sorted(seen + new)

@@ -138,6 +138,17 @@ class CVResult:
         K = self.scores.shape[1]
         return self.scores.std(axis=1, ddof=1) / np.sqrt(K)
 
+    def merge(self, other):
+        """The results of both, ordered by a (paths of different lengths padded with
+        NaN)."""
+        n_k = max(self.ks.size, other.ks.size)
+        pad = [np.pad(r.scores, ((0, 0), (0, 0), (0, n_k - r.ks.size)),
+                      constant_values=np.nan) for r in (self, other)]
+        a = np.r_[self.a_grid, other.a_grid]
+        order = np.argsort(a, kind="stable")
+        return CVResult(a_grid=a[order], ks=np.arange(1, n_k + 1),
+                        scores=np.concatenate(pad)[order])
+
     def table(self):
         """Long DataFrame: one row per (a, k) with the mean and SE of the criterion."""
         A, K = np.meshgrid(self.a_grid, self.ks, indexing="ij")

@@ -19,13 +19,14 @@ def test_automatic_choice_recovers_the_true_support(seed):
 
 def test_cv_results_table_and_one_se():
     d = hdlmm.make_lmm_data(n_clusters=20, n_obs=6, n_features=40, random_state=5)
-    m = SparseLMM(k_selection="cv", random_state=0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    m = SparseLMM(k_selection="cv", a_search="full", random_state=0).fit(
+        d.X, d.y, groups=d.groups, Z=d.Z)
     tab = m.cv_results_
     assert set(tab.columns) == {"a", "k", "mean", "se"}
     assert len(tab) == hdlmm.DEFAULT_A_GRID.size * tab.k.max()
     best = tab.loc[tab["mean"].idxmin()]
     assert (m.a_, m.support_size_) == (best.a, best.k)
-    m1 = SparseLMM(k_selection="cv", one_se=True, random_state=0).fit(
+    m1 = SparseLMM(k_selection="cv", one_se=True, a_search="full", random_state=0).fit(
         d.X, d.y, groups=d.groups, Z=d.Z)
     assert m1.support_size_ <= m.support_size_
     row = tab[(tab.a == m1.a_) & (tab.k == m1.support_size_)].iloc[0]
@@ -143,3 +144,46 @@ def test_ml_rule_in_the_estimator():
     assert "maximum-likelihood a" in m.selection_
     table = m.cv_results_.dropna()  # one k for every a (the path up to it); a by CV at k
     assert (table.groupby("a").k.max() == m.support_size_).all()
+
+
+def test_coarse_grid_and_neighbours():
+    from hdlmm.selection import _coarse, _new_neighbours
+
+    grid = hdlmm.DEFAULT_A_GRID
+    np.testing.assert_allclose(_coarse(grid), [0.0, 0.1, 1.0, 10.0, 100.0])
+    assert _coarse([0.5, 2.0]) == [0.5, 2.0]  # no 0 given: none added
+    assert _coarse([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) == [0.0, 1.0, 4.0, 5.0]  # last kept
+    assert _new_neighbours(grid, 1.0, [0.0, 0.1, 1.0, 10.0, 100.0]) == [grid[3], grid[5]]
+    assert _new_neighbours(grid, 0.0, [0.0, 0.1]) == []
+    assert _new_neighbours(grid, 100.0, [100.0]) == [grid[-2]]
+    m = SparseLMM(a_grid=[3.0, 0.0, 1.0, 3.0])
+    np.testing.assert_array_equal(m._a_grid(), [0.0, 1.0, 3.0])  # sorted, no repeats
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5])
+@pytest.mark.parametrize("k_selection", ["cv", "ic"])
+def test_refined_search_is_a_local_optimum_of_the_full_grid(seed, k_selection):
+    """The local search evaluates a subset of the grid with the same CV scores as the
+    exhaustive one, and its a is at least as good as both of its grid neighbours."""
+    d = hdlmm.make_lmm_data(n_clusters=20, n_obs=(3, 9), n_features=40, n_re=2,
+                            coef=[1.0, -1.0], cov_re=[[4.0, 1.0], [1.0, 1.0]],
+                            random_state=seed)
+    kw = dict(k_selection=k_selection, random_state=seed)
+    fit = dict(groups=d.groups, Z=d.Z)
+    full = SparseLMM(a_search="full", **kw).fit(d.X, d.y, **fit)
+    part = SparseLMM(**kw).fit(d.X, d.y, **fit)
+    grid = hdlmm.DEFAULT_A_GRID
+    seen = np.unique(part.cv_results_.a)
+    assert 5 <= seen.size < grid.size and "values of a evaluated" in part.selection_
+    both = part.cv_results_.merge(full.cv_results_, on=["a", "k"], suffixes=("", "_full"))
+    both = both.dropna(subset=["mean", "mean_full"])
+    assert len(both) > 0
+    np.testing.assert_allclose(both["mean"], both["mean_full"], rtol=1e-10)
+    i = int(np.searchsorted(grid, part.a_))
+    neighbours = grid[max(i - 1, 0):i + 2]
+    assert set(neighbours) <= set(seen)
+    tab = part.cv_results_.dropna()
+    if k_selection == "ic":  # one k for every a: a by CV at that k
+        tab = tab[tab.k == part.support_size_]
+    chosen = tab[(tab.a == part.a_) & (tab.k == part.support_size_)]["mean"].iloc[0]
+    assert chosen <= tab[tab.a.isin(neighbours)]["mean"].min() + 1e-12
