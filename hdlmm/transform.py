@@ -119,8 +119,11 @@ class ProxyTransform:
     #: the CV folds ask for the same a; each costs one (n q × p)ᵀ(n q × p) product)
     cache_bytes = 512 * 2 ** 20
 
-    #: bytes of the buffer that holds a chunk of clusters' rotated Z_iᵀX_i
-    chunk_bytes = 32 * 2 ** 20
+    #: bytes of the buffer that holds a chunk of clusters' rotated Z_iᵀX_i: small enough
+    #: to stay in the last-level cache while it is weighted and multiplied for every a
+    #: (8 MB: 0.07 × a syrk's time per a for the weighting, against 0.18 × at 32 MB, on a
+    #: 32 MB L3; benchmarks/RESULTS.md, session 9)
+    chunk_bytes = 8 * 2 ** 20
 
     #: largest size of the per-level sums (blocks × levels × p × p) that replace a pass
     #: over the rows per value of a (see the module docstring)
@@ -135,7 +138,6 @@ class ProxyTransform:
         self.b = np.einsum("nij,nj->ni", self.Vt, stats.Zty)  # V_iᵀZ_iᵀy_i, (n, q)
         self.slices = stats.block_slices()
         self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
-        self._scaled = np.empty(0)  # their weighted copies when several a share a pass
         self.levels, self._level_of = _eigenvalue_levels(self.lam)
         self._level_sums = None
 
@@ -275,20 +277,20 @@ class ProxyTransform:
 
     def _weighted_each(self, part, W):
         """(diag(√w_i) B_i, diag(√w_i) b_i) of the clusters ``part`` for each weight in
-        ``W``: one weighted rotation for one weight, else one rotation, then a scaled
-        copy per weight (into a second reused buffer)."""
+        ``W`` (all positive): one weighted rotation for one weight, else one rotation,
+        then rescaled in place from one weight to the next (so each result is valid only
+        until the next is drawn)."""
         if len(W) == 1:
             yield self._weighted(part, W[0][part])
             return
         B, b = self._weighted(part)
-        if self._scaled.size < B.size:
-            self._scaled = np.empty_like(self._buffer)
-        q = self.stats.n_re
-        B3 = B.reshape(-1, q, B.shape[1])
+        B3 = B.reshape(-1, self.stats.n_re, B.shape[1])
+        applied = None
         for w in W:
             rw = np.sqrt(w[part])
-            Bw = np.multiply(B3, rw[:, :, None], out=self._scaled[:B.size].reshape(B3.shape))
-            yield Bw.reshape(B.shape), b * rw.ravel()
+            B3 *= (rw if applied is None else rw / applied)[:, :, None]
+            applied = rw
+            yield B, b * rw.ravel()
 
     def _weighted(self, part, w=None):
         """diag(√w_i) B_i and diag(√w_i) b_i of the clusters ``part`` (B_i and b_i when
