@@ -163,6 +163,8 @@ class SelectionMixin:
         ``k_ml`` when given (values of a added after that choice); otherwise each a gets
         its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N (``"rows"``).
         """
+        if self.ic_samples == "ml" and k_ml is not None:  # no path needed for that
+            return dict.fromkeys(a_values, k_ml - 1), "", None
         paths, n_ic, n_eff = zip(*(self._full_path(transform, a, k_max, free)
                                    for a in a_values))
         if self.ic_samples != "ml":
@@ -170,8 +172,6 @@ class SelectionMixin:
                                                              self.ic)))
                       for a, path, n in zip(a_values, paths, n_ic)}
             return k_of_a, f" at the k chosen by {self.ic.upper()} for each a", None
-        if k_ml is not None:
-            return dict.fromkeys(a_values, k_ml - 1), "", None
         rss = np.full((len(a_values), k_max), np.inf)
         for row, path in zip(rss, paths):
             row[:path.rss.size] = path.rss
