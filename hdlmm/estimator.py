@@ -179,8 +179,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
 
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
                  a_search="refine", k_max=None, k_selection="ic", ic="ebic", cv=5,
-                 cv_criterion="loglik", one_se=False, a_selection="cv", max_exchange=2, vc_method="REML",
-                 cov_structure="unstructured", refit=False, ic_samples="ml",
+                 cv_criterion="loglik", one_se=False, a_selection="cv", max_exchange=2,
+                 vc_method="REML", cov_structure="unstructured", refit=False, ic_samples="ml",
                  inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
                  p_adjust=None, screening="auto", random_state=None):
         self.support_size = support_size

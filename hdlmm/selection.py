@@ -113,9 +113,10 @@ class SelectionMixin:
             if not todo:
                 break
             seen = _evaluate(transform, seen, todo)
-            if k_index is not None:
-                k_index.update(self._ic_choices(transform, todo, k_max, free, p,
-                                                k_ml=k_index[a] + 1)[0])
+            if k_index is not None and self.ic_samples == "ml":  # one k for every a
+                k_index.update(dict.fromkeys(todo, k_index[a]))
+            elif k_index is not None:
+                k_index.update(self._ic_choices(transform, todo, k_max, free, p)[0])
         self.cv_results_ = cvres.table()
         if not full:
             how += (f"; {len(seen)} of the {len(a_grid)} values of a evaluated (every "
@@ -154,17 +155,15 @@ class SelectionMixin:
         grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
         return np.unique([check_a(float(v), "a_grid values") for v in grid])
 
-    def _ic_choices(self, transform, a_values, k_max, free, p, k_ml=None):
+    def _ic_choices(self, transform, a_values, k_max, free, p):
         """The index of the k the information criterion allows at each a (a dict), a
         description, and the a the choice rests on (None if none).
 
         ``ic_samples="ml"``: one k for every a, chosen with n = N at the working model's
-        maximum-likelihood a among ``a_values`` (:func:`~hdlmm.tuning.proxy_ml_k`), or
-        ``k_ml`` when given (values of a added after that choice); otherwise each a gets
-        its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N (``"rows"``).
+        maximum-likelihood a among ``a_values`` (:func:`~hdlmm.tuning.proxy_ml_k`);
+        otherwise each a gets its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N
+        (``"rows"``).
         """
-        if self.ic_samples == "ml" and k_ml is not None:  # no path needed for that
-            return dict.fromkeys(a_values, k_ml - 1), "", None
         paths, n_ic, n_eff = zip(*(self._full_path(transform, a, k_max, free)
                                    for a in a_values))
         if self.ic_samples != "ml":
