@@ -189,3 +189,14 @@ def test_inference_errors(tutorial_data):
     m2 = hdlmm.SparseLMM(support_size=3, a=9.0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
     with pytest.raises(ValueError, match="level must be in"):
         m2.confint(1.5)
+
+
+@pytest.mark.parametrize("used", [[3], [0, 5, 9], list(range(12))])
+def test_row_pass_product_reads_only_the_used_columns_and_equals_the_full_product(used):
+    from hdlmm.inference import _thin_product
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 12))
+    W = np.zeros((12, 4))
+    W[used] = rng.standard_normal((len(used), 4))
+    np.testing.assert_allclose(_thin_product(X, W), X @ W, rtol=1e-12, atol=1e-12)
