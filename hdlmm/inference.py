@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats as sps
 
-from ._arrays import zeros
+from ._arrays import thin_product, zeros
 from .nodewise import nodewise_lasso
 from .splicing import profile_out
 
@@ -248,34 +248,86 @@ def _cluster_variance(sums, M, D, cr2, delta=None):
     lam, Q = np.linalg.eigh(M)
     Mih = (Q / np.sqrt(lam)) @ Q.T  # M^{-1/2}
     K = Mih @ sums["SS"] @ Mih  # (n, s, s)
-    kap, E = np.linalg.eigh(0.5 * (K + np.swapaxes(K, 1, 2)))
-    if cr2 and np.any(kap > 1 - 1e-8):
-        warnings.warn("a cluster has leverage 1 on the fitted fixed effects, so its CR2 "
-                      "adjustment is undefined and was capped; use small_sample='cr1t'",
-                      RuntimeWarning, stacklevel=4)
-    kap = np.clip(kap, 0.0, 1 - 1e-8) if cr2 else np.zeros_like(kap)
+    K = 0.5 * (K + np.swapaxes(K, 1, 2))
     ur, Sr = sums["ur"], sums["Sr"][:, :, None]
     if delta is not None:  # residuals of the debiased fit: r − x_j δ_j
         ur, Sr = ur - delta * sums["ux"], Sr - delta * sums["Sx"]
-    Et = np.swapaxes(E, 1, 2)
-    # batched matmuls, not three-operand einsums (which loop over every index at once)
-    EPv = Et @ (Mih @ sums["SU"]) / D  # Eᵀ P_i v_i, (n, s, J)
+    Pv = (Mih @ sums["SU"]) / D  # P_i v_i, (n, s, J)
     T = ur / D  # v_iᵀ r_i, (n, J)
-    if cr2:
-        small = kap < 1e-12
-        g = np.where(small, 0.5, ((1 - kap) ** -0.5 - 1) / np.where(small, 1.0, kap))
-        EPr = Et @ (Mih @ Sr)
-        T = T + np.sum(EPv * g[:, :, None] * EPr, axis=1)
     gg = sums["uu"] / D ** 2  # ‖v_i‖²
     if cr2:
-        gg = gg + np.sum(EPv ** 2 / (1 - kap)[:, :, None], axis=1)
-    h = EPv / np.sqrt(1 - kap)[:, :, None]  # in the eigenbasis of K_i
+        h, gPr = _cr2_functions(K, Pv, Mih @ Sr)  # (I − K_i)^{-1/2} P_iv_i, g(K_i) P_ir_i
+        T = T + np.sum(Pv * gPr, axis=1)
+    else:
+        h = Pv
     hh = np.sum(h * h, axis=1)
-    Hh = np.moveaxis(E @ h, 2, 0)  # back to a common basis, (J, n, s)
+    if cr2:
+        gg = gg + hh  # (P_iv_i)ᵀ(I − K_i)⁻¹P_iv_i = ‖h_i‖²
+    Hh = np.moveaxis(h, 2, 0)  # (J, n, s)
     F = (np.sum(gg ** 2, 0) - 2 * np.sum(gg * hh, 0)
          + np.sum((np.swapaxes(Hh, 1, 2) @ Hh) ** 2, axis=(1, 2)))
     df = (gg.sum(0) - hh.sum(0)) ** 2 / F
     return np.sum(T * T, axis=0), df
+
+
+#: clusters whose leverage tr K_i (≥ its largest eigenvalue) is at most this get the
+#: CR2 matrix functions from their power series; the others from an eigendecomposition
+SERIES_LEVERAGE = 0.02
+
+
+def _cr2_functions(K, V, R):
+    """(I − K_i)^{-1/2} V_i and g(K_i) R_i for every cluster, g(κ) = ((1 − κ)^{-1/2} − 1)/κ.
+
+    K_i is symmetric positive semi-definite with eigenvalues below 1. In large data
+    almost every cluster has a small leverage, and the power series in K_i (terms
+    until the bound on the remainder is below 1e-16) costs a few batched
+    matrix-vector products, where a batched eigendecomposition of the s × s K_i costs
+    two thirds of the inference's cluster algebra (measured: 0.3 s for 100,000 clusters
+    at s = 6). Clusters of larger leverage use the eigendecomposition.
+    """
+    series = np.trace(K, axis1=1, axis2=2) <= SERIES_LEVERAGE
+    if series.all():
+        return _cr2_by_series(K, V, R)
+    root, gR = np.empty_like(V), np.empty_like(R)
+    if series.any():
+        root[series], gR[series] = _cr2_by_series(K[series], V[series], R[series])
+    rest = ~series
+    root[rest], gR[rest] = _cr2_by_eigh(K[rest], V[rest], R[rest])
+    return root, gR
+
+
+def _cr2_by_series(K, V, R):
+    """(1 − κ)^{-1/2} = Σ_m c_m κ^m and g(κ) = Σ_m c_{m+1} κ^m, c_m = C(2m, m)/4^m ≤ 1,
+    by Horner's rule on [V, R] at once: the remainder after t terms is below
+    κ^t/(1 − κ), κ ≤ tr K_i ≤ SERIES_LEVERAGE."""
+    top = max(float(np.trace(K, axis1=1, axis2=2).max(initial=0.0)), 1e-300)
+    terms = int(np.clip(np.ceil(np.log(1e-16) / np.log(min(top, 0.5))), 1, 60))
+    c = np.cumprod(np.r_[1.0, (2 * np.arange(terms + 1) + 1) / (2 * np.arange(terms + 1) + 2)])
+    J = V.shape[2]
+    X = np.concatenate([V, R], axis=2)
+    coef = np.stack([np.r_[np.full(J, c[m]), np.full(R.shape[2], c[m + 1])]
+                     for m in range(terms + 1)])
+    Y = X * coef[terms]
+    for m in range(terms - 1, -1, -1):
+        Y = K @ Y
+        Y += X * coef[m]
+    return Y[:, :, :J], Y[:, :, J:]
+
+
+def _cr2_by_eigh(K, V, R):
+    """The same from the eigendecomposition of each K_i (its eigenvalues capped below 1,
+    with a warning: leverage 1 leaves the CR2 adjustment undefined)."""
+    kap, E = np.linalg.eigh(K)
+    if np.any(kap > 1 - 1e-8):
+        warnings.warn("a cluster has leverage 1 on the fitted fixed effects, so its CR2 "
+                      "adjustment is undefined and was capped; use small_sample='cr1t'",
+                      RuntimeWarning, stacklevel=6)
+    root1 = np.sqrt(1 - np.clip(kap, 0.0, 1 - 1e-8))
+    g = 1 / (root1 * (1 + root1))  # = ((1 − κ)^{-1/2} − 1)/κ without its cancellation
+    Et = np.swapaxes(E, 1, 2)
+    root = E @ (Et @ V / root1[:, :, None])
+    gR = E @ (g[:, :, None] * (Et @ R))
+    return root, gR
 
 
 def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
@@ -345,7 +397,7 @@ def chunk_sums(X, y, idx, n_clusters, U, S, cols, coef, intercept):
     """The per-cluster sums of :func:`row_sums` for one chunk of rows (additive)."""
     f = 1 if intercept else 0
     S = np.asarray(S, dtype=np.intp)
-    XW = _thin_product(X, np.c_[U[f:], coef[f:]])  # X u_j and X β̂ together
+    XW = thin_product(X, np.c_[U[f:], coef[f:]])  # X u_j and X β̂ together
     XU = XW[:, :-1] + (U[0] if f else 0.0)
     r = y - XW[:, -1] - (coef[0] if f else 0.0)
     ind = sparse.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))),
@@ -360,17 +412,6 @@ def chunk_sums(X, y, idx, n_clusters, U, S, cols, coef, intercept):
         out[key] = (ind @ (A[:, :, None] * B[:, None, :]).reshape(idx.size, -1)
                     ).reshape(n_clusters, A.shape[1], B.shape[1])
     return out
-
-
-def _thin_product(X, W):
-    """X @ W for a thin W (p × few), reading only the columns of X where W has a
-    nonzero row. The nodewise directions u_j and β̂ are sparse, and a product with a
-    thin matrix runs at memory speed over all of X (measured at N = 1M, p = 500: 0.34×
-    one X.T @ X for all columns, 0.02× through the 7 columns the u_j and β̂ use)."""
-    used = np.flatnonzero(np.any(W != 0, axis=1))
-    if used.size > X.shape[1] // 4:
-        return X @ W
-    return X[:, used] @ W[used]
 
 
 def adjust_pvalues(pvalue, method):

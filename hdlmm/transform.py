@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import zeros
+from ._arrays import thin_product, zeros
 from ._validation import check_a
 
 __all__ = ["ProxyTransform", "Quadratic"]
@@ -144,7 +144,8 @@ class ProxyTransform:
     def rotate(self, A):
         """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
         (n, q, J) for (p, J)."""
-        ZXA = self.stats.ZtX @ A
+        ZXA = thin_product(self.stats.ZtX, A.reshape(A.shape[0], -1)).reshape(
+            self.stats.ZtX.shape[:2] + A.shape[1:])  # A is often sparse (u_j, β̂)
         return np.einsum("nij,nj...->ni...", self.Vt, ZXA)
 
     def rotate_columns(self, cols):

@@ -23,3 +23,14 @@ def test_runs_of_consecutive_positions():
                                  (slice(5, 6), slice(20, 21))]
     (run, at), = _arrays.runs(pos, max_runs=2)  # many runs: one indexed add
     assert run == slice(None) and at is pos
+
+
+@pytest.mark.parametrize("shape", [(50, 12), (20, 2, 12)])
+@pytest.mark.parametrize("used", [[3], [0, 5, 9], list(range(12))])
+def test_thin_product_reads_the_used_columns_and_equals_the_full_product(shape, used):
+    """Through a gather of the used columns (few) or the full product (many)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal(shape)
+    W = np.zeros((12, 4))
+    W[used] = rng.standard_normal((len(used), 4))
+    np.testing.assert_allclose(_arrays.thin_product(X, W), X @ W, rtol=1e-12, atol=1e-12)

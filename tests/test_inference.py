@@ -191,12 +191,48 @@ def test_inference_errors(tutorial_data):
         m2.confint(1.5)
 
 
-@pytest.mark.parametrize("used", [[3], [0, 5, 9], list(range(12))])
-def test_row_pass_product_reads_only_the_used_columns_and_equals_the_full_product(used):
-    from hdlmm.inference import _thin_product
+def _psd_stack(n, s, scale, seed):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, s, s))
+    K = A @ np.swapaxes(A, 1, 2)
+    return K * (scale / np.trace(K, axis1=1, axis2=2))[:, None, None], rng
 
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((50, 12))
-    W = np.zeros((12, 4))
-    W[used] = rng.standard_normal((len(used), 4))
-    np.testing.assert_allclose(_thin_product(X, W), X @ W, rtol=1e-12, atol=1e-12)
+
+def test_cr2_matrix_functions_by_power_series_equal_the_eigendecomposition():
+    """Clusters of small leverage (tr K_i ≤ SERIES_LEVERAGE) take the series, the others
+    the eigendecomposition; both agree with the eigendecomposition everywhere."""
+    from hdlmm.inference import SERIES_LEVERAGE, _cr2_by_eigh, _cr2_functions
+
+    K, rng = _psd_stack(40, 5, 1.0, 3)
+    K *= np.geomspace(1e-9, 40 * SERIES_LEVERAGE, 40)[:, None, None] / 1.0
+    K[-5:] *= 0.9 / np.linalg.eigvalsh(K[-5:])[:, -1][:, None, None]  # up to κ = 0.9
+    V, R = rng.standard_normal((40, 5, 3)), rng.standard_normal((40, 5, 1))
+    root, gR = _cr2_functions(K, V, R)
+    root_e, gR_e = _cr2_by_eigh(K, V, R)
+    np.testing.assert_allclose(root, root_e, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(gR, gR_e, rtol=1e-13, atol=1e-13)
+    # (I − K)^{-1/2} squared is (I − K)⁻¹
+    twice, _ = _cr2_functions(K, root, R)
+    np.testing.assert_allclose(twice, np.linalg.solve(np.eye(5) - K, V), rtol=1e-10)
+
+
+def test_inference_is_the_same_with_and_without_the_series(monkeypatch):
+    """400 small clusters: 98% have leverage below SERIES_LEVERAGE (the series), the
+    rest take the eigendecomposition."""
+    d = hdlmm.make_lmm_data(n_clusters=400, n_obs=(3, 8), n_features=30, n_re=2,
+                            support_size=3, random_state=2)
+    kw = dict(support_size=3, a=1.0, vc_method=None, inference=[0, 1, 2, 9])
+    series = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
+    monkeypatch.setattr("hdlmm.inference.SERIES_LEVERAGE", -1.0)
+    eigh = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
+    np.testing.assert_allclose(series.se, eigh.se, rtol=1e-12)
+    np.testing.assert_allclose(series.df, eigh.df, rtol=1e-10)
+
+
+def test_cr2_warns_when_a_cluster_has_leverage_one():
+    from hdlmm.inference import _cr2_by_eigh
+
+    K = np.diag([1.0, 0.2])[None]
+    with pytest.warns(RuntimeWarning, match="leverage 1.*small_sample='cr1t'"):
+        root, _ = _cr2_by_eigh(K, np.ones((1, 2, 1)), np.ones((1, 2, 1)))
+    assert np.all(np.isfinite(root))
