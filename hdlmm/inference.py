@@ -276,7 +276,8 @@ SERIES_LEVERAGE = 0.02
 
 
 def _cr2_functions(K, V, R):
-    """(I − K_i)^{-1/2} V_i and g(K_i) R_i for every cluster, g(κ) = ((1 − κ)^{-1/2} − 1)/κ.
+    """(I − K_i)^{-1/2} V_i and g(K_i) R_i for every cluster, with
+    g(κ) = ((1 − κ)^{-1/2} − 1)/κ.
 
     K_i is symmetric positive semi-definite with eigenvalues below 1. In large data
     almost every cluster has a small leverage, and the power series in K_i (terms
@@ -302,15 +303,15 @@ def _cr2_by_series(K, V, R):
     κ^t/(1 − κ), κ ≤ tr K_i ≤ SERIES_LEVERAGE."""
     top = max(float(np.trace(K, axis1=1, axis2=2).max(initial=0.0)), 1e-300)
     terms = int(np.clip(np.ceil(np.log(1e-16) / np.log(min(top, 0.5))), 1, 60))
-    c = np.cumprod(np.r_[1.0, (2 * np.arange(terms + 1) + 1) / (2 * np.arange(terms + 1) + 2)])
+    m = np.arange(terms + 1)
+    c = np.cumprod(np.r_[1.0, (2 * m + 1) / (2 * m + 2)])  # c_0 .. c_{terms+1}
     J = V.shape[2]
     X = np.concatenate([V, R], axis=2)
-    coef = np.stack([np.r_[np.full(J, c[m]), np.full(R.shape[2], c[m + 1])]
-                     for m in range(terms + 1)])
+    coef = np.stack([np.r_[np.full(J, c[i]), np.full(R.shape[2], c[i + 1])] for i in m])
     Y = X * coef[terms]
-    for m in range(terms - 1, -1, -1):
+    for i in range(terms - 1, -1, -1):
         Y = K @ Y
-        Y += X * coef[m]
+        Y += X * coef[i]
     return Y[:, :, :J], Y[:, :, J:]
 
 
@@ -407,8 +408,8 @@ def add_cluster_sums(out, n_clusters, clusters, sums):
 def chunk_sums(X, y, order, starts, U, S, cols, coef, intercept, pairs_at_once=16):
     """The per-cluster sums of :func:`row_sums` for one chunk of rows, whose clusters
     are given by ``order`` (the rows with each cluster's rows together, or a slice
-    when they already are) and ``starts`` (where each
-    cluster's rows begin in that order).
+    when they already are) and ``starts`` (where each cluster's rows begin in that
+    order).
 
     Every sum is Σ a·b over a cluster's rows for two columns a, b of
     D = [x_S, X u, x_cols, r]: D is gathered once in cluster order with its columns as
@@ -430,8 +431,8 @@ def chunk_sums(X, y, order, starts, U, S, cols, coef, intercept, pairs_at_once=1
     iS, iU, ix, ir = np.arange(s), s + np.arange(J), s + J + np.arange(J), 2 * J + s
     upper = np.triu_indices(s)
     blocks = dict(ur=(iU, np.full(J, ir)), uu=(iU, iU), ux=(iU, ix),
-                  Sr=(iS, np.full(s, ir)), SS=upper,
-                  SU=(np.repeat(iS, J), np.tile(iU, s)), Sx=(np.repeat(iS, J), np.tile(ix, s)))
+                  Sr=(iS, np.full(s, ir)), SS=upper, SU=(np.repeat(iS, J), np.tile(iU, s)),
+                  Sx=(np.repeat(iS, J), np.tile(ix, s)))
     left = np.concatenate([a for a, _ in blocks.values()])
     right = np.concatenate([b for _, b in blocks.values()])
     flat = np.empty((left.size, starts.size))
