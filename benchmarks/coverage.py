@@ -84,7 +84,8 @@ def variants(m, d):
     t(n − 1) (cr2t) or normal (cr2z) quantiles; CR1 = CR0 · √(n/(n−1)) with t(n − 1);
     CR0 with normal quantiles. Uncentred (residuals of the selected fit): CR2 with
     t(n − 1) (u_cr2t, the default of the previous release)."""
-    from hdlmm.inference import debias, row_scores
+    from hdlmm.inference import debias
+    from hdlmm.row_pass import row_scores
 
     cols = np.arange(d.X.shape[1])
     n = m.stats_.n_clusters

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ._validation import _sort_order
-from .inference import debias, row_sums
+from .inference import debias
+from .row_pass import row_sums
 from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 
@@ -92,7 +93,7 @@ def fixed_effect_inference(model, transform, chunks):
     """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference`).
 
     ``chunks()`` yields ``(X, y, cluster_index)`` chunks of the rows (the second pass
-    over the data; see :func:`hdlmm.inference.row_sums`), or ``chunks.row_sums(n,
+    over the data; see :func:`hdlmm.row_pass.row_sums`), or ``chunks.row_sums(n,
     coef, intercept)`` returns the sums itself (e.g. :class:`hdlmm.dask_stats.DaskRows`,
     computed where the rows are); None: no row access, and the inference is skipped
     with a warning.

@@ -30,7 +30,7 @@ import operator
 import numpy as np
 import pandas as pd
 
-from .inference import add_cluster_sums, local_chunk_sums
+from .row_pass import add_cluster_sums, local_chunk_sums
 from .stats import FoldLayout, _Accumulator
 from .streaming import TableSpec, sorted_labels
 
@@ -149,7 +149,7 @@ class DaskMixin:
 class DaskRows:
     """The rows of a Dask DataFrame for the inference's second pass: :meth:`row_sums`
     computes each partition's per-cluster sums on the workers (in place of the driver's
-    pass over row chunks, :func:`hdlmm.inference.row_sums`).
+    pass over row chunks, :func:`hdlmm.row_pass.row_sums`).
 
     Parameters
     ----------
@@ -166,7 +166,7 @@ class DaskRows:
         self.index = pd.Index(labels)
 
     def row_sums(self, n_clusters, coef, intercept):
-        """A ``rows(U, S, cols)`` callable as :func:`hdlmm.inference.row_sums`'s."""
+        """A ``rows(U, S, cols)`` callable as :func:`hdlmm.row_pass.row_sums`'s."""
         dask = _dask()
 
         def rows(U, S, cols):
@@ -185,7 +185,7 @@ class DaskRows:
 
 
 def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept):
-    """(clusters, their sums) of :func:`hdlmm.inference.chunk_sums` for one partition."""
+    """(clusters, their sums) of :func:`hdlmm.row_pass.chunk_sums` for one partition."""
     if len(frame) == 0:
         return None
     X, y, _, g = spec.arrays(frame, 0, "a partition")

@@ -20,7 +20,7 @@ from ._validation import (check_lmm_arrays, check_params, check_predict_groups,
                           check_predict_X)
 from .dask_stats import DaskMixin
 from .formula import FormulaMixin
-from .inference import row_chunks
+from .row_pass import row_chunks
 from .screening import expand_screened, screened_columns
 from .selection import DEFAULT_A_GRID, SelectionMixin
 from .stats import ClusterStats

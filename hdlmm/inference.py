@@ -10,7 +10,7 @@ with decorrelating direction w_j = x_{a,j} − X_{a,−j}κ̂_j = X_a u_j (nodew
 Everything but the per-cluster scores w_{j,i}ᵀr_i comes from G(a) and c(a). Those scores
 are u_jᵀ s_i with s_i = X_iᵀΣ_{a,i}⁻¹r_i = X_iᵀr_i − B_iᵀ diag(w_i(a)) V_iᵀZ_iᵀr_i: the
 Woodbury part comes from the cluster statistics, the first term needs one pass over the
-rows of X u_j (N × J numbers, never N × p) — see :func:`row_scores`.
+rows of X u_j (N × J numbers, never N × p) — see :mod:`hdlmm.row_pass`.
 
 The intercept (unpenalised) is profiled out of the nodewise regressions (it is always in
 the model), so u_j has an intercept entry −G_00⁻¹G_{0,·}u_j.
@@ -46,13 +46,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ._arrays import thin_product, zeros
 from .nodewise import nodewise_lasso
 from .splicing import profile_out
 
-__all__ = ["DebiasedInference", "debias", "row_scores", "row_sums", "row_chunks",
-           "chunk_sums", "local_chunk_sums", "add_cluster_sums", "adjust_pvalues",
-           "SMALL_SAMPLE", "P_ADJUST"]
+__all__ = ["DebiasedInference", "debias", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
 
 SMALL_SAMPLE = ("cr2bm", "cr2t", "cr2", "cr1t", "none")
 P_ADJUST = (None, "holm", "bh")
@@ -129,7 +126,7 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
         Coordinates (indices into the features, intercept excluded).
     rows : callable
         ``rows(U, S)`` returns the per-cluster sums over the rows in the cluster order
-        of ``transform.stats`` (see :func:`row_scores`).
+        of ``transform.stats`` (see :func:`hdlmm.row_pass.row_scores`).
     penalty : "scaled" or float
         Nodewise lasso penalty (:func:`hdlmm.nodewise.nodewise_lasso`).
     small_sample : {"cr2bm", "cr2t", "cr2", "cr1t", "none"}
@@ -255,13 +252,11 @@ def _cluster_variance(sums, M, D, cr2, delta=None):
     Pv = (Mih @ sums["SU"]) / D  # P_i v_i, (n, s, J)
     T = ur / D  # v_iᵀ r_i, (n, J)
     gg = sums["uu"] / D ** 2  # ‖v_i‖²
-    if cr2:
-        h, gPr = _cr2_functions(K, Pv, Mih @ Sr)  # (I − K_i)^{-1/2} P_iv_i, g(K_i) P_ir_i
-        T = T + np.sum(Pv * gPr, axis=1)
-    else:
-        h = Pv
+    # h_i = (I − K_i)^{-1/2} P_iv_i and g(K_i) P_ir_i (CR2); P_iv_i without it
+    h, gPr = _cr2_functions(K, Pv, Mih @ Sr) if cr2 else (Pv, None)
     hh = np.sum(h * h, axis=1)
     if cr2:
+        T = T + np.sum(Pv * gPr, axis=1)
         gg = gg + hh  # (P_iv_i)ᵀ(I − K_i)⁻¹P_iv_i = ‖h_i‖²
     Hh = np.moveaxis(h, 2, 0)  # (J, n, s)
     F = (np.sum(gg ** 2, 0) - 2 * np.sum(gg * hh, 0)
@@ -286,22 +281,24 @@ def _cr2_functions(K, V, R):
     two thirds of the inference's cluster algebra (measured: 0.3 s for 100,000 clusters
     at s = 6). Clusters of larger leverage use the eigendecomposition.
     """
-    series = np.trace(K, axis1=1, axis2=2) <= SERIES_LEVERAGE
+    leverage = np.trace(K, axis1=1, axis2=2)
+    series = leverage <= SERIES_LEVERAGE
     if series.all():
-        return _cr2_by_series(K, V, R)
+        return _cr2_by_series(K, V, R, leverage.max())
     root, gR = np.empty_like(V), np.empty_like(R)
     if series.any():
-        root[series], gR[series] = _cr2_by_series(K[series], V[series], R[series])
+        root[series], gR[series] = _cr2_by_series(K[series], V[series], R[series],
+                                                  leverage[series].max())
     rest = ~series
     root[rest], gR[rest] = _cr2_by_eigh(K[rest], V[rest], R[rest])
     return root, gR
 
 
-def _cr2_by_series(K, V, R):
+def _cr2_by_series(K, V, R, top):
     """(1 − κ)^{-1/2} = Σ_m c_m κ^m and g(κ) = Σ_m c_{m+1} κ^m, c_m = C(2m, m)/4^m ≤ 1,
     by Horner's rule on [V, R] at once: the remainder after t terms is below
-    κ^t/(1 − κ), κ ≤ tr K_i ≤ SERIES_LEVERAGE."""
-    top = max(float(np.trace(K, axis1=1, axis2=2).max(initial=0.0)), 1e-300)
+    κ^t/(1 − κ), κ ≤ tr K_i ≤ ``top`` (the largest leverage, at most SERIES_LEVERAGE)."""
+    top = max(float(top), 1e-300)
     terms = int(np.clip(np.ceil(np.log(1e-16) / np.log(min(top, 0.5))), 1, 60))
     m = np.arange(terms + 1)
     c = np.cumprod(np.r_[1.0, (2 * m + 1) / (2 * m + 2)])  # c_0 .. c_{terms+1}
@@ -329,124 +326,6 @@ def _cr2_by_eigh(K, V, R):
     root = E @ (Et @ V / root1[:, :, None])
     gR = E @ (g[:, :, None] * (Et @ R))
     return root, gR
-
-
-def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
-    """A ``rows`` callable for :func:`debias` over in-memory arrays (see :func:`row_sums`).
-
-    Parameters
-    ----------
-    X : ndarray (N, p)        without the intercept column
-    y : ndarray (N,)
-    cluster_index : ndarray of int (N,)
-        Position of each row's cluster in the statistics' cluster order.
-    n_clusters : int
-    coef : ndarray (p_full,)  intercept first when ``intercept``
-    intercept : bool
-    """
-    return row_sums(lambda: row_chunks(X, y, cluster_index, chunk_rows), n_clusters, coef,
-                    intercept)
-
-
-def row_chunks(X, y, cluster_index, chunk_rows=65536):
-    """Yield ``(X, y, cluster_index)`` in chunks of rows (views: no copies), so the
-    per-row temporaries of :func:`chunk_sums` stay O(chunk_rows · (s + J))."""
-    for start in range(0, X.shape[0], chunk_rows):
-        sl = slice(start, start + chunk_rows)
-        yield X[sl], y[sl], cluster_index[sl]
-
-
-def row_sums(chunks, n_clusters, coef, intercept):
-    """A ``rows`` callable for :func:`debias` from a stream of row chunks.
-
-    ``rows(U, S, cols)`` makes one pass over ``chunks()`` (an iterable of
-    ``(X, y, cluster_index)``, X without the intercept column) and returns per-cluster
-    sums with r = y − Xβ̂, the columns S of the fitted model (intercept = column 0) and
-    the tested columns ``cols``: ``ur`` (n, J) Σ (X u_j) r, ``uu`` (n, J) Σ (X u_j)²,
-    ``ux`` (n, J) Σ (X u_j) x_j, ``Sx`` (n, s, J) Σ x_S x_j, ``SU`` (n, s, J)
-    Σ x_S (X u_j), ``SS`` (n, s, s) Σ x_S x_Sᵀ and ``Sr`` (n, s) Σ x_S r. Memory is
-    O(chunk · (s + J) + n · s · J), never N × p.
-    """
-    def rows(U, S, cols):
-        out = None
-        for Xc, yc, idx in chunks():
-            part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
-            out = add_cluster_sums(out, n_clusters, *part)
-        return out
-
-    return rows
-
-
-def local_chunk_sums(X, y, cluster_index, U, S, cols, coef, intercept):
-    """(clusters present, their sums): the sums of :func:`row_sums` over one chunk of
-    rows, for the chunk's own clusters only (so a chunk's temporaries do not grow with
-    the number of clusters of the data)."""
-    order, starts = slice(None), _run_starts(cluster_index)
-    clusters = cluster_index[starts]
-    if np.unique(clusters).size < clusters.size:  # a cluster's rows are not together
-        order = np.argsort(cluster_index, kind="stable")
-        starts = _run_starts(cluster_index[order])
-        clusters = cluster_index[order][starts]
-    return clusters, chunk_sums(X, y, order, starts, U, S, cols, coef, intercept)
-
-
-def _run_starts(values):
-    """Where each run of equal values begins."""
-    return np.r_[0, np.flatnonzero(np.diff(values)) + 1]
-
-
-def add_cluster_sums(out, n_clusters, clusters, sums):
-    """Add the sums of some ``clusters`` into ``out`` (created with ``n_clusters`` rows
-    when None); returns ``out``."""
-    if out is None:
-        out = {k: zeros((n_clusters,) + v.shape[1:]) for k, v in sums.items()}
-    for k, v in sums.items():
-        out[k][clusters] += v
-    return out
-
-
-def chunk_sums(X, y, order, starts, U, S, cols, coef, intercept, pairs_at_once=16):
-    """The per-cluster sums of :func:`row_sums` for one chunk of rows, whose clusters
-    are given by ``order`` (the rows with each cluster's rows together, or a slice
-    when they already are) and ``starts`` (where each cluster's rows begin in that
-    order).
-
-    Every sum is Σ a·b over a cluster's rows for two columns a, b of
-    D = [x_S, X u, x_cols, r]: D is gathered once in cluster order with its columns as
-    long rows, and each pair's products are summed cluster by cluster with
-    ``np.add.reduceat`` (``pairs_at_once`` pairs at a time). Broadcast outer products
-    of s-vectors row by row, summed by a sparse indicator matrix, took 1.5× as long
-    (the whole pass over N = 1M rows at s = 6, J = 5: 0.54-0.61 s against 0.37-0.42 s).
-    """
-    f = 1 if intercept else 0
-    S = np.asarray(S, dtype=np.intp)
-    XW = thin_product(X, np.c_[U[f:], coef[f:]])  # X u_j and X β̂ together
-    XU = XW[:, :-1] + (U[0] if f else 0.0)
-    r = y - XW[:, -1] - (coef[0] if f else 0.0)
-    XS = X[:, np.maximum(S - f, 0)]
-    if f:
-        XS[:, S == 0] = 1.0  # the intercept column
-    D = np.concatenate([XS, XU, X[:, cols], r[:, None]], axis=1)[order].T.copy()
-    s, J = S.size, XU.shape[1]
-    iS, iU, ix, ir = np.arange(s), s + np.arange(J), s + J + np.arange(J), 2 * J + s
-    upper = np.triu_indices(s)
-    blocks = dict(ur=(iU, np.full(J, ir)), uu=(iU, iU), ux=(iU, ix),
-                  Sr=(iS, np.full(s, ir)), SS=upper, SU=(np.repeat(iS, J), np.tile(iU, s)),
-                  Sx=(np.repeat(iS, J), np.tile(ix, s)))
-    left = np.concatenate([a for a, _ in blocks.values()])
-    right = np.concatenate([b for _, b in blocks.values()])
-    flat = np.empty((left.size, starts.size))
-    for lo in range(0, left.size, pairs_at_once):
-        at = slice(lo, lo + pairs_at_once)
-        np.add.reduceat(D[left[at]] * D[right[at]], starts, axis=1, out=flat[at])
-    out, lo = {}, 0
-    for key, (a, _) in blocks.items():
-        out[key], lo = flat[lo:lo + a.size].T, lo + a.size
-    SS = np.empty((starts.size, s, s))
-    SS[:, upper[0], upper[1]] = out["SS"]
-    SS[:, upper[1], upper[0]] = out["SS"]
-    out.update(SS=SS, SU=out["SU"].reshape(-1, s, J), Sx=out["Sx"].reshape(-1, s, J))
-    return out
 
 
 def adjust_pvalues(pvalue, method):

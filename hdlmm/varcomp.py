@@ -95,6 +95,7 @@ class _Profile:
         self.N = stats.n_samples
         self.ZtZ, self.ZtX, self.Zty = stats.ZtZ, stats.ZtX, stats.Zty
         self.q, self.p = stats.n_re, self.XtX.shape[0]
+        self.U = self.ZtX.reshape(-1, self.p)  # the Z_iᵀX_i stacked, (n q, p)
         self.reml = method == "REML"
         self.structure = structure
         self.tril = np.tril_indices(self.q)
@@ -136,10 +137,9 @@ class _Profile:
         M = _congruence(self.ZtZ, L) + np.eye(self.q)  # ΛᵀZ_iᵀZ_iΛ + I
         Minv, logdetM = _inv_logdet(M)  # (n, q, q): cheaper than solves for small q
         P = _congruence(Minv, L.T)  # P_i = Λ M_i⁻¹ Λᵀ
-        U = self.ZtX.reshape(-1, self.p)  # the Z_iᵀX_i stacked, (n q, p)
         Pz = np.einsum("nab,nb->na", P, self.Zty)  # P_i Z_iᵀy_i
-        A = self.XtX - U.T @ (P @ self.ZtX).reshape(-1, self.p)
-        b = self.Xty - U.T @ Pz.ravel()
+        A = self.XtX - self.U.T @ (P @ self.ZtX).reshape(-1, self.p)
+        b = self.Xty - self.U.T @ Pz.ravel()
         cyy = self.yty - float(np.sum(self.Zty * Pz))
         beta = np.linalg.solve(A, b)
         r2 = max(float(cyy - beta @ b), np.finfo(float).tiny)
@@ -176,11 +176,10 @@ class _Profile:
         if not gradient:
             return dev, None
         LMinv = _left(st.L, st.Minv)  # Λ M_i⁻¹, (n, q, q)
-        U = self.ZtX.reshape(-1, self.p)
-        e = self.Zty - (U @ st.beta).reshape(-1, self.q)
+        e = self.Zty - (self.U @ st.beta).reshape(-1, self.q)
         C = (-nu / st.r2) * (e[:, :, None] * e[:, None, :])
         if self.reml:
-            UA = (U @ np.linalg.inv(st.A)).reshape(self.ZtX.shape)
+            UA = (self.U @ np.linalg.inv(st.A)).reshape(self.ZtX.shape)
             C -= UA @ np.swapaxes(self.ZtX, 1, 2)
         W = np.eye(self.q) - self.ZtZ @ st.P
         gL = 2 * (_sum_of_products(self.ZtZ, LMinv) + _sum_of_products(W, C @ LMinv))

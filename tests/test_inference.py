@@ -6,7 +6,8 @@ import pytest
 from sklearn.linear_model import Lasso
 
 import hdlmm
-from hdlmm.inference import adjust_pvalues, debias, row_scores
+from hdlmm.inference import adjust_pvalues, debias
+from hdlmm.row_pass import row_scores
 from hdlmm.nodewise import nodewise_lasso
 
 sm = pytest.importorskip("statsmodels.api")

@@ -1,0 +1,135 @@
+"""The inference's second pass over the rows: per-cluster sums of column products.
+
+The debiased estimates need, for every cluster, sums over its rows of products of the
+fitted model's columns x_S, the directions X u_j, the tested columns and the residuals
+r = y − Xβ̂ (:func:`row_sums` lists them). They are additive over rows, so they are
+computed chunk by chunk (from arrays, files or Dask partitions) and added into
+per-cluster arrays; :func:`hdlmm.inference.debias` turns them into whitened sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._arrays import thin_product, zeros
+
+__all__ = ["row_scores", "row_sums", "row_chunks", "chunk_sums", "local_chunk_sums",
+           "add_cluster_sums"]
+
+
+def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
+    """A ``rows`` callable for :func:`hdlmm.inference.debias` over in-memory arrays (see :func:`row_sums`).
+
+    Parameters
+    ----------
+    X : ndarray (N, p)        without the intercept column
+    y : ndarray (N,)
+    cluster_index : ndarray of int (N,)
+        Position of each row's cluster in the statistics' cluster order.
+    n_clusters : int
+    coef : ndarray (p_full,)  intercept first when ``intercept``
+    intercept : bool
+    """
+    return row_sums(lambda: row_chunks(X, y, cluster_index, chunk_rows), n_clusters, coef,
+                    intercept)
+
+
+def row_chunks(X, y, cluster_index, chunk_rows=65536):
+    """Yield ``(X, y, cluster_index)`` in chunks of rows (views: no copies), so the
+    per-row temporaries of :func:`chunk_sums` stay O(chunk_rows · (s + J))."""
+    for start in range(0, X.shape[0], chunk_rows):
+        sl = slice(start, start + chunk_rows)
+        yield X[sl], y[sl], cluster_index[sl]
+
+
+def row_sums(chunks, n_clusters, coef, intercept):
+    """A ``rows`` callable for :func:`hdlmm.inference.debias` from a stream of row chunks.
+
+    ``rows(U, S, cols)`` makes one pass over ``chunks()`` (an iterable of
+    ``(X, y, cluster_index)``, X without the intercept column) and returns per-cluster
+    sums with r = y − Xβ̂, the columns S of the fitted model (intercept = column 0) and
+    the tested columns ``cols``: ``ur`` (n, J) Σ (X u_j) r, ``uu`` (n, J) Σ (X u_j)²,
+    ``ux`` (n, J) Σ (X u_j) x_j, ``Sx`` (n, s, J) Σ x_S x_j, ``SU`` (n, s, J)
+    Σ x_S (X u_j), ``SS`` (n, s, s) Σ x_S x_Sᵀ and ``Sr`` (n, s) Σ x_S r. Memory is
+    O(chunk · (s + J) + n · s · J), never N × p.
+    """
+    def rows(U, S, cols):
+        out = None
+        for Xc, yc, idx in chunks():
+            part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
+            out = add_cluster_sums(out, n_clusters, *part)
+        return out
+
+    return rows
+
+
+def local_chunk_sums(X, y, cluster_index, U, S, cols, coef, intercept):
+    """(clusters present, their sums): the sums of :func:`row_sums` over one chunk of
+    rows, for the chunk's own clusters only (so a chunk's temporaries do not grow with
+    the number of clusters of the data)."""
+    order, starts = slice(None), _run_starts(cluster_index)
+    clusters = cluster_index[starts]
+    if np.unique(clusters).size < clusters.size:  # a cluster's rows are not together
+        order = np.argsort(cluster_index, kind="stable")
+        starts = _run_starts(cluster_index[order])
+        clusters = cluster_index[order][starts]
+    return clusters, chunk_sums(X, y, order, starts, U, S, cols, coef, intercept)
+
+
+def _run_starts(values):
+    """Where each run of equal values begins."""
+    return np.r_[0, np.flatnonzero(np.diff(values)) + 1]
+
+
+def add_cluster_sums(out, n_clusters, clusters, sums):
+    """Add the sums of some ``clusters`` into ``out`` (created with ``n_clusters`` rows
+    when None); returns ``out``."""
+    if out is None:
+        out = {k: zeros((n_clusters,) + v.shape[1:]) for k, v in sums.items()}
+    for k, v in sums.items():
+        out[k][clusters] += v
+    return out
+
+
+def chunk_sums(X, y, order, starts, U, S, cols, coef, intercept, pairs_at_once=16):
+    """The per-cluster sums of :func:`row_sums` for one chunk of rows, whose clusters
+    are given by ``order`` (the rows with each cluster's rows together, or a slice
+    when they already are) and ``starts`` (where each cluster's rows begin in that
+    order).
+
+    Every sum is Σ a·b over a cluster's rows for two columns a, b of
+    D = [x_S, X u, x_cols, r]: D is gathered once in cluster order with its columns as
+    long rows, and each pair's products are summed cluster by cluster with
+    ``np.add.reduceat`` (``pairs_at_once`` pairs at a time). Broadcast outer products
+    of s-vectors row by row, summed by a sparse indicator matrix, took 1.5× as long
+    (the whole pass over N = 1M rows at s = 6, J = 5: 0.54-0.61 s against 0.37-0.42 s).
+    """
+    f = 1 if intercept else 0
+    S = np.asarray(S, dtype=np.intp)
+    XW = thin_product(X, np.c_[U[f:], coef[f:]])  # X u_j and X β̂ together
+    XU = XW[:, :-1] + (U[0] if f else 0.0)
+    r = y - XW[:, -1] - (coef[0] if f else 0.0)
+    XS = X[:, np.maximum(S - f, 0)]
+    if f:
+        XS[:, S == 0] = 1.0  # the intercept column
+    D = np.concatenate([XS, XU, X[:, cols], r[:, None]], axis=1)[order].T.copy()
+    s, J = S.size, XU.shape[1]
+    iS, iU, ix, ir = np.arange(s), s + np.arange(J), s + J + np.arange(J), 2 * J + s
+    upper = np.triu_indices(s)
+    blocks = dict(ur=(iU, np.full(J, ir)), uu=(iU, iU), ux=(iU, ix),
+                  Sr=(iS, np.full(s, ir)), SS=upper, SU=(np.repeat(iS, J), np.tile(iU, s)),
+                  Sx=(np.repeat(iS, J), np.tile(ix, s)))
+    left = np.concatenate([a for a, _ in blocks.values()])
+    right = np.concatenate([b for _, b in blocks.values()])
+    flat = np.empty((left.size, starts.size))
+    for lo in range(0, left.size, pairs_at_once):
+        at = slice(lo, lo + pairs_at_once)
+        np.add.reduceat(D[left[at]] * D[right[at]], starts, axis=1, out=flat[at])
+    out, lo = {}, 0
+    for key, (a, _) in blocks.items():
+        out[key], lo = flat[lo:lo + a.size].T, lo + a.size
+    SS = np.empty((starts.size, s, s))
+    SS[:, upper[0], upper[1]] = out["SS"]
+    SS[:, upper[1], upper[0]] = out["SS"]
+    out.update(SS=SS, SU=out["SU"].reshape(-1, s, J), Sx=out["Sx"].reshape(-1, s, J))
+    return out
