@@ -219,7 +219,7 @@ def test_cr2_matrix_functions_by_power_series_equal_the_eigendecomposition():
 
 def test_inference_is_the_same_with_and_without_the_series(monkeypatch):
     """400 small clusters: 98% have leverage below SERIES_LEVERAGE (the series), the
-    rest take the eigendecomposition."""
+    rest take the eigendecomposition; and the same by blocks of clusters."""
     d = hdlmm.make_lmm_data(n_clusters=400, n_obs=(3, 8), n_features=30, n_re=2,
                             support_size=3, random_state=2)
     kw = dict(support_size=3, a=1.0, vc_method=None, inference=[0, 1, 2, 9])
@@ -228,6 +228,11 @@ def test_inference_is_the_same_with_and_without_the_series(monkeypatch):
     eigh = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
     np.testing.assert_allclose(series.se, eigh.se, rtol=1e-12)
     np.testing.assert_allclose(series.df, eigh.df, rtol=1e-10)
+    # the cluster algebra by blocks of 7 clusters: the same sums
+    monkeypatch.setattr("hdlmm.inference.CLUSTERS_AT_ONCE", 7)
+    blocks = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
+    np.testing.assert_allclose(blocks.se, eigh.se, rtol=1e-12)
+    np.testing.assert_allclose(blocks.df, eigh.df, rtol=1e-10)
 
 
 def test_cr2_warns_when_a_cluster_has_leverage_one():
