@@ -310,11 +310,15 @@ def _check_identifiable(stats):
             f"every cluster has at most q = {q} rows, so the {q} random effects cannot be "
             f"separated from the noise; use fewer random effects (e.g. a random "
             f"intercept only) or data with larger clusters")
-    ranks = np.linalg.matrix_rank(stats.ZtZ)
-    if np.all(ranks < q):
-        raise VarianceComponentsError(
-            f"Z_iᵀZ_i is singular in every cluster (rank < q = {q}): the columns of Z are "
-            f"linearly dependent within clusters; remove the redundant random effects")
+    # one cluster of full rank is enough: the largest clusters first, since an SVD of
+    # every Z_iᵀZ_i takes 50 ms at 100,000 clusters
+    largest_first = np.argsort(-stats.n_obs, kind="stable")
+    for some in (largest_first[:64], largest_first[64:]):
+        if some.size and np.any(np.linalg.matrix_rank(stats.ZtZ[some]) == q):
+            return
+    raise VarianceComponentsError(
+        f"Z_iᵀZ_i is singular in every cluster (rank < q = {q}): the columns of Z are "
+        f"linearly dependent within clusters; remove the redundant random effects")
 
 
 def blups(stats, vc, coef=None):
