@@ -127,15 +127,17 @@ def run_abess(scale):
     print(f"  abess's chosen k = {ab_k}: support identical to hdlmm's at that k: "
           f"{set(np.flatnonzero(model.coef_)) == set(path[ab_k - 1].support)}")
     # abess's defaults, then its most thorough splicing (every column a candidate, up to
-    # k exchanges at a time, 100 iterations); each support checked against every support
-    # one exchange away (best_exchange_rss)
+    # k exchanges at a time, 100 iterations), then abess's defaults started from hdlmm's
+    # support (does abess's own splicing leave it?); each support checked against every
+    # support one exchange away (best_exchange_rss)
     thorough = dict(exchange_num=K, important_search=p, max_iter=100)
     print("  RSS at k (* = an exchange of one column lowers it; = : same support as hdlmm):")
-    print("    k  hdlmm         abess default    abess thorough")
+    print("    k  hdlmm         abess default    abess thorough   abess from hdlmm's")
     same = 0
     for k in (1, 5, 10, 20, 30):
         fits = [(set(path[k - 1].support), path[k - 1].rss),
-                _abess_at(abess, Xa, ya, k), _abess_at(abess, Xa, ya, k, **thorough)]
+                _abess_at(abess, Xa, ya, k), _abess_at(abess, Xa, ya, k, **thorough),
+                _abess_at(abess, Xa, ya, k, A_init=sorted(path[k - 1].support))]
         cells = []
         for support, rss in fits:
             better = best_exchange_rss(G, c, d, support) < rss - 1e-10 * d
