@@ -144,8 +144,9 @@ def _columns(X, y, order, U, S, cols, coef, intercept):
 
 
 def _pair_sums(D, left, right, starts, pairs_at_once):
-    """Σ D[left] · D[right] over each run of columns beginning at ``starts``, one row per
-    pair; a pair (or its mirror) listed twice is computed once.
+    """Σ D[left] · D[right] over each cluster's positions (the runs of D's columns that
+    begin at ``starts``), one row per pair; a pair (or its mirror) listed twice is
+    computed once.
 
     Each pair's products are summed cluster by cluster with ``np.add.reduceat``
     (``pairs_at_once`` pairs at a time). Broadcast outer products of s-vectors row by
