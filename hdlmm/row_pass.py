@@ -18,7 +18,8 @@ __all__ = ["row_scores", "row_sums", "row_chunks", "chunk_sums", "local_chunk_su
 
 
 def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
-    """A ``rows`` callable for :func:`hdlmm.inference.debias` over in-memory arrays (see :func:`row_sums`).
+    """A ``rows`` callable for :func:`hdlmm.inference.debias` over in-memory arrays
+    (see :func:`row_sums`).
 
     Parameters
     ----------
@@ -135,12 +136,11 @@ def _columns(X, y, order, U, S, cols, coef, intercept):
     if f:
         XS[:, S == 0] = 1.0  # the intercept column
     s, J = S.size, XU.shape[1]
-    in_S = {int(col) - f: i for i, col in enumerate(S) if col >= f}
-    extra = [int(j) for j in cols if int(j) not in in_S]
-    slot = iter(range(s + J, s + J + len(extra)))
-    ix = np.array([in_S[j] if j in in_S else next(slot) for j in cols], dtype=np.intp)
+    row = {int(col) - f: i for i, col in enumerate(S) if col >= f}  # feature -> row of D
+    extra = [j for j in map(int, cols) if j not in row]
+    row.update({j: s + J + k for k, j in enumerate(extra)})
     D = np.concatenate([XS, XU, X[:, extra], r[:, None]], axis=1)[order].T.copy()
-    return D, s + np.arange(J), ix
+    return D, s + np.arange(J), np.array([row[int(j)] for j in cols], dtype=np.intp)
 
 
 def _pair_sums(D, left, right, starts, pairs_at_once):
