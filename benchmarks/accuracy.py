@@ -100,8 +100,11 @@ VARIANTS = {
     "hdlmm-grid10": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 10)], a_search="full"),
     "hdlmm-grid13": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 13)], a_search="full"),
     # the default grid searched locally from its decades (the default since session 9)
-    "hdlmm-refine": dict(a_search="refine"),
+    "hdlmm-refine": dict(a_search="refine", one_se=False),
+    # the defaults of sessions 9-11: the criterion's k without the one-SE rule
+    "hdlmm-prev": dict(one_se=False),
 }
+# (variants run before session 12 used one_se=False, then the only behaviour)
 
 
 def fit_one(name, d):
@@ -182,10 +185,17 @@ def run(setting, reps, estimators, start=0, tag=""):
         print(f"{setting} rep {rep} done", flush=True)
 
 
-def summary(files=None):
-    files = files or sorted(OUT.glob("accuracy_s*.csv"))
+def summary(patterns=None):
+    """Print the table. ``patterns``: globs under out/, in order; a row of a later file
+    replaces the same (setting, replicate, estimator) of an earlier one (default: every
+    file, the first row of overlapping restarts kept)."""
+    if patterns:
+        files = [f for pat in patterns for f in sorted(OUT.glob(pat))]
+        keep = "last"
+    else:
+        files, keep = sorted(OUT.glob("accuracy_s*.csv")), "first"
     df = pd.concat([pd.read_csv(f) for f in files])
-    df = df.drop_duplicates(["setting", "rep", "estimator"])  # overlapping restarts
+    df = df.drop_duplicates(["setting", "rep", "estimator"], keep=keep)
     g = df.groupby(["setting", "estimator"], sort=False)
     tab = pd.DataFrame({
         "reps": g.size(),
@@ -194,14 +204,27 @@ def summary(files=None):
         "TP": g["tp"].mean(), "FP": g["fp"].mean(),
         "l2 mean": g["l2"].mean(), "l2 SE": g["l2"].std() / np.sqrt(g.size()),
         "median s": g["seconds"].median()})
-    oracle = tab.xs("oracle", level="estimator")["l2 mean"]
-    tab["l2 / oracle"] = [r["l2 mean"] / oracle.get(s, np.nan) for (s, _), r in tab.iterrows()]
+    tab["l2 / oracle"] = oracle_ratio(df).reindex(tab.index)
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(tab.round(3).to_string())
         print("\nPaired l2 differences against abess on the whitened data "
               "(mean ± SE over the shared replicates):")
         print(paired(df, "abess-trans").to_string())
     return tab
+
+
+def oracle_ratio(df):
+    """Mean l2 of each estimator over the oracle's mean l2 on the same replicates."""
+    wide = df.pivot_table(index=["setting", "rep"], columns="estimator", values="l2")
+    out = {}
+    for (setting, name) in df.groupby(["setting", "estimator"], sort=False).groups:
+        if "oracle" not in wide or name == "oracle":
+            out[setting, name] = 1.0 if name == "oracle" else np.nan
+            continue
+        both = wide.loc[setting, [name, "oracle"]].dropna()
+        out[setting, name] = (both[name].mean() / both["oracle"].mean() if len(both)
+                              else np.nan)
+    return pd.Series(out)
 
 
 def paired(df, reference):
@@ -227,9 +250,12 @@ def main():
                     help="suffix of the output file (runs of extra estimators on the "
                          "same replicates keep the others' file)")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--files", nargs="+",
+                    help="with --summary: globs under out/, later files replacing rows "
+                         "of earlier ones (e.g. a re-run of the defaults)")
     args = ap.parse_args()
     if args.summary:
-        summary()
+        summary(args.files)
     else:
         run(args.setting, args.reps, args.estimators.split(","), args.start, args.tag)
 

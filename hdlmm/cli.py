@@ -54,7 +54,8 @@ def _fit_parser(sub):
     fit.add_argument("--out", default="hdlmm_output", help="folder for the results")
     fit.add_argument("--sep", default=None, help="CSV delimiter (default ',' or tab)")
     fit.add_argument("--support-size", type=int, default=None,
-                     help="number of nonzero fixed effects k (default: chosen by EBIC)")
+                     help="number of nonzero fixed effects k (default: chosen by EBIC "
+                          "and confirmed by grouped CV)")
     fit.add_argument("--a", type=float, default=None,
                      help="proxy parameter a (default: chosen by grouped CV)")
     fit.add_argument("--cv", type=int, default=5, help="grouped CV folds (default 5)")

@@ -158,25 +158,29 @@ class CVResult:
     def best(self, one_se=False, k_of_a=None):
         """Indices (i_a, i_k) of the chosen cell.
 
-        With ``k_of_a`` (index of k chosen per a, e.g. by an information criterion) only
-        those cells compete. With ``one_se``, the sparsest (then largest a) cell whose
-        mean is within one standard error of the minimum.
+        The cell with the smallest mean; with ``k_of_a`` (index of the k allowed at each
+        a, e.g. chosen by an information criterion) only those cells compete. With
+        ``one_se``, k is then lowered to the sparsest k at the same a whose mean is
+        within one standard error of the chosen cell's (the one-standard-error rule of
+        Breiman et al. 1984, applied along k at the chosen a, as with a fixed
+        elastic-net mixing parameter in glmnet): a larger model must beat a smaller one
+        by more than the noise of the cross-validation itself.
         """
         mean, se = np.nan_to_num(self.mean, nan=np.inf), self.se
+        allowed = mean
         if k_of_a is not None:
-            allowed = np.full(mean.shape, False)
-            allowed[np.arange(mean.shape[0]), k_of_a] = True
-            mean = np.where(allowed, mean, np.inf)
+            keep = np.full(mean.shape, False)
+            keep[np.arange(mean.shape[0]), k_of_a] = True
+            allowed = np.where(keep, mean, np.inf)
         # cells equal up to round-off are ties: take the first (smallest a, then k), so
         # the choice does not depend on the order in which rows were summed
-        best = np.min(mean)
+        best = np.min(allowed)
         tol = 1e-9 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
-        ia, ik = np.unravel_index(np.argmax(mean <= best + tol), mean.shape)
+        ia, ik = np.unravel_index(np.argmax(allowed <= best + tol), allowed.shape)
         if not one_se:
             return ia, ik
-        ok = mean <= mean[ia, ik] + se[ia, ik]
-        cells = sorted(zip(*np.nonzero(ok)), key=lambda t: (t[1], -t[0]))
-        return cells[0]
+        within = mean[ia, :ik + 1] <= mean[ia, ik] + se[ia, ik] + tol
+        return ia, int(np.argmax(within))
 
 
 def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
@@ -249,10 +253,18 @@ def choose_from_cv(model, cvres, k_of_a, ic_how=""):
     how = f"a by {model.cv}-fold grouped CV ({model.cv_criterion})"
     if model.support_size is not None:
         k_of_a = np.full(cvres.a_grid.size, model.support_size - 1)
-        ia, _ = cvres.best(model.one_se, k_of_a=k_of_a)
+        ia, _ = cvres.best(k_of_a=k_of_a)
         return float(cvres.a_grid[ia]), model.support_size, how + "; k given"
     if k_of_a is None:
         ia, ik = cvres.best(model.one_se)
-        return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how + ", jointly with k"
-    ia, _ = cvres.best(model.one_se, k_of_a=k_of_a)
-    return float(cvres.a_grid[ia]), int(k_of_a[ia]) + 1, how + ic_how
+        how += ", jointly with k"
+        if model.one_se:
+            how += " (then the sparsest k within one SE at that a)"
+        return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how
+    ia, ik = cvres.best(model.one_se, k_of_a=k_of_a)
+    k_ic, k = int(k_of_a[ia]) + 1, int(cvres.ks[ik])
+    how += ic_how
+    if model.one_se:
+        how += (f"; then the sparsest k at that a within one SE of its CV score: "
+                f"{k}" + (f" (the criterion's {k_ic})" if k != k_ic else ""))
+    return float(cvres.a_grid[ia]), k, how

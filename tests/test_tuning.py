@@ -19,7 +19,7 @@ def test_automatic_choice_recovers_the_true_support(seed):
 
 def test_cv_results_table_and_one_se():
     d = hdlmm.make_lmm_data(n_clusters=20, n_obs=6, n_features=40, random_state=5)
-    m = SparseLMM(k_selection="cv", a_search="full", random_state=0).fit(
+    m = SparseLMM(k_selection="cv", one_se=False, a_search="full", random_state=0).fit(
         d.X, d.y, groups=d.groups, Z=d.Z)
     tab = m.cv_results_
     assert set(tab.columns) == {"a", "k", "mean", "se"}
@@ -31,6 +31,46 @@ def test_cv_results_table_and_one_se():
     assert m1.support_size_ <= m.support_size_
     row = tab[(tab.a == m1.a_) & (tab.k == m1.support_size_)].iloc[0]
     assert row["mean"] <= best["mean"] + best["se"] + 1e-12
+
+
+def test_one_se_rule_lowers_k_at_the_chosen_a():
+    """Closed-form cases of CVResult.best: the best (allowed) cell, then the sparsest k
+    at its a within one standard error of it."""
+    from hdlmm.tuning import CVResult
+
+    # two values of a, 2 folds, k = 1..4; means (fold average) and SEs by construction
+    mean = np.array([[5.0, 3.0, 2.05, 2.0], [4.0, 2.5, 2.2, 2.1]])
+    half = np.array([[0.0, 0.0, 0.0, 0.1], [0.0, 0.0, 0.0, 0.0]])  # SE of k=4 at a0: 0.1
+    scores = np.stack([mean - half, mean + half], axis=1)
+    res = CVResult(a_grid=np.array([1.0, 10.0]), ks=np.arange(1, 5), scores=scores)
+    np.testing.assert_allclose(res.se[0, 3], 0.1)
+    assert res.best() == (0, 3)
+    assert res.best(one_se=True) == (0, 2)  # 2.05 ≤ 2.0 + 0.1 < 3.0
+    # the criterion allows k = 4 at the first a and k = 3 at the second: (a0, 4) wins,
+    # then k = 3 at a0; cells beyond the allowed k never come back
+    assert res.best(k_of_a=[3, 2]) == (0, 3)
+    assert res.best(one_se=True, k_of_a=[3, 2]) == (0, 2)
+    assert res.best(one_se=True, k_of_a=[1, 2]) == (1, 2)  # SE 0 at (a1, k=3): kept
+    scores[0, :, 2] = 2.2  # now outside one SE: the best cell stands
+    assert res.best(one_se=True) == (0, 3)
+
+
+@pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
+def test_one_se_rule_removes_a_false_positive_of_the_criterion():
+    """The tutorial's data, seed 19: EBIC at the maximum-likelihood a admits a noise
+    column (k = 4); the held-out likelihood at the chosen a does not confirm it, and the
+    default fit keeps the true support (the accuracy benchmark's s1, session 12)."""
+    d = hdlmm.make_tutorial_data(m=8, n=15, p=200, q=4, seed=19)
+    kw = dict(random_state=0, vc_method=None, inference=None)
+    fit = dict(groups=d.groups, Z=d.Z)
+    without = SparseLMM(one_se=False, **kw).fit(d.X, d.y, **fit)
+    default = SparseLMM(**kw).fit(d.X, d.y, **fit)
+    truth = np.flatnonzero(d.beta)
+    assert without.support_size_ == 4 and set(truth) < set(without.support_)
+    assert default.support_.tolist() == truth.tolist() and default.a_ == without.a_
+    assert "the criterion's 4" in default.selection_
+    tab = default.cv_results_[default.cv_results_.a == default.a_].set_index("k")
+    assert tab.loc[3, "mean"] <= tab.loc[4, "mean"] + tab.loc[4, "se"]
 
 
 def test_information_criterion_formulas():
@@ -183,7 +223,8 @@ def test_refined_search_is_a_local_optimum_of_the_full_grid(seed, k_selection):
     neighbours = grid[max(i - 1, 0):i + 2]
     assert set(neighbours) <= set(seen)
     tab = part.cv_results_.dropna()
-    if k_selection == "ic":  # one k for every a: a by CV at that k
-        tab = tab[tab.k == part.support_size_]
-    chosen = tab[(tab.a == part.a_) & (tab.k == part.support_size_)]["mean"].iloc[0]
+    if k_selection == "ic":  # one k for every a (the criterion's): a by CV at that k
+        tab = tab[tab.k == tab.k.max()]
+    # a is chosen at the best cell; the one-SE rule may then lower k at that a
+    chosen = tab[tab.a == part.a_]["mean"].min()
     assert chosen <= tab[tab.a.isin(neighbours)]["mean"].min() + 1e-12
