@@ -103,6 +103,11 @@ VARIANTS = {
     "hdlmm-refine": dict(a_search="refine", one_se=False),
     # the defaults of sessions 9-11: the criterion's k without the one-SE rule
     "hdlmm-prev": dict(one_se=False),
+    # session 12: the classical one-SE rule on k (the default while it was measured),
+    # and the rule on the paired (fold-by-fold) difference at the one-sided 5% level
+    # (the default since)
+    "hdlmm-onese": dict(one_se=True),
+    "hdlmm-paired": dict(one_se="paired"),
 }
 # (variants run before session 12 used one_se=False, then the only behaviour)
 

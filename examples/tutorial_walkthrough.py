@@ -29,7 +29,7 @@ print(f"N = {data.X.shape[0]} rows, p = {data.X.shape[1]}, true support "
       f"{data.support.tolist()}")
 
 # 2. Fit with the defaults: a by grouped 5-fold CV, k by EBIC (kept only as far as the
-#    held-out likelihood confirms it, by the one-standard-error rule), REML variance
+#    held-out likelihood confirms it, fold by fold), REML variance
 #    components, debiased inference on the selected support.
 model = hdlmm.SparseLMM(random_state=0).fit(data.X, data.y, groups=data.groups, Z=data.Z)
 print(f"a = {model.a_:g}, k = {model.support_size_} ({model.selection_})")

@@ -276,6 +276,7 @@ def check_params(est):
     _one_of(est.ic_samples, "ic_samples", ("ml", "effective", "rows"))
     _one_of(est.a_selection, "a_selection", ("cv", "efficiency"))
     _one_of(est.a_search, "a_search", ("refine", "full"))
+    _one_of(est.one_se, "one_se", (True, False, "paired"))
     _positive_int(est.cv, "cv", 2)
     _positive_int(est.k_max, "k_max", 1, allow_none=True)
     _positive_int(est.max_exchange, "max_exchange", 1)

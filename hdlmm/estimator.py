@@ -88,14 +88,19 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         default ``loglik`` chose a better in the accuracy benchmark (benchmarks/RESULTS.md):
         the marginal prediction error hardly depends on a and picked too small an a
         when Ψ is large relative to σ².
-    one_se : bool
-        One-standard-error rule (default True): after the cross-validation's choice of
-        (a, k), k is lowered to the sparsest k at that a whose CV score is within one
-        standard error of the chosen cell's; with ``k_selection="ic"`` the criterion's
-        k is then an upper bound that the cross-validation must confirm. Applies when
-        the cross-validation runs (a not given, or ``k_selection="cv"``), not when
-        ``support_size`` is given. In the accuracy benchmark it removed most of EBIC's
-        false positives (benchmarks/RESULTS.md, session 12).
+    one_se : {"paired", True, False}
+        Whether the cross-validation must confirm k (when it runs: a not given, or
+        ``k_selection="cv"``; not when ``support_size`` is given). After its choice of
+        (a, k), k is lowered to the sparsest k at that a that the chosen cell does not
+        beat clearly; with ``k_selection="ic"`` the criterion's k is then an upper
+        bound. ``"paired"`` (default): not beaten at the one-sided 5% level fold by fold
+        (the standard error of the paired difference over the same folds, without the
+        variation between folds that both models share; see
+        :meth:`hdlmm.tuning.CVResult.best`). ``True``: the classical one-standard-error
+        rule, within one standard error of the chosen cell's mean. ``False``: the
+        choice as it stands. In the accuracy benchmark (benchmarks/RESULTS.md, session
+        12) both rules removed most of EBIC's false positives; ``True`` also dropped
+        true small coefficients (s3) and ``"paired"`` rarely did.
     a_selection : {"cv", "efficiency"}
         ``cv`` (default): a by the cross-validation. ``efficiency``: after the CV choice
         and the variance components, refit the chosen k at the a of the grid whose
@@ -185,7 +190,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
 
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
                  a_search="refine", k_max=None, k_selection="ic", ic="ebic", cv=5,
-                 cv_criterion="loglik", one_se=True, a_selection="cv", max_exchange=2,
+                 cv_criterion="loglik", one_se="paired", a_selection="cv", max_exchange=2,
                  vc_method="REML", cov_structure="unstructured", refit=False, ic_samples="ml",
                  inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
                  p_adjust=None, screening="auto", random_state=None):

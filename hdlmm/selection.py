@@ -5,7 +5,7 @@ A mixin of :class:`~hdlmm.estimator.SparseLMM` (it reads the estimator's paramet
 * a given, k given: one path at a;
 * k by an information criterion (``k_selection="ic"``): full-data paths at every a of the
   grid, then a by grouped CV among the cells the criterion allows (see ``ic_samples``),
-  then (``one_se``) the sparsest k at that a within one CV standard error;
+  then (``one_se``) the sparsest k at that a that the CV does not reject;
 * k by CV (``k_selection="cv"``): a and k jointly by grouped CV.
 
 Full-data paths are computed once per a and shared by the criterion and the final fit.

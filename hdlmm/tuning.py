@@ -34,6 +34,8 @@ __all__ = ["information_criterion", "proxy_ml_k", "CVResult", "cross_validate",
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 CV_CRITERIA = ("marginal", "loglik")
+#: one-sided 5% normal quantile, the bound of ``one_se="paired"``
+PAIRED_Z = 1.6448536269514722
 
 
 def information_criterion(rss, k, n_eff, p, kind="ebic"):
@@ -160,11 +162,15 @@ class CVResult:
 
         The cell with the smallest mean; with ``k_of_a`` (index of the k allowed at each
         a, e.g. chosen by an information criterion) only those cells compete. With
-        ``one_se``, k is then lowered to the sparsest k at the same a whose mean is
+        ``one_se=True``, k is then lowered to the sparsest k at the same a whose mean is
         within one standard error of the chosen cell's (the one-standard-error rule of
         Breiman et al. 1984, applied along k at the chosen a, as with a fixed
         elastic-net mixing parameter in glmnet): a larger model must beat a smaller one
-        by more than the noise of the cross-validation itself.
+        by more than the noise of the cross-validation itself. With
+        ``one_se="paired"`` that noise is the paired difference's over the same folds:
+        the sparsest k whose fold-by-fold excess over the chosen cell has a mean of at
+        most 1.645 of its standard error (the chosen k must be better at the one-sided
+        5% level), which leaves out the variation between folds that both models share.
         """
         mean, se = np.nan_to_num(self.mean, nan=np.inf), self.se
         allowed = mean
@@ -179,7 +185,12 @@ class CVResult:
         ia, ik = np.unravel_index(np.argmax(allowed <= best + tol), allowed.shape)
         if not one_se:
             return ia, ik
-        within = mean[ia, :ik + 1] <= mean[ia, ik] + se[ia, ik] + tol
+        if one_se == "paired":
+            excess = self.scores[ia, :, :ik + 1] - self.scores[ia, :, ik:ik + 1]
+            bound = PAIRED_Z * excess.std(axis=0, ddof=1) / np.sqrt(excess.shape[0])
+            within = excess.mean(axis=0) <= bound + tol
+        else:
+            within = mean[ia, :ik + 1] <= mean[ia, ik] + se[ia, ik] + tol
         return ia, int(np.argmax(within))
 
 
@@ -255,16 +266,18 @@ def choose_from_cv(model, cvres, k_of_a, ic_how=""):
         k_of_a = np.full(cvres.a_grid.size, model.support_size - 1)
         ia, _ = cvres.best(k_of_a=k_of_a)
         return float(cvres.a_grid[ia]), model.support_size, how + "; k given"
+    rule = ("not significantly worse in CV (paired over folds, one-sided 5%)"
+            if model.one_se == "paired" else "within one SE of the CV score")
     if k_of_a is None:
         ia, ik = cvres.best(model.one_se)
         how += ", jointly with k"
         if model.one_se:
-            how += " (then the sparsest k within one SE at that a)"
+            how += f" (then the sparsest k at that a {rule})"
         return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how
     ia, ik = cvres.best(model.one_se, k_of_a=k_of_a)
     k_ic, k = int(k_of_a[ia]) + 1, int(cvres.ks[ik])
     how += ic_how
     if model.one_se:
-        how += (f"; then the sparsest k at that a within one SE of its CV score: "
+        how += (f"; then the sparsest k at that a {rule}: "
                 f"{k}" + (f" (the criterion's {k_ic})" if k != k_ic else ""))
     return float(cvres.a_grid[ia]), k, how

@@ -55,6 +55,27 @@ def test_one_se_rule_lowers_k_at_the_chosen_a():
     assert res.best(one_se=True) == (0, 3)
 
 
+def test_paired_one_se_rule_uses_the_fold_by_fold_difference():
+    """The paired rule keeps a larger model that wins in every fold by little, where the
+    cell rule (whose SE includes the variation between folds) drops it."""
+    from hdlmm.tuning import PAIRED_Z, CVResult
+
+    chosen = np.array([1.0, 2.0, 3.0, 4.0])  # k = 3, four folds: cell SE 0.645
+    consistent = chosen + np.array([0.1, 0.3, 0.2, 0.2])  # k = 2: worse in every fold
+    scores = np.stack([chosen + 4.0, consistent, chosen], axis=1)[None]  # (1 a, 4, 3 k)
+    res = CVResult(a_grid=np.array([1.0]), ks=np.arange(1, 4), scores=scores)
+    assert res.best() == (0, 2)
+    assert res.best(one_se=True) == (0, 1)  # 2.7 ≤ 2.5 + 0.645
+    excess = consistent - chosen  # mean 0.2, SE 0.041: beaten at the 5% level
+    assert excess.mean() > PAIRED_Z * excess.std(ddof=1) / 2
+    assert res.best(one_se="paired") == (0, 2)
+    noisy = chosen + np.array([-0.1, 0.3, -0.2, 0.2])  # mean 0.05, SE 0.119: not beaten
+    res.scores[0, :, 1] = noisy
+    assert res.best(one_se="paired") == (0, 1)
+    with pytest.raises(ValueError, match="one_se must be one of"):
+        SparseLMM(one_se="yes").fit(np.ones((4, 2)), np.ones(4), groups=[0, 0, 1, 1])
+
+
 @pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
 def test_one_se_rule_removes_a_false_positive_of_the_criterion():
     """The tutorial's data, seed 19: EBIC at the maximum-likelihood a admits a noise
