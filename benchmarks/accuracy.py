@@ -190,7 +190,7 @@ def run(setting, reps, estimators, start=0, tag=""):
         print(f"{setting} rep {rep} done", flush=True)
 
 
-def summary(patterns=None):
+def summary(patterns=None, references=("abess-trans",), estimators=None):
     """Print the table. ``patterns``: globs under out/, in order; a row of a later file
     replaces the same (setting, replicate, estimator) of an earlier one (default: every
     file, the first row of overlapping restarts kept)."""
@@ -201,6 +201,8 @@ def summary(patterns=None):
         files, keep = sorted(OUT.glob("accuracy_s*.csv")), "first"
     df = pd.concat([pd.read_csv(f) for f in files])
     df = df.drop_duplicates(["setting", "rep", "estimator"], keep=keep)
+    if estimators:
+        df = df[df.estimator.isin(estimators)]
     g = df.groupby(["setting", "estimator"], sort=False)
     tab = pd.DataFrame({
         "reps": g.size(),
@@ -210,11 +212,16 @@ def summary(patterns=None):
         "l2 mean": g["l2"].mean(), "l2 SE": g["l2"].std() / np.sqrt(g.size()),
         "median s": g["seconds"].median()})
     tab["l2 / oracle"] = oracle_ratio(df).reindex(tab.index)
+    order = {name: i for i, name in enumerate(estimators or [])}
+    tab = tab.sort_index(level=[0, 1], sort_remaining=False,
+                         key=lambda ix: ix.map(lambda v: order.get(v, len(order)))
+                         if ix.name == "estimator" else ix)
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(tab.round(3).to_string())
-        print("\nPaired l2 differences against abess on the whitened data "
-              "(mean ± SE over the shared replicates):")
-        print(paired(df, "abess-trans").to_string())
+        for ref in references:
+            print(f"\nPaired l2 differences against {ref} (mean ± SE over the shared "
+                  f"replicates):")
+            print(paired(df, ref).drop(columns=[ref], errors="ignore").to_string())
     return tab
 
 
@@ -250,19 +257,25 @@ def main():
     ap.add_argument("--setting", choices=["s1", "s2", "s3", "s4", "s5"])
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--estimators", default=",".join(ESTIMATORS))
+    ap.add_argument("--estimators", default=None,
+                    help="comma-separated (default: the table's estimators); with "
+                         "--summary, only these rows")
     ap.add_argument("--tag", default="",
                     help="suffix of the output file (runs of extra estimators on the "
                          "same replicates keep the others' file)")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--against", nargs="+", default=["abess-trans"],
+                    help="with --summary: estimators to pair the hdlmm variants with")
     ap.add_argument("--files", nargs="+",
                     help="with --summary: globs under out/, later files replacing rows "
                          "of earlier ones (e.g. a re-run of the defaults)")
     args = ap.parse_args()
     if args.summary:
-        summary(args.files)
+        summary(args.files, args.against,
+                args.estimators.split(",") if args.estimators else None)
     else:
-        run(args.setting, args.reps, args.estimators.split(","), args.start, args.tag)
+        names = args.estimators.split(",") if args.estimators else ESTIMATORS
+        run(args.setting, args.reps, names, args.start, args.tag)
 
 
 if __name__ == "__main__":
