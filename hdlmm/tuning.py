@@ -173,16 +173,14 @@ class CVResult:
         5% level), which leaves out the variation between folds that both models share.
         """
         mean, se = np.nan_to_num(self.mean, nan=np.inf), self.se
-        allowed = mean
+        allowed = np.full(mean.shape, k_of_a is None)
         if k_of_a is not None:
-            keep = np.full(mean.shape, False)
-            keep[np.arange(mean.shape[0]), k_of_a] = True
-            allowed = np.where(keep, mean, np.inf)
+            allowed[np.arange(mean.shape[0]), k_of_a] = True
         # cells equal up to round-off are ties: take the first (smallest a, then k), so
         # the choice does not depend on the order in which rows were summed
-        best = np.min(allowed)
+        best = np.min(mean[allowed])
         tol = 1e-9 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
-        ia, ik = np.unravel_index(np.argmax(allowed <= best + tol), allowed.shape)
+        ia, ik = np.unravel_index(np.argmax(allowed & (mean <= best + tol)), mean.shape)
         if not one_se:
             return ia, ik
         if one_se == "paired":
@@ -191,6 +189,7 @@ class CVResult:
             within = excess.mean(axis=0) <= bound + tol
         else:
             within = mean[ia, :ik + 1] <= mean[ia, ik] + se[ia, ik] + tol
+        within[-1] = True  # the chosen cell itself (also when its scores are not finite)
         return ia, int(np.argmax(within))
 
 

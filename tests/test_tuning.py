@@ -72,6 +72,11 @@ def test_paired_one_se_rule_uses_the_fold_by_fold_difference():
     noisy = chosen + np.array([-0.1, 0.3, -0.2, 0.2])  # mean 0.05, SE 0.119: not beaten
     res.scores[0, :, 1] = noisy
     assert res.best(one_se="paired") == (0, 1)
+    inf = CVResult(a_grid=np.array([1.0]), ks=np.arange(1, 3), scores=np.full((1, 3, 2),
+                                                                             np.inf))
+    # undefined scores (no residual df) leave the criterion's k as it is
+    assert inf.best(one_se="paired", k_of_a=[1]) == (0, 1)
+    assert inf.best(one_se=True, k_of_a=[1]) == (0, 1)
     with pytest.raises(ValueError, match="one_se must be one of"):
         SparseLMM(one_se="yes").fit(np.ones((4, 2)), np.ones(4), groups=[0, 0, 1, 1])
 
