@@ -100,6 +100,7 @@ VARIANTS = {
     "hdlmm-grid10": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 10)], a_search="full"),
     "hdlmm-grid13": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 13)], a_search="full"),
     # the default grid searched locally from its decades (the default since session 9)
+    # (the variants above ran before session 12 with one_se=False, then the only rule)
     "hdlmm-refine": dict(a_search="refine", one_se=False),
     # the defaults of sessions 9-11: the criterion's k without the one-SE rule
     "hdlmm-prev": dict(one_se=False),
@@ -109,7 +110,6 @@ VARIANTS = {
     "hdlmm-onese": dict(one_se=True),
     "hdlmm-paired": dict(one_se="paired"),
 }
-# (variants run before session 12 used one_se=False, then the only behaviour)
 
 
 def fit_one(name, d):
@@ -212,10 +212,8 @@ def summary(patterns=None, references=("abess-trans",), estimators=None):
         "l2 mean": g["l2"].mean(), "l2 SE": g["l2"].std() / np.sqrt(g.size()),
         "median s": g["seconds"].median()})
     tab["l2 / oracle"] = oracle_ratio(df).reindex(tab.index)
-    order = {name: i for i, name in enumerate(estimators or [])}
-    tab = tab.sort_index(level=[0, 1], sort_remaining=False,
-                         key=lambda ix: ix.map(lambda v: order.get(v, len(order)))
-                         if ix.name == "estimator" else ix)
+    if estimators:  # settings in order, estimators in the order given
+        tab = tab.reindex(sorted(tab.index, key=lambda i: (i[0], estimators.index(i[1]))))
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(tab.round(3).to_string())
         for ref in references:
@@ -228,14 +226,13 @@ def summary(patterns=None, references=("abess-trans",), estimators=None):
 def oracle_ratio(df):
     """Mean l2 of each estimator over the oracle's mean l2 on the same replicates."""
     wide = df.pivot_table(index=["setting", "rep"], columns="estimator", values="l2")
+    if "oracle" not in wide:
+        return pd.Series(dtype=float)
     out = {}
-    for (setting, name) in df.groupby(["setting", "estimator"], sort=False).groups:
-        if "oracle" not in wide or name == "oracle":
-            out[setting, name] = 1.0 if name == "oracle" else np.nan
-            continue
-        both = wide.loc[setting, [name, "oracle"]].dropna()
-        out[setting, name] = (both[name].mean() / both["oracle"].mean() if len(both)
-                              else np.nan)
+    for setting, w in wide.groupby(level="setting"):
+        for name in w.columns:
+            both = w[name].notna() & w["oracle"].notna()
+            out[setting, name] = w.loc[both, name].mean() / w.loc[both, "oracle"].mean()
     return pd.Series(out)
 
 
@@ -270,12 +267,11 @@ def main():
                     help="with --summary: globs under out/, later files replacing rows "
                          "of earlier ones (e.g. a re-run of the defaults)")
     args = ap.parse_args()
+    names = args.estimators.split(",") if args.estimators else None
     if args.summary:
-        summary(args.files, args.against,
-                args.estimators.split(",") if args.estimators else None)
+        summary(args.files, args.against, names)
     else:
-        names = args.estimators.split(",") if args.estimators else ESTIMATORS
-        run(args.setting, args.reps, names, args.start, args.tag)
+        run(args.setting, args.reps, names or ESTIMATORS, args.start, args.tag)
 
 
 if __name__ == "__main__":
