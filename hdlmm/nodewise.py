@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from .splicing import _inverse_pd
+
 __all__ = ["nodewise_lasso", "NodewiseResult"]
 
 
@@ -86,11 +88,11 @@ def nodewise_lasso(G, cols, n_samples, penalty="scaled", max_iter=5000, tol=1e-4
 
 def _projection(G, cols):
     """u_j = G⁻¹e_j / (G⁻¹)_jj: the least-squares residual direction of column j."""
-    try:
-        Ginv_cols = np.linalg.solve(G, np.eye(G.shape[0])[:, cols])
-    except np.linalg.LinAlgError:
+    Ginv = _inverse_pd(G, strict=True)  # singular relative to each column's scale
+    if Ginv is None:
         raise ValueError("the Gram matrix is singular, so the exact projection "
-                         "(penalty=0) does not exist; use penalty='scaled'") from None
+                         "(penalty=0) does not exist; use penalty='scaled'")
+    Ginv_cols = Ginv[:, cols]
     U = Ginv_cols / Ginv_cols[cols, np.arange(cols.size)]
     return NodewiseResult(U, np.zeros(cols.size), True)
 

@@ -80,7 +80,9 @@ def make_tutorial_data(m=8, n=30, p=300, q=8, sigma=0.25, rho=0.2, seed=0):
     """The skscope tutorial's generator, reproduced exactly.
 
     Same arguments, same ``numpy.random.default_rng(seed)`` calls in the same order,
-    hence the same arrays for the same seed. The tutorial's analysis uses
+    hence the same arrays as the tutorial's code for the same seed and the same numpy
+    build (``multivariate_normal`` factorises by SVD, and the signs and bases LAPACK
+    returns for its singular vectors differ between builds). The tutorial's analysis uses
     ``m=8, n=15, p=200, q=4, seed=0``.
 
     Parameters

@@ -84,22 +84,29 @@ class _Support:
 def _inverse_pd(A, strict=False):
     """Inverse of a symmetric positive-definite matrix, by Cholesky.
 
-    If A is singular or nearly so (a Cholesky pivot below 1e-6 of the largest, i.e. a
+    The test of singularity is on the matrix scaled to a unit diagonal, D^{-1/2}AD^{-1/2}
+    with D = diag(A), so that it does not depend on the units of the columns (a column
+    in micrograms instead of grams multiplies its row and column by 10⁶, and raw
+    Cholesky pivots would then call a well-posed support singular). If the scaled
+    matrix is singular or nearly so (a pivot below 1e-6 of the largest, i.e. a
     condition number above about 1e12): None when ``strict`` (the caller rejects that
     support), else the pseudo-inverse, whose β = A⁺c still minimises the quadratic.
     """
     if A.size == 0:
         return np.zeros((0, 0))
-    try:
-        L = np.linalg.cholesky(A)
-        piv = np.diag(L)
-        if piv.min() > 1e-6 * piv.max():
-            # numpy only: mixing scipy's bundled BLAS into this hot loop makes the two
-            # BLAS thread pools contend (10x slower on 2 cores, measured)
-            Linv = np.linalg.inv(L)
-            return Linv.T @ Linv
-    except np.linalg.LinAlgError:
-        pass
+    diag = np.diag(A)
+    if np.all(diag > 0):
+        s = 1.0 / np.sqrt(diag)
+        try:
+            L = np.linalg.cholesky(A * s[:, None] * s[None, :])
+            piv = np.diag(L)
+            if piv.min() > 1e-6 * piv.max():
+                # numpy only: mixing scipy's bundled BLAS into this hot loop makes the
+                # two BLAS thread pools contend (10x slower on 2 cores, measured)
+                Linv = np.linalg.inv(L) * s[None, :]
+                return Linv.T @ Linv
+        except np.linalg.LinAlgError:
+            pass
     return None if strict else linalg.pinvh(A)
 
 

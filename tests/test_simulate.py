@@ -50,8 +50,8 @@ def test_tutorial_generator_reproduces_the_tutorial(m, n, p, q, seed):
 def test_tutorial_generator_pinned_values(tutorial_data):
     d = tutorial_data
     np.testing.assert_allclose(d.X[0, :3], [-0.1416564, -0.37726995, 0.02048705], atol=1e-7)
-    np.testing.assert_allclose(d.y[:3], [-8.15701375, 1.84497085, -4.44884287], atol=1e-7)
-    np.testing.assert_allclose(d.gamma[0, :2], [1.61966204, 1.02979211], atol=1e-7)
+    # y and γ are not pinned: γ ~ N(0, Ψ) is drawn through numpy's SVD of Ψ, whose
+    # signs differ between LAPACK builds (the reproduction test above checks them)
     assert d.support.tolist() == [1, 5, 10]
 
 

@@ -83,16 +83,22 @@ def test_paired_one_se_rule_uses_the_fold_by_fold_difference():
 
 @pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
 def test_one_se_rule_removes_a_false_positive_of_the_criterion():
-    """The tutorial's data, seed 19: EBIC at the maximum-likelihood a admits a noise
-    column (k = 4); the held-out likelihood at the chosen a does not confirm it, and the
-    default fit keeps the true support (the accuracy benchmark's s1, session 12)."""
-    d = hdlmm.make_tutorial_data(m=8, n=15, p=200, q=4, seed=19)
+    """The tutorial's data: the first seed at which EBIC at the maximum-likelihood a
+    admits a noise column (k = 4); the held-out likelihood at the chosen a does not
+    confirm it, and the default fit keeps the true support (the accuracy benchmark's
+    s1). The seed is searched for because the tutorial's draws depend on the SVD of
+    numpy's LAPACK build (see make_tutorial_data)."""
     kw = dict(random_state=0, vc_method=None, inference=None)
-    fit = dict(groups=d.groups, Z=d.Z)
-    without = SparseLMM(one_se=False, **kw).fit(d.X, d.y, **fit)
+    for seed in range(60):
+        d = hdlmm.make_tutorial_data(m=8, n=15, p=200, q=4, seed=seed)
+        fit = dict(groups=d.groups, Z=d.Z)
+        without = SparseLMM(one_se=False, **kw).fit(d.X, d.y, **fit)
+        truth = np.flatnonzero(d.beta)
+        if without.support_size_ == 4 and set(truth) < set(without.support_):
+            break
+    else:
+        pytest.fail("no seed in 0..59 where EBIC admits a noise column")
     default = SparseLMM(**kw).fit(d.X, d.y, **fit)
-    truth = np.flatnonzero(d.beta)
-    assert without.support_size_ == 4 and set(truth) < set(without.support_)
     assert default.support_.tolist() == truth.tolist() and default.a_ == without.a_
     assert "the criterion's 4" in default.selection_
     tab = default.cv_results_[default.cv_results_.a == default.a_].set_index("k")
