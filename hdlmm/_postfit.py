@@ -17,7 +17,7 @@ from .row_pass import row_sums
 from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 
-def random_part(model, stats, free, re_names=None, skip=False):
+def random_part(model, stats, free, re_names=None, skip=False, re_blocks=None):
     """Variance components, GLS standard errors and BLUPs on the selected support.
 
     ``skip`` (or ``vc_method=None``) returns the attributes of a model without them.
@@ -35,7 +35,8 @@ def random_part(model, stats, free, re_names=None, skip=False):
     cols = np.r_[free, model.support_ + len(free)].astype(int)
     sub = stats.select_features(cols)
     try:
-        vc = fit_variance_components(sub, model.vc_method, model.cov_structure)
+        vc = fit_variance_components(sub, model.vc_method, model.cov_structure,
+                                     blocks=re_blocks)
     except (VarianceComponentsError, np.linalg.LinAlgError) as exc:
         # the selection does not need Ψ: keep it, say why the rest is missing
         warnings.warn(f"variance components not fitted: {exc}", RuntimeWarning,

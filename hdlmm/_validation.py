@@ -20,7 +20,7 @@ class NonNumericError(ValueError, TypeError):
     """Input that cannot be converted to numbers (both a ValueError and a TypeError)."""
 
 
-def _as_float_matrix(A, name, n_rows=None, allow_1d=True):
+def _as_float_matrix(A, name, n_rows=None, allow_1d=True, allow_no_columns=False):
     """2-D float array, or a ValueError naming ``name``.
 
     ``allow_1d`` turns a 1-D array into one column (for Z); X must be 2-D, as in
@@ -60,7 +60,7 @@ def _as_float_matrix(A, name, n_rows=None, allow_1d=True):
                          f"got {arr.ndim} dimensions")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows); pass at least one row per cluster")
-    if arr.shape[1] == 0:
+    if arr.shape[1] == 0 and not allow_no_columns:
         raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of "
                          f"1 is required; pass at least one column")
     _check_finite(arr, name)
@@ -124,8 +124,11 @@ def _sort_order(labels):
         return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.intp)
 
 
-def check_lmm_arrays(X, y, groups, Z=None):
+def check_lmm_arrays(X, y, groups, Z=None, allow_no_features=False):
     """Validate (X, y, groups, Z) for fitting.
+
+    ``allow_no_features`` accepts an X of no columns (the null model of a formula
+    ``y ~ 1 + (1 | g)``; ``fit`` refuses it, as scikit-learn's estimators do).
 
     Returns
     -------
@@ -133,7 +136,7 @@ def check_lmm_arrays(X, y, groups, Z=None):
     codes : ndarray of int, cluster index of each row (into ``labels``)
     labels : ndarray of object, sorted cluster labels
     """
-    X = _as_float_matrix(X, "X", allow_1d=False)
+    X = _as_float_matrix(X, "X", allow_1d=False, allow_no_columns=allow_no_features)
     n = X.shape[0]
     if y is None:
         raise ValueError("SparseLMM requires y to be passed, but the target y is None: "

@@ -236,7 +236,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         """
         return self._fit(X, y, groups, Z)
 
-    def _fit(self, X, y, groups, Z, re_names=None):
+    def _fit(self, X, y, groups, Z, re_names=None, re_blocks=None,
+             allow_no_features=False):
         t0 = time.perf_counter()
         no_groups = groups is None
         if groups is None:
@@ -244,7 +245,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
             groups = np.arange(_num_samples(X))
         check_params(self)
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
-        X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z)
+        X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
+                                                  allow_no_features=allow_no_features)
         p = X.shape[1]
         all_names = names if names is not None else [f"x{j}" for j in range(p)]
         kept = screened_columns(self, X, y, Z, codes, labels.size)
@@ -255,7 +257,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
             n_blocks=self.cv if self._needs_cv() else 1, random_state=self.random_state,
             feature_names=names)
         index = stats.cluster_index(labels)[codes]
-        self._fit_and_test(stats, lambda: row_chunks(X, y, index), re_names, no_groups)
+        self._fit_and_test(stats, lambda: row_chunks(X, y, index), re_names, no_groups,
+                           re_blocks)
         self.screened_features_ = None
         if kept is not None:
             expand_screened(self, kept, p, all_names)
@@ -267,8 +270,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     def _needs_cv(self):
         return self.a is None or (self.support_size is None and self.k_selection == "cv")
 
-    def _fit_and_test(self, stats, chunks, re_names, no_groups):
-        transform = self._fit_stats(stats, re_names, no_groups)
+    def _fit_and_test(self, stats, chunks, re_names, no_groups, re_blocks=None):
+        transform = self._fit_stats(stats, re_names, no_groups, re_blocks)
         self.params_ = pd.Series(
             np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
             index=stats.feature_names, name="coef")

@@ -7,9 +7,14 @@ treatment contrasts, transforms such as ``np.log(x)`` work, ``.`` means every ot
 column), so the only hand-written parsing is the split on ``|`` inside parentheses,
 which formulaic does not know. ``.`` excludes the response and the grouping column.
 
-One grouping factor (one level of clustering) is supported; several bars on the same
-factor (``(1 | g) + (0 + t | g)``) are combined into one Z, with an unstructured Ψ unless
-``cov_structure`` says otherwise.
+Each bar means what it means in lme4: ``(t | g)`` and ``(1 + t | g)`` have a random
+intercept and slope, ``(0 + t | g)`` and ``(t - 1 | g)`` a slope only; separate bars on
+the same factor (``(1 | g) + (0 + t | g)``) are uncorrelated, so Ψ is block-diagonal
+with one block per bar, and ``(1 + t || g)`` gives every column its own block (for
+numeric terms, as lme4 expands it). One grouping factor (one level of clustering) is
+supported, which may be an interaction ``(1 | a:b)`` (one cluster per combination);
+nested ``(1 | a/b)`` and crossed or several grouping factors are refused with a message
+saying so.
 
 Missing values: ``missing="raise"`` (default) names the columns with missing values and
 their counts; ``missing="drop"`` drops those rows with a warning giving the count.
@@ -50,15 +55,19 @@ class FormulaDesign:
     fit_intercept: bool
     group_column: str
     fixed_spec: object
-    re_spec: object
+    re_spec: list
     n_dropped: int
+    re_blocks: list
 
 
 def split_bars(formula):
     """Split an lme4 formula into (fixed formula, [(terms, group), ...]).
 
+    Each bar is ``(terms, group, correlated)``; ``correlated`` is False for lme4's
+    ``||`` (every column its own, uncorrelated random effect).
+
     >>> split_bars("y ~ x + (1 + t | g)")
-    ('y ~ x', [('1 + t', 'g')])
+    ('y ~ x', [('1 + t', 'g', True)])
     """
     if not isinstance(formula, str) or "~" not in formula:
         raise ValueError(f"formula must be a string 'response ~ terms'; got {formula!r}")
@@ -83,13 +92,12 @@ def split_bars(formula):
         fixed += formula[last:s]
         last = e
         terms, group = (part.strip() for part in inner.split("|", 1))
-        if group.startswith("|"):
-            raise ValueError("the '||' (uncorrelated) syntax is not supported; use "
-                             "cov_structure='diagonal'")
+        correlated = not group.startswith("|")
+        group = group.lstrip("|").strip()
         if not terms or not group:
             raise ValueError(f"random-effect term ({inner}) needs terms and a grouping "
                              f"column on each side of '|'")
-        out.append((terms, group))
+        out.append((terms, group, correlated))
     fixed += formula[last:]
     fixed = re.sub(r"\+\s*(?=\+|$)", "", fixed.strip()).strip()  # drop dangling '+'
     fixed = re.sub(r"~\s*\+", "~ ", fixed)
@@ -117,17 +125,10 @@ def parse_formula(formula, data, missing="raise"):
     if not bars:
         raise ValueError("the formula has no random-effect term such as (1 | group); "
                          "add one to say how rows are clustered")
-    groups_cols = {g for _, g in bars}
-    if len(groups_cols) > 1:
-        raise ValueError(f"hdlmm fits one grouping factor; the formula has "
-                         f"{sorted(groups_cols)}")
-    group = bars[0][1]
-    if group not in data.columns:
-        raise ValueError(f"grouping column {group!r} is not in data; columns are "
-                         f"{_preview(data.columns)}")
+    group = _grouping_factor(bars, data)
     if _has_dot(fixed):
-        fixed += f" - {group}"  # '.' = every other column, not the grouping factor
-    data, n_dropped = _handle_missing(data, fixed, bars, group, missing)
+        fixed += "".join(f" - {c}" for c in group.split(":"))  # '.' = every other column, not the grouping factor
+    data, n_dropped = _handle_missing(data, fixed, bars, group.split(":"), missing)
     fm = _formulaic()
     mm = _materialise(fm, fixed, data)
     y = np.asarray(mm.lhs, dtype=float).ravel() if hasattr(mm, "lhs") else None
@@ -137,18 +138,75 @@ def parse_formula(formula, data, missing="raise"):
     X = mm.rhs
     fit_intercept = "Intercept" in X.columns
     X = X.drop(columns=["Intercept"]) if fit_intercept else X
-    re_terms = " + ".join(f"({t})" for t, _ in bars)
-    Zmm = _materialise(fm, re_terms, data)
-    names = ["(Intercept)" if c == "Intercept" else str(c) for c in Zmm.columns]
-    labels = data[group].to_numpy()
+    Z, names, blocks, re_specs = _random_design(fm, bars, data)
+    labels = _group_labels(data, group)
     if pd.unique(labels).size < 2:
         raise ValueError(f"grouping column {group!r} has one level "
                          f"({labels[0]!r}); a mixed model needs at least 2 clusters")
-    return FormulaDesign(y=y, X=pd.DataFrame(X), groups=labels,
-                         Z=np.asarray(Zmm, dtype=float), re_names=names,
+    return FormulaDesign(y=y, X=pd.DataFrame(X), groups=labels, Z=Z, re_names=names,
                          fit_intercept=fit_intercept, group_column=group,
-                         fixed_spec=mm.rhs.model_spec, re_spec=Zmm.model_spec,
-                         n_dropped=n_dropped)
+                         fixed_spec=mm.rhs.model_spec, re_spec=re_specs,
+                         n_dropped=n_dropped, re_blocks=blocks)
+
+
+def _grouping_factor(bars, data):
+    """The one grouping factor of the bars (a column, or an interaction ``a:b``)."""
+    groups = list(dict.fromkeys(g for _, g, _ in bars))
+    if any("/" in g for g in groups):
+        nested = next(g for g in groups if "/" in g)
+        raise ValueError(f"nested random effects ({nested!r}) are not supported yet: "
+                         f"hdlmm fits one grouping factor. For clusters defined by the "
+                         f"combination, write (1 | {nested.replace('/', ':')}) (one "
+                         f"cluster per combination, without the outer level's effect)")
+    if len(groups) > 1:
+        raise ValueError(f"crossed or several grouping factors ({groups}) are not "
+                         f"supported yet: hdlmm fits one grouping factor; keep the "
+                         f"random-effect terms of one of them")
+    group = groups[0]
+    missing = [c for c in group.split(":") if c.strip() not in data.columns]
+    if missing:
+        raise ValueError(f"grouping column {missing[0].strip()!r} is not in data; "
+                         f"columns are {_preview(data.columns)}")
+    return ":".join(c.strip() for c in group.split(":"))
+
+
+def _group_labels(data, group):
+    """Cluster label of each row: the column, or the combination of the columns of an
+    interaction ``a:b`` (as text ``"a_value:b_value"``)."""
+    cols = group.split(":")
+    if len(cols) == 1:
+        return data[group].to_numpy()
+    return data[cols].astype(str).agg(":".join, axis=1).to_numpy(dtype=object)
+
+
+def _random_design(fm, bars, data):
+    """Z, its column names, the blocks of Ψ (one per bar, or per column for ``||``) and
+    the model specs to rebuild Z for new data."""
+    mats, names, blocks, specs = [], [], [], []
+    for terms, _, correlated in bars:
+        mm = _materialise(fm, terms, data)
+        cols = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
+        if not cols:
+            raise ValueError(f"random-effect term ({terms} | ...) has no columns; write "
+                             f"(1 | g) for a random intercept")
+        twice = [c for c in cols if c in names]
+        if twice:
+            raise ValueError(f"random effect {twice[0]!r} appears in two terms of the "
+                             f"formula; lme4 would fit it twice, which is not "
+                             f"identifiable: keep it in one term")
+        at = len(names)
+        idx = list(range(at, at + len(cols)))
+        blocks += [idx] if correlated else [[j] for j in idx]
+        names += cols
+        mats.append(np.asarray(mm, dtype=float))
+        specs.append(mm.model_spec)
+    return np.hstack(mats), names, blocks, specs
+
+
+def random_design_matrix(design, data):
+    """Z of new rows, from the specs of a fitted formula."""
+    return np.hstack([np.asarray(spec.get_model_matrix(data, na_action="raise"), float)
+                      for spec in design.re_spec])
 
 
 def _materialise(fm, formula, data):
@@ -167,14 +225,14 @@ def _handle_missing(data, fixed, bars, group, missing):
     fm = _formulaic()
     used = set()
     dot = _has_dot(fixed)
-    for part in ([] if dot else [fixed]) + [t for t, _ in bars]:
+    for part in ([] if dot else [fixed]) + [t for t, _, _ in bars]:
         try:
             used |= set(fm.Formula(part).required_variables)
         except fm.errors.FormulaicError as exc:
             raise ValueError(f"cannot read formula {part!r}: {exc}") from None
     if dot:
         used |= set(map(str, data.columns))
-    cols = [c for c in data.columns if str(c) in used or c == group]
+    cols = [c for c in data.columns if str(c) in used or c in group]
     na = data[cols].isna()
     if not na.to_numpy().any():
         return data, 0
@@ -233,7 +291,8 @@ class FormulaMixin:
                 f"the formula {'has' if design.fit_intercept else 'removes'} an intercept "
                 f"but fit_intercept={self.fit_intercept}; make them agree (write "
                 f"'0 +' in the formula to remove it)")
-        self._fit(design.X, design.y, design.groups, design.Z, design.re_names)
+        self._fit(design.X, design.y, design.groups, design.Z, design.re_names,
+                  re_blocks=design.re_blocks, allow_no_features=True)
         self.formula_ = formula
         self.formula_design_ = design
         return self
@@ -249,6 +308,6 @@ class FormulaMixin:
                              "fit_formula; use predict(X, groups, Z) otherwise")
         X = design.fixed_spec.get_model_matrix(data, na_action="raise")
         X = X.drop(columns=["Intercept"]) if "Intercept" in X.columns else X
-        Z = np.asarray(design.re_spec.get_model_matrix(data, na_action="raise"), float)
-        return self.predict(X, groups=data[design.group_column].to_numpy(), Z=Z,
+        Z = random_design_matrix(design, data)
+        return self.predict(X, groups=_group_labels(data, design.group_column), Z=Z,
                             random_effects=random_effects)

@@ -46,7 +46,7 @@ DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 10)]
 class SelectionMixin:
     """Choice of (a, k) and the final best-subset fit, from ClusterStats only."""
 
-    def _fit_stats(self, stats, re_names=None, no_groups=False):
+    def _fit_stats(self, stats, re_names=None, no_groups=False, re_blocks=None):
         """Choose (a, k) and fit, from the cross-products only."""
         self.stats_ = stats
         free = [0] if stats.intercept else []
@@ -72,10 +72,12 @@ class SelectionMixin:
                 k = int(cvres.ks[cvres.best(self.one_se)[1]])
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
-        self._set(random_part(self, stats, free, re_names, skip=no_groups))
+        self._set(random_part(self, stats, free, re_names, skip=no_groups,
+                                  re_blocks=re_blocks))
         if self.a is None and self.a_selection == "efficiency":
             if self._efficient_a(transform, a_grid, k_max, free, p):
-                self._set(random_part(self, stats, free, re_names, skip=no_groups))
+                self._set(random_part(self, stats, free, re_names, skip=no_groups,
+                                  re_blocks=re_blocks))
         del self._paths
         return transform
 

@@ -115,7 +115,7 @@ class ClusterStats:
             Rows processed at a time (bounds the temporary memory).
         feature_names : sequence of str, optional
         """
-        checked = check_lmm_arrays(X, y, groups, Z)
+        checked = check_lmm_arrays(X, y, groups, Z, allow_no_features=fit_intercept)
         return cls.from_checked(*checked, fit_intercept=fit_intercept, n_blocks=n_blocks,
                                 random_state=random_state, chunk_rows=chunk_rows,
                                 feature_names=feature_names)

@@ -154,7 +154,7 @@ def test_boundary_fit_warns_and_returns():
 
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
-@pytest.mark.parametrize("structure", ["unstructured", "diagonal", "scalar"])
+@pytest.mark.parametrize("structure", ["unstructured", "diagonal", "scalar", "blocks"])
 def test_analytic_gradient_matches_finite_differences(method, structure):
     from hdlmm.varcomp import _Profile
 
@@ -162,12 +162,15 @@ def test_analytic_gradient_matches_finite_differences(method, structure):
                             support_size=2,
                             cov_re=[[1.0, 0.3, 0.1], [0.3, 0.5, 0.2], [0.1, 0.2, 0.4]],
                             random_state=3)
-    prof = _Profile(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z), method, structure)
+    blocks = [[0, 2], [1]] if structure == "blocks" else None
+    structure = "unstructured" if structure == "blocks" else structure
+    prof = _Profile(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z), method, structure,
+                    blocks)
     rng = np.random.default_rng(0)
     for _ in range(3):
         theta = rng.uniform(0.2, 1.2, prof.n_theta())
         if structure == "unstructured":  # off-diagonal entries of Λ of either sign
-            theta[prof.tril[0] != prof.tril[1]] -= 0.7
+            theta[prof.rows != prof.cols] -= 0.7
         _, grad = prof.deviance_and_gradient(theta)
         h = 1e-6
         fd = [(prof.deviance(theta + h * e) - prof.deviance(theta - h * e)) / (2 * h)
