@@ -18,18 +18,27 @@ from .varcomp import VarianceComponentsError, blups, fit_variance_components
 
 
 def random_part(model, stats, free, re_names=None, skip=False, re_blocks=None):
-    """Variance components, GLS standard errors and BLUPs on the selected support.
+    """Variance components, the fitted mixed model's fixed effects and BLUPs on the
+    selected support.
 
-    ``skip`` (or ``vc_method=None``) returns the attributes of a model without them.
+    With ``model.refit`` (the default) the reported fixed effects are those of the
+    fitted mixed model on the support: feasible GLS under the REML/ML Ψ̂, σ̂² (as lme4
+    reports them), with their own standard errors; the proxy estimate of the selection
+    stays in ``coef_proxy_``. Without ``refit`` the proxy estimate is reported and
+    ``bse_`` is NaN (the GLS errors are not the proxy estimate's errors). ``skip`` (or
+    ``vc_method=None``) returns the attributes of a model without variance components.
 
     Returns
     -------
     dict of fitted attributes (``variance_components_``, ``cov_re_``, ``scale_``,
-    ``bse_``, ``intercept_bse_``, ``random_effects_``, and ``coef_``/``intercept_``
-    when ``model.refit``).
+    ``bse_``, ``intercept_bse_``, ``random_effects_``, ``estimator_``, the likelihood
+    summaries, and ``coef_``/``intercept_`` when ``model.refit``).
     """
+    proxy = (f"proxy estimate: whitened least squares at a = {model.a_:g}"
+             if np.isfinite(model.a_) else "proxy estimate")
     out = dict(variance_components_=None, random_effects_=None, cov_re_=None,
-               scale_=None, bse_=None, intercept_bse_=np.nan)
+               scale_=None, bse_=None, intercept_bse_=np.nan, estimator_=proxy,
+               llf_=np.nan, aic_=np.nan, bic_=np.nan, df_model_=None)
     if model.vc_method is None or skip:
         return out
     cols = np.r_[free, model.support_ + len(free)].astype(int)
@@ -42,16 +51,18 @@ def random_part(model, stats, free, re_names=None, skip=False, re_blocks=None):
         warnings.warn(f"variance components not fitted: {exc}", RuntimeWarning,
                       stacklevel=4)
         return out
-    bse = np.full(model.coef_.size, np.nan)
-    bse[model.support_] = vc.bse[len(free):]
-    out.update(variance_components_=vc, cov_re_=vc.cov_re, scale_=vc.scale, bse_=bse,
-               intercept_bse_=float(vc.bse[0]) if free else np.nan)
+    out.update(variance_components_=vc, cov_re_=vc.cov_re, scale_=vc.scale,
+               **likelihood_summaries(vc))
     coef, intercept = model.coef_, model.intercept_
     if model.refit:
-        coef = coef.copy()
+        coef = np.zeros_like(model.coef_)
         coef[model.support_] = vc.coef[len(free):]
         intercept = float(vc.coef[0]) if free else intercept
-        out.update(coef_=coef, intercept_=intercept)
+        bse = np.full(model.coef_.size, np.nan)
+        bse[model.support_] = vc.bse[len(free):]
+        out.update(coef_=coef, intercept_=intercept, bse_=bse,
+                   intercept_bse_=float(vc.bse[0]) if free else np.nan,
+                   estimator_=f"GLS under the {vc.method} Ψ̂, σ̂² (the fitted mixed model)")
     full = np.r_[[intercept] if free else [], coef[model.support_]]
     gamma = blups(sub, vc, full)
     q = stats.n_re
@@ -61,6 +72,20 @@ def random_part(model, stats, free, re_names=None, skip=False, re_blocks=None):
     out["random_effects_"] = pd.DataFrame(
         gamma[order], index=pd.Index(stats.labels[order], name="group"), columns=names)
     return out
+
+
+def likelihood_summaries(vc):
+    """lme4's summaries of a fit: log-likelihood (restricted, for REML), AIC, BIC and
+    the number of parameters (fixed effects, free parameters of Ψ, and σ²).
+
+    As lme4's ``logLik``, ``AIC`` and ``BIC`` of an ``lmer`` fit: for REML they use the
+    REML criterion, so they compare only models with the same fixed effects. On a
+    selected support they count the selected fixed effects and ignore the selection.
+    """
+    df = int(vc.coef.size + vc.n_theta + 1)
+    llf = -0.5 * vc.criterion
+    return dict(llf_=llf, aic_=-2 * llf + 2 * df, bic_=-2 * llf + df * np.log(vc.n_samples),
+                df_model_=df)
 
 
 def inference_columns(spec, support, names):
@@ -108,7 +133,7 @@ def fixed_effect_inference(model, transform, chunks):
     free = 1 if stats.intercept else 0
     names = stats.feature_names[free:]
     cols = inference_columns(model.inference, model.support_, names)
-    pvalues = np.full(model.coef_.size, np.nan)
+    pvalues = np.full(model.coef_.size, np.nan)  # the debiasing starts from the proxy
     if cols.size == 0:
         return dict(inference_=None, pvalues_=pvalues)
     if chunks is None:
@@ -116,7 +141,7 @@ def fixed_effect_inference(model, transform, chunks):
                       "given none: pass chunks= (or fit with fit_source / fit_dask), or "
                       "inference=None to silence this", UserWarning, stacklevel=3)
         return dict(inference_=None, pvalues_=pvalues)
-    coef = np.r_[[model.intercept_] if free else [], model.coef_]
+    coef = np.r_[[model.intercept_proxy_] if free else [], model.coef_proxy_]
     if hasattr(chunks, "row_sums"):  # rows that compute their own sums (Dask workers)
         rows = chunks.row_sums(stats.n_clusters, coef, stats.intercept)
     else:

@@ -198,9 +198,11 @@ def _reject_block_diagonal(Z, codes, n_clusters):
 def check_support_size(k, n_features, n_samples):
     """Validate a support size against the data."""
     if not isinstance(k, numbers.Integral) or isinstance(k, bool):
-        raise ValueError(f"support_size must be a positive integer or None; got {k!r}")
-    if k < 1:
-        raise ValueError(f"support_size must be at least 1; got {k}")
+        raise ValueError(f"support_size must be a non-negative integer or None; got "
+                         f"{k!r}")
+    if k < 0:
+        raise ValueError(f"support_size must be at least 0 (0: the null model, no "
+                         f"candidate predictor); got {k}")
     if k > n_features:
         raise ValueError(f"support_size={k} exceeds the number of features "
                          f"({n_features}); pass at most {n_features}")
@@ -288,8 +290,9 @@ def check_params(est):
 
 
 def check_predict_X(X, n_features):
-    """X for ``predict``: a float matrix with the fitted number of columns."""
-    X = _as_float_matrix(X, "X", allow_1d=False)
+    """X for ``predict``: a float matrix with the fitted number of columns (none for
+    the null model of a formula)."""
+    X = _as_float_matrix(X, "X", allow_1d=False, allow_no_columns=n_features == 0)
     if X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features, but SparseLMM is expecting "
                          f"{n_features} features as input; pass the same columns as in fit")

@@ -51,8 +51,9 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     Parameters
     ----------
     support_size : int or None
-        k, the number of nonzero fixed effects (the intercept is not counted). None
-        chooses it from the data (see ``k_selection``).
+        k, the number of selected fixed effects (the intercept is not counted); 0 is
+        the null model. None chooses it from the data (see ``k_selection``), k = 0
+        among the candidates.
     a : float ≥ 0 or None
         Proxy parameter; 0 ignores the clustering (ordinary best subset). None chooses
         it by grouped cross-validation over ``a_grid``.
@@ -114,9 +115,14 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     cov_structure : {"unstructured", "diagonal", "scalar"}
         Form of Ψ.
     refit : bool
-        Replace the selected coefficients by their feasible GLS estimate under the
-        fitted Ψ̂/σ̂² (the same Woodbury algebra with Ψ̃ in place of a·I). The support is
-        unchanged.
+        Report the fitted mixed model on the selected support (default): ``coef_``,
+        ``intercept_``, ``bse_``, the BLUPs and the predictions are the feasible GLS
+        estimates under the fitted Ψ̂, σ̂² and their own standard errors, as lme4
+        reports them, so that with nothing to select (``support_size=p``) the fit is
+        lme4's. False reports the proxy estimate of the selection instead, with
+        ``bse_`` NaN. The proxy estimate is always in ``coef_proxy_`` /
+        ``intercept_proxy_`` (the debiased inference starts from it). The support is
+        the same either way.
     inference : "support", "all", list or None
         Coordinates given debiased estimates, cluster-robust standard errors and
         p-values (:mod:`hdlmm.inference`): the selected support (default), all
@@ -143,9 +149,21 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     Attributes
     ----------
     coef_ : ndarray of shape (n_features,)
+        Fixed effects (zero off the support); which estimator is in ``estimator_``.
     intercept_ : float
+    coef_proxy_, intercept_proxy_ : ndarray, float
+        The proxy estimate of the selection (whitened least squares at ``a_``).
+    estimator_ : str
+        Which estimator ``coef_`` and ``bse_`` are.
+    llf_, aic_, bic_ : float
+        Log-likelihood at the optimum (the restricted one for REML, as lme4's
+        ``logLik``), AIC and BIC; NaN without variance components. They count the
+        selected fixed effects and ignore the selection. See
+        :func:`hdlmm.compare_models` for a likelihood-ratio test.
+    df_model_ : int
+        Parameters behind ``llf_``: fixed effects, free parameters of Ψ, and σ².
     support_ : ndarray of int
-        Indices of the nonzero entries of ``coef_``.
+        Indices of the selected fixed effects (empty for the null model, k = 0).
     a_ : float
         The proxy parameter used.
     support_size_ : int
@@ -164,8 +182,10 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     scale_ : float
         σ̂².
     bse_ : ndarray of shape (n_features,)
-        Model-based standard errors σ̂²(XᵀV̂⁻¹X)⁻¹ of the GLS fixed effects on the
-        support; NaN off the support (not estimated). They ignore the selection step.
+        Model-based standard errors, the square roots of the diagonal of
+        σ̂²(XᵀV̂⁻¹X)⁻¹, of the GLS fixed effects on the support (``refit=True``); NaN
+        off the support and with ``refit=False``. They ignore the selection step (the
+        debiased ``inference_`` does not).
     variance_components_ : VarianceComponents
     random_effects_ : pandas.DataFrame
         BLUPs γ̂_i, one row per cluster label, one column per random effect.
@@ -191,7 +211,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
                  a_search="refine", k_max=None, k_selection="ic", ic="ebic", cv=5,
                  cv_criterion="loglik", one_se="paired", a_selection="cv", max_exchange=2,
-                 vc_method="REML", cov_structure="unstructured", refit=False, ic_samples="ml",
+                 vc_method="REML", cov_structure="unstructured", refit=True, ic_samples="ml",
                  inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
                  p_adjust=None, screening="auto", random_state=None):
         self.support_size = support_size

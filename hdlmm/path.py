@@ -18,8 +18,9 @@ __all__ = ["PathFit", "fit_path", "default_k_max"]
 
 @dataclass
 class PathFit:
-    """Fits along k: ``coefs[i]`` (all p columns, unpenalised ones included) and
-    ``rss[i]`` for support size ``ks[i]`` (penalised columns only)."""
+    """Fits along k = 0..k_max: ``coefs[k]`` (all p columns, unpenalised ones included)
+    and ``rss[k]`` for support size ``ks[k] = k`` (penalised columns only; k = 0 is the
+    null model of the unpenalised columns alone)."""
 
     ks: np.ndarray
     coefs: np.ndarray
@@ -35,7 +36,7 @@ def _expand(fit, p, rest, recover, free):
 
 
 def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None):
-    """Best subsets of the penalised columns for k = 1..k_max.
+    """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
     ----------
@@ -58,10 +59,13 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None):
     p = G.shape[0]
     Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
     stop = None if ic is None else _ic_stop(Gt, ct, dt, ic)
-    fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
-    coefs = np.array([_expand(f, p, rest, recover, free) for f in fits])
-    return PathFit(ks=np.arange(1, len(fits) + 1), coefs=coefs,
-                   rss=np.array([f.rss for f in fits]))
+    fits = (best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
+            if k_max >= 1 and rest.size else [])
+    null = np.zeros(p)
+    null[list(free)] = recover(np.zeros(rest.size))
+    coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
+    return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
+                   rss=np.array([dt] + [f.rss for f in fits]))
 
 
 def _ic_stop(G, c, d, ic):
@@ -72,7 +76,7 @@ def _ic_stop(G, c, d, ic):
         rss_ls = max(d - z @ z, 0.0)
     except np.linalg.LinAlgError:  # singular (e.g. p ≥ N): no useful bound
         rss_ls = 0.0
-    best = [np.inf]
+    best = [float(ic(np.array([d]), np.array([0]))[0])]  # the null model, k = 0
 
     def stop(k, rss):
         best[0] = min(best[0], float(ic(np.array([rss]), np.array([k]))[0]))

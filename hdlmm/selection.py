@@ -55,14 +55,18 @@ class SelectionMixin:
         warn_constant_columns(stats, free)
         if self.support_size is not None:
             check_support_size(self.support_size, p, stats.n_samples)
-        k_max = self._k_max(stats.n_samples, p)
         transform = ProxyTransform(stats)
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
         self.cv_results_ = None
-        if self.a is None:
+        if p == 0:  # a formula without candidate predictors: nothing to select
+            a, k, k_max = (np.nan if self.a is None else float(self.a)), 0, 0
+            how = "no candidate predictors: the null model"
+        elif self.a is None:
+            k_max = self._k_max(stats.n_samples, p)
             a_grid = self._a_grid()
             a, k, how = self._search(transform, a_grid, k_max, free, p)
         else:
+            k_max = self._k_max(stats.n_samples, p)
             a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
             if k is None and self.k_selection == "cv":
                 cvres = cross_validate(transform, [a], k_max, free=free,
@@ -73,11 +77,11 @@ class SelectionMixin:
                 how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
         self._final_fit(transform, a, k, k_max, free, p, how)
         self._set(random_part(self, stats, free, re_names, skip=no_groups,
-                                  re_blocks=re_blocks))
-        if self.a is None and self.a_selection == "efficiency":
+                              re_blocks=re_blocks))
+        if p and self.a is None and self.a_selection == "efficiency":
             if self._efficient_a(transform, a_grid, k_max, free, p):
                 self._set(random_part(self, stats, free, re_names, skip=no_groups,
-                                  re_blocks=re_blocks))
+                                      re_blocks=re_blocks))
         del self._paths
         return transform
 
@@ -95,7 +99,7 @@ class SelectionMixin:
         seen = list(a_grid) if full else _coarse(a_grid)
         transform.prepare(seen)  # the G(a) of several a in one pass over the rows
         use_ic = self.support_size is None and self.k_selection == "ic"
-        k_index, ic_how = None, ""  # a -> index of the k the criterion allows at a
+        k_index, ic_how = None, ""  # a -> the k the criterion allows at a
         while use_ic:
             k_index, ic_how, focus = self._ic_choices(transform, seen, k_max, free, p)
             new = [] if full or focus is None else _new_neighbours(a_grid, focus, seen)
@@ -104,7 +108,7 @@ class SelectionMixin:
             seen = _evaluate(transform, seen, new)
         cvres, todo = None, seen
         while True:
-            ks = k_max if k_index is None else [k_index[a] + 1 for a in todo]
+            ks = k_max if k_index is None else [k_index[a] for a in todo]
             part = cross_validate(transform, todo, ks, free=free,
                                   criterion=self.cv_criterion,
                                   max_exchange=self.max_exchange)
@@ -174,22 +178,24 @@ class SelectionMixin:
                                                              self.ic)))
                       for a, path, n in zip(a_values, paths, n_ic)}
             return k_of_a, f" at the k chosen by {self.ic.upper()} for each a", None
-        rss = np.full((len(a_values), k_max), np.inf)
+        rss = np.full((len(a_values), k_max + 1), np.inf)
         for row, path in zip(rss, paths):
             row[:path.rss.size] = path.rss
         logdet = np.array([transform.logdet_blocks(a).sum() for a in a_values])
         k, ia = proxy_ml_k(rss, logdet, np.array(n_eff), transform.stats.n_samples, p,
                            self.ic)
-        return (dict.fromkeys(a_values, k - 1),
+        return (dict.fromkeys(a_values, k),
                 f"; k by {self.ic.upper()} with n = N at the maximum-likelihood "
                 f"a = {a_values[ia]:g} of the working model", a_values[ia])
 
     def _full_path(self, transform, a, k_max, free):
         """(path, IC sample size, tr(Σ_a⁻¹)): the best-subset path on all the data at one
-        a (cached: the final fit reuses the path computed while choosing k for each a)."""
+        a (cached: the final fit reuses the path computed while choosing k for each a).
+        An undefined a (the null model of a formula without candidates, where a has no
+        role) is evaluated at a = 0."""
         key = (float(a), int(k_max))
         if key not in self._paths:
-            G, c, d, n_eff, n_rows = transform.at(a).total()
+            G, c, d, n_eff, n_rows = transform.at(0.0 if np.isnan(a) else a).total()
             n_ic, p = self._ic_n(n_eff, n_rows), G.shape[0] - len(free)
             ic = None  # the IC path stops where no larger k can win (exact bound)
             if self.support_size is None and self.k_selection == "ic":
@@ -204,20 +210,22 @@ class SelectionMixin:
 
     def _final_fit(self, transform, a, k, k_max, free, p, how):
         path, n_ic, n_eff = self._full_path(transform, a, k_max, free)
-        if k is not None and path.ks.size < k:  # the IC path stopped short of k at this a
-            G, c, d, _, _ = transform.at(a).total()
+        if k is not None and path.ks.size <= k:  # the IC path stopped short of k at a
+            G, c, d, _, _ = transform.at(a).total()  # (a is defined: k > 0)
             path = fit_path(G, c, d, k, free=free, max_exchange=self.max_exchange)
-        ic = information_criterion(path.rss, path.ks, n_ic, p, self.ic)
+        ic = (information_criterion(path.rss, path.ks, n_ic, p, self.ic) if p
+              else np.full(path.ks.size, np.nan))
         if k is None:
             k = int(path.ks[np.argmin(ic)])
             n_text = (f"n = tr(Σ_a⁻¹) = {n_eff:.1f}" if self.ic_samples == "effective"
                       else f"n = N = {n_ic:g}")
             how += f"; k by {self.ic.upper()} ({n_text})"
-        coef = path.coefs[k - 1]  # _k_max guarantees k ≤ k_max
+        coef = path.coefs[k]  # _k_max guarantees k ≤ k_max
         check_support_rank(self.stats_, free, np.flatnonzero(coef[len(free):]), k)
         self.a_, self.support_size_, self.n_eff_, self.selection_ = a, k, n_eff, how
-        self.intercept_ = float(coef[0]) if free else 0.0
+        self.intercept_ = self.intercept_proxy_ = float(coef[0]) if free else 0.0
         self.coef_ = coef[len(free):].copy()
+        self.coef_proxy_ = self.coef_.copy()
         self.support_ = np.flatnonzero(self.coef_)
         self.path_ = pd.DataFrame({
             "k": path.ks, "rss": path.rss, "ic": ic,

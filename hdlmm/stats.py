@@ -312,7 +312,7 @@ class _Accumulator:
         order = np.argsort(block, kind="stable")
         edges = np.r_[0, np.cumsum(counts)]
         # pieces of at least 2p rows: each product also reads and writes the p × p sums
-        step = max(self.gather_bytes // (8 * X.shape[1]), 2 * X.shape[1])
+        step = max(self.gather_bytes // (8 * max(X.shape[1], 1)), 2 * X.shape[1])
         if self._buffer.shape != (step, X.shape[1]):
             self._buffer = np.empty((step, X.shape[1]))
         for b, lo, hi in zip(blocks, edges[:-1], edges[1:]):

@@ -93,8 +93,9 @@ def proxy_ml_k(rss, logdet, n_eff, n_rows, p, kind="ebic"):
 
     Parameters
     ----------
-    rss : ndarray of shape (n_a, k_max)
-        RSS of the best subset of each size at each a (``inf`` beyond a path's end).
+    rss : ndarray of shape (n_a, k_max + 1)
+        RSS of the best subset of each size k = 0..k_max at each a (``inf`` beyond a
+        path's end).
     logdet : ndarray of shape (n_a,)
         log det Σ_a.
     n_eff : ndarray of shape (n_a,)
@@ -107,25 +108,27 @@ def proxy_ml_k(rss, logdet, n_eff, n_rows, p, kind="ebic"):
     Returns
     -------
     k : int
+        0 (the null model) is a candidate.
     ia : int
         Index of the maximum-likelihood a at k.
     """
     rss = np.maximum(np.asarray(rss, dtype=float), np.finfo(float).tiny)
-    ks = np.arange(1, rss.shape[1] + 1)
+    ks = np.arange(rss.shape[1])
     dev = n_rows * np.log(rss / n_rows) + np.asarray(logdet, dtype=float)[:, None]
-    ia = int(np.argmin(dev[:, 0]))
-    k = int(np.argmin(information_criterion(rss[ia], ks, n_eff[ia], p, kind))) + 1
+    ia = int(np.argmin(dev[:, min(1, ks[-1])]))
+    k = int(np.argmin(information_criterion(rss[ia], ks, n_eff[ia], p, kind)))
     seen = []
     while k not in seen:
         seen.append(k)
-        ia = int(np.argmin(dev[:, k - 1]))
-        k = int(np.argmin(information_criterion(rss[ia], ks, n_rows, p, kind))) + 1
-    return k, int(np.argmin(dev[:, k - 1]))
+        ia = int(np.argmin(dev[:, k]))
+        k = int(np.argmin(information_criterion(rss[ia], ks, n_rows, p, kind)))
+    return k, int(np.argmin(dev[:, k]))
 
 
 @dataclass
 class CVResult:
-    """Held-out criterion per (a, fold, k): ``scores`` of shape (n_a, K, n_k)."""
+    """Held-out criterion per (a, fold, k): ``scores`` of shape (n_a, K, n_k), for the
+    support sizes ``ks`` = 0..n_k − 1 (k = 0: the null model)."""
 
     a_grid: np.ndarray
     ks: np.ndarray
@@ -148,7 +151,7 @@ class CVResult:
                       constant_values=np.nan) for r in (self, other)]
         a = np.r_[self.a_grid, other.a_grid]
         order = np.argsort(a, kind="stable")
-        return CVResult(a_grid=a[order], ks=np.arange(1, n_k + 1),
+        return CVResult(a_grid=a[order], ks=np.arange(n_k),
                         scores=np.concatenate(pad)[order])
 
     def table(self):
@@ -206,7 +209,7 @@ def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
 
 def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
                    max_exchange=2):
-    """Grouped K-fold CV over a grid of a and support sizes 1..k_max.
+    """Grouped K-fold CV over a grid of a and support sizes 0..k_max.
 
     Parameters
     ----------
@@ -228,7 +231,7 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
     K = transform.stats.n_blocks
     k_max_a = np.broadcast_to(np.asarray(k_max, dtype=int), (len(a_grid),))
     q0 = transform.at(0.0)
-    scores = np.full((len(a_grid), K, int(k_max_a.max())), np.nan)
+    scores = np.full((len(a_grid), K, int(k_max_a.max()) + 1), np.nan)
     for ia, a in enumerate(a_grid):
         qa = transform.at(a)
         logdet = transform.logdet_blocks(a)
@@ -239,8 +242,8 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
             test0 = q0.block(f)
             Gf, cf, df, _, nf = qa.block(f)
             test_a = (Gf, cf, df, logdet[f], nf)
-            for ik in range(int(k_max_a[ia])):
-                if criterion == "loglik" and n_tr <= ik + 1 + len(free):
+            for ik in range(int(k_max_a[ia]) + 1):  # ik = k
+                if criterion == "loglik" and n_tr <= ik + len(free):
                     scores[ia, f, ik] = np.inf  # no residual df: σ̂² is not estimable
                     continue
                 # floor the training RSS at 1e-12 of the total: an exact training fit
@@ -254,7 +257,7 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
                       "inf); use fewer folds (cv), a smaller k_max, or give a",
                       RuntimeWarning, stacklevel=3)
     return CVResult(a_grid=np.asarray(a_grid, dtype=float),
-                    ks=np.arange(1, scores.shape[2] + 1), scores=scores)
+                    ks=np.arange(scores.shape[2]), scores=scores)
 
 
 def choose_from_cv(model, cvres, k_of_a, ic_how=""):
@@ -262,7 +265,7 @@ def choose_from_cv(model, cvres, k_of_a, ic_how=""):
     described by ``ic_how``)."""
     how = f"a by {model.cv}-fold grouped CV ({model.cv_criterion})"
     if model.support_size is not None:
-        k_of_a = np.full(cvres.a_grid.size, model.support_size - 1)
+        k_of_a = np.full(cvres.a_grid.size, model.support_size)
         ia, _ = cvres.best(k_of_a=k_of_a)
         return float(cvres.a_grid[ia]), model.support_size, how + "; k given"
     rule = ("not significantly worse in CV (paired over folds, one-sided 5%)"
@@ -274,7 +277,7 @@ def choose_from_cv(model, cvres, k_of_a, ic_how=""):
             how += f" (then the sparsest k at that a {rule})"
         return float(cvres.a_grid[ia]), int(cvres.ks[ik]), how
     ia, ik = cvres.best(model.one_se, k_of_a=k_of_a)
-    k_ic, k = int(k_of_a[ia]) + 1, int(cvres.ks[ik])
+    k_ic, k = int(k_of_a[ia]), int(cvres.ks[ik])
     how += ic_how
     if model.one_se:
         how += (f"; then the sparsest k at that a {rule}: "

@@ -21,11 +21,11 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_cli_error_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "hdlmm.cli", "demo", "--support-size", "0",
+    out = subprocess.run([sys.executable, "-m", "hdlmm.cli", "demo", "--support-size", "-1",
                           "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 2
-    assert out.stderr.strip().startswith("hdlmm: error: support_size must be at least 1")
+    assert out.stderr.strip().startswith("hdlmm: error: support_size must be at least 0")
     assert "Traceback" not in out.stderr
 
 

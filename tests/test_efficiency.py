@@ -68,7 +68,7 @@ def test_a_selection_efficiency_refits_at_the_most_efficient_a(seed, moves):
     G, c, _, _, _ = ProxyTransform(m.stats_).at(m.a_).total()
     S = np.r_[0, m.support_ + 1]
     beta = np.linalg.solve(G[np.ix_(S, S)], c[S])
-    np.testing.assert_allclose(np.r_[m.intercept_, m.coef_[m.support_]], beta,
+    np.testing.assert_allclose(np.r_[m.intercept_proxy_, m.coef_proxy_[m.support_]], beta,
                                rtol=1e-8, atol=1e-10)
     assert "efficien" in m.selection_
 

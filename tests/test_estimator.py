@@ -34,8 +34,8 @@ def test_fixed_a_and_k_equals_explicit_whitened_best_subset(unbalanced):
         r = np.flatnonzero(d.groups == g)
         W[np.ix_(r, r)] = np.linalg.inv(a * d.Z[r] @ d.Z[r].T + np.eye(r.size))
     gls = np.linalg.solve(X1.T @ W @ X1, X1.T @ W @ d.y)
-    np.testing.assert_allclose(m.intercept_, gls[0], atol=1e-9)
-    np.testing.assert_allclose(m.coef_, gls[1:], atol=1e-9)
+    np.testing.assert_allclose(m.intercept_proxy_, gls[0], atol=1e-9)
+    np.testing.assert_allclose(m.coef_proxy_, gls[1:], atol=1e-9)
 
 
 @pytest.mark.parametrize("params", [dict(support_size=2, a=3.0), dict(random_state=4)])

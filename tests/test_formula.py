@@ -98,7 +98,7 @@ def test_missing_values_raise_or_drop_with_a_count():
     ("Reaction ~ Days + (1 | Subjekt)", "grouping column 'Subjekt' is not in data"),
     ("Reaction ~ Days", "no random-effect term"),
     ("Reaction ~ Days + (1 | Subject) + (1 | Days)",
-     r"crossed or several grouping factors \['Subject', 'Days'\] are not supported yet"),
+     r"crossed or several grouping factors \(\['Subject', 'Days'\]\) are not supported"),
     ("Reaction ~ Days + (1 | Subject/Days)", r"nested random effects \('Subject/Days'\) "
                                            r"are not supported yet"),
     ("Reaction ~ Days + (1 | Subject) + (1 | Subject)", "appears in two terms"),

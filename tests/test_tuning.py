@@ -23,7 +23,7 @@ def test_cv_results_table_and_one_se():
         d.X, d.y, groups=d.groups, Z=d.Z)
     tab = m.cv_results_
     assert set(tab.columns) == {"a", "k", "mean", "se"}
-    assert len(tab) == hdlmm.DEFAULT_A_GRID.size * tab.k.max()
+    assert len(tab) == hdlmm.DEFAULT_A_GRID.size * (tab.k.max() + 1)  # k = 0..k_max
     best = tab.loc[tab["mean"].idxmin()]
     assert (m.a_, m.support_size_) == (best.a, best.k)
     m1 = SparseLMM(k_selection="cv", one_se=True, a_search="full", random_state=0).fit(
@@ -196,14 +196,14 @@ def test_proxy_ml_k_is_the_fixed_point_of_its_definition():
         logdet.append(sum(np.linalg.slogdet(a * d.Z[d.groups == g] @ d.Z[d.groups == g].T
                                             + np.eye((d.groups == g).sum()))[1]
                           for g in np.unique(d.groups)))
-    rss, ks = np.array(rss), np.arange(1, 9)
+    rss, ks = np.array(rss), np.arange(0, 9)  # k = 0 (the null model) to 8
     k, ia = proxy_ml_k(rss, np.array(logdet), np.array(n_eff), N, 300)
     dev = N * np.log(rss / N) + np.array(logdet)[:, None]
-    assert ia == np.argmin(dev[:, k - 1])  # a is the ML a at k ...
-    assert k == np.argmin(information_criterion(rss[ia], ks, N, 300)) + 1  # ... and k its IC
+    assert ia == np.argmin(dev[:, k])  # a is the ML a at k ...
+    assert k == np.argmin(information_criterion(rss[ia], ks, N, 300))  # ... and k its IC
     # on this replicate (q = cluster size) n = tr(Σ_a⁻¹) under-selects; the ML rule does not
     assert k == 3
-    assert min(np.argmin(information_criterion(rss[i], ks, n_eff[i], 300)) + 1
+    assert min(np.argmin(information_criterion(rss[i], ks, n_eff[i], 300))
                for i in range(1, len(grid))) == 2
 
 

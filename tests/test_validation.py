@@ -66,10 +66,10 @@ def test_groups_omitted_warns_and_means_no_clustering(small):
         ClusterStats.from_arrays(X, y, None)
 
 
-@pytest.mark.parametrize("k,msg", [(0, "support_size must be at least 1"),
-                                   (-2, "support_size must be at least 1"),
+@pytest.mark.parametrize("k,msg", [(-1, "support_size must be at least 0"),
+                                   (-2, "support_size must be at least 0"),
                                    (6, "support_size=6 exceeds the number of features"),
-                                   (2.5, "support_size must be a positive integer")])
+                                   (2.5, "support_size must be a non-negative integer")])
 def test_bad_support_size(small, k, msg):
     X, y, g = small
     with pytest.raises(ValueError, match=msg):
