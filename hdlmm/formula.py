@@ -294,6 +294,7 @@ class FormulaMixin:
         self._fit(design.X, design.y, design.groups, design.Z, design.re_names,
                   re_blocks=design.re_blocks, allow_no_features=True)
         self.formula_ = formula
+        self.group_name_ = design.group_column
         self.formula_design_ = design
         return self
 

@@ -28,8 +28,10 @@ support (CR2, Bell & McCaffrey 2002), computed from s × s cluster sums, and tak
 quantiles of t with each coordinate's own Satterthwaite degrees of freedom
 (Bell-McCaffrey, see :func:`_cluster_variance`); ``"cr2t"`` the same with t(n − 1);
 ``"cr2"`` with normal quantiles; ``"cr1t"`` multiplies the CR0 variance by n/(n − 1)
-with t(n − 1) (as Stata and statsmodels); ``"none"`` is the asymptotic CR0 with normal
-quantiles. benchmarks/RESULTS.md reports the coverage of the variants
+with t(n − 1) (CR1 in clubSandwich's naming); ``"cr1s"`` by n/(n − 1) · (N − 1)/(N − s)
+with t(n − 1), s the columns of the fitted support with the intercept (CR1S: the factor
+of Stata's ``vce(cluster)`` and of statsmodels' cluster covariance with its default
+correction, which CR1 is not); ``"none"`` is the asymptotic CR0 with normal quantiles. benchmarks/RESULTS.md reports the coverage of the variants
 (benchmarks/coverage.py).
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
@@ -51,7 +53,7 @@ from .splicing import profile_out
 
 __all__ = ["DebiasedInference", "debias", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
 
-SMALL_SAMPLE = ("cr2bm", "cr2t", "cr2", "cr1t", "none")
+SMALL_SAMPLE = ("cr2bm", "cr2t", "cr2", "cr1t", "cr1s", "none")
 P_ADJUST = (None, "holm", "bh")
 
 
@@ -100,9 +102,11 @@ class DebiasedInference:
                             index=pd.Index(self.names, name="feature"))
 
     def table(self, level=0.95):
-        """Estimates, standard errors, statistics, p-values and intervals."""
-        tab = pd.DataFrame({"estimate": self.estimate, "debiased": self.debiased,
-                            "std.err": self.se, "t": self.debiased / self.se,
+        """Debiased estimates with their own standard errors, degrees of freedom,
+        statistics, p-values and intervals (the initial estimate they start from is
+        ``estimate``, which has no standard error of its own here)."""
+        tab = pd.DataFrame({"debiased": self.debiased, "std.err": self.se,
+                            "df": self.df, "t": self.debiased / self.se,
                             "p-value": self.pvalue},
                            index=pd.Index(self.names, name="feature"))
         if self.p_adjust is not None:
@@ -129,7 +133,7 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
         of ``transform.stats`` (see :func:`hdlmm.row_pass.row_scores`).
     penalty : "scaled" or float
         Nodewise lasso penalty (:func:`hdlmm.nodewise.nodewise_lasso`).
-    small_sample : {"cr2bm", "cr2t", "cr2", "cr1t", "none"}
+    small_sample : {"cr2bm", "cr2t", "cr2", "cr1t", "cr1s", "none"}
     p_adjust : {None, "holm", "bh"}
     names : list of str, optional
     center : bool
@@ -171,9 +175,12 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
                                           small_sample.startswith("cr2"), delta)
         if small_sample == "cr2bm":
             df[blk] = df_bm
-    if small_sample == "cr1t":
+    if small_sample in ("cr1t", "cr1s"):
         V *= n / (n - 1.0)
-    if small_sample in ("cr2t", "cr1t"):
+    if small_sample == "cr1s":
+        N = stats.n_samples
+        V *= (N - 1.0) / (N - S.size)
+    if small_sample in ("cr2t", "cr1t", "cr1s"):
         df[:] = n - 1.0
     se = np.sqrt(V)
     pvalue = 2 * sps.t.sf(np.abs(debiased / se), df)
@@ -190,6 +197,7 @@ def _method_label(small_sample, n):
             "cr2t": f"CR2 cluster-robust SE, t({n - 1})",
             "cr2": "CR2 cluster-robust SE, normal",
             "cr1t": f"CR1 cluster-robust SE, t({n - 1})",
+            "cr1s": f"CR1S (Stata's) cluster-robust SE, t({n - 1})",
             "none": "CR0 cluster-robust SE, normal"}[small_sample]
 
 

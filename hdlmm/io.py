@@ -100,13 +100,13 @@ def coefficient_table(model, level=0.95):
                         "selected": [True] * free + list(model.coef_ != 0)})
     bse = model.bse_ if model.bse_ is not None else np.full(model.coef_.size, np.nan)
     tab["gls_std_err"] = np.r_[[getattr(model, "intercept_bse_", np.nan)] * free, bse]
+    tab["proxy_estimate"] = np.r_[[model.intercept_proxy_] * free, model.coef_proxy_]
     inf = model.inference_
     if inf is not None:
         inf_tab = inf.table(level).reset_index()
         inf_tab.columns = ["feature"] + [f"debiased_{c}" if c != "debiased" else c
                                          for c in inf_tab.columns[1:]]
-        tab = tab.merge(inf_tab.drop(columns=["debiased_estimate"]), on="feature",
-                        how="left")
+        tab = tab.merge(inf_tab, on="feature", how="left")
     return tab
 
 

@@ -1,15 +1,30 @@
-"""Text summary of a fitted SparseLMM, in the manner of lme4 and statsmodels."""
+"""Text summary of a fitted SparseLMM, laid out as lme4's ``summary(lmer(...))``.
+
+The parts an lme4 user looks for, in lme4's order: the criterion at convergence with
+AIC, BIC and the log-likelihood, the scaled residuals, the random effects (variance, SD
+and correlation), the number of observations and groups, the fixed effects with their
+own standard errors, and the correlation of the fixed effects; then what lme4 does not
+have: how the support was selected, and the debiased inference that is valid after it.
+Every table pairs an estimate with its own estimator's standard error and says which.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 __all__ = ["summarize", "fixed_effects_table"]
 
 
 def fixed_effects_table(model):
-    """DataFrame of the selected fixed effects (and intercept) with GLS standard errors."""
+    """The reported fixed effects on the support (and intercept) with their own SEs.
+
+    Columns ``estimate``, ``std.err``, ``z`` and ``p`` (two-sided, normal, as
+    statsmodels' MixedLM; lme4 prints no p-values). The SEs are those of the GLS
+    estimate under Ψ̂, σ̂² (``model.estimator_``) and ignore the selection step; with
+    ``refit=False`` the proxy estimate has none (NaN).
+    """
     names = model.stats_.feature_names
     free = 1 if model.stats_.intercept else 0
     rows, index = [], []
@@ -20,53 +35,92 @@ def fixed_effects_table(model):
         index.append(names[j + free])
         bse = model.bse_[j] if getattr(model, "bse_", None) is not None else np.nan
         rows.append((model.coef_[j], bse))
-    tab = pd.DataFrame(rows, index=index, columns=["estimate", "std.err"])
+    tab = pd.DataFrame(rows, index=index, columns=["estimate", "std.err"], dtype=float)
     tab["z"] = tab["estimate"] / tab["std.err"]
+    tab["p"] = 2 * sps.norm.sf(np.abs(tab["z"]))
     return tab
+
+
+def _header(model):
+    vc = model.variance_components_
+    how = f"by {vc.method}" if vc is not None else "without variance components"
+    lines = [f"Linear mixed model fit {how} (hdlmm; fixed effects selected by best subset)"]
+    formula = getattr(model, "formula_", None)
+    if formula:
+        lines.append(f"Formula: {formula}")
+    a = f"a = {model.a_:g}; " if np.isfinite(model.a_) else ""
+    lines += [f"Selection: k = {model.support_size_} of {model.coef_.size} candidate fixed "
+              f"effects; {a}{model.selection_}"]
+    if vc is None:
+        return lines
+    name = "REML criterion at convergence" if vc.method == "REML" else "deviance"
+    lines += ["", f"{name}: {vc.criterion:.4f}",
+              f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'df':>5}",
+              f"{model.aic_:>10.1f}{model.bic_:>10.1f}{model.llf_:>10.1f}"
+              f"{model.df_model_:>5d}"]
+    return lines
+
+
+def _residual_lines(model):
+    quant = getattr(model, "residual_quantiles_", None)
+    if quant is None:
+        return []
+    head = "".join(f"{h:>9}" for h in ("Min", "1Q", "Median", "3Q", "Max"))
+    return ["", "Scaled residuals (conditional, y − Xβ̂ − Zγ̂ over σ̂):", head,
+            "".join(f"{v:>9.4f}" for v in quant)]
 
 
 def _random_effects_lines(model):
     vc = model.variance_components_
     if vc is None:
-        return ["  (not fitted: vc_method=None)"]
+        return ["", "Random effects: not fitted"]
+    group = getattr(model, "group_name_", None) or "group"
     names = list(model.random_effects_.columns)
     sd = np.sqrt(np.clip(np.diag(vc.cov_re), 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = vc.cov_re / np.outer(sd, sd)
-    lines = [f"  {'name':<14}{'variance':>12}{'std.dev':>10}  corr"]
+    w = max(len(group), 8) + 1
+    lines = ["", "Random effects:",
+             f" {'Groups':<{w}}{'Name':<14}{'Variance':>12}{'Std.Dev.':>10}  Corr"]
     for i, nm in enumerate(names):
-        cr = " ".join(f"{corr[i, j]:6.3f}" for j in range(i))
-        lines.append(f"  {nm:<14}{vc.cov_re[i, i]:>12.4g}{sd[i]:>10.4g}  {cr}")
-    lines.append(f"  {'residual':<14}{vc.scale:>12.4g}{np.sqrt(vc.scale):>10.4g}")
+        cr = " ".join(f"{corr[i, j]:6.3f}" for j in range(i) if vc.cov_re[i, j] != 0
+                      or corr[i, j] != 0)
+        lines.append(f" {group if i == 0 else '':<{w}}{nm:<14}{vc.cov_re[i, i]:>12.5g}"
+                     f"{sd[i]:>10.5g}  {cr}")
+    lines.append(f" {'Residual':<{w}}{'':<14}{vc.scale:>12.5g}{np.sqrt(vc.scale):>10.5g}")
+    s = model.stats_
+    lines.append(f"Number of obs: {s.n_samples}, groups:  {group}, {s.n_clusters} "
+                 f"(sizes {s.n_obs.min()}-{s.n_obs.max()})")
+    return lines
+
+
+def _fixed_effects_lines(model):
+    tab = fixed_effects_table(model)
+    lines = ["", f"Fixed effects ({model.estimator_}; the selected support; the SEs "
+                 f"ignore the selection step):"]
+    lines += [" " + ln for ln in tab.to_string(float_format=lambda v: f"{v:.5g}")
+              .splitlines()]
+    vc = model.variance_components_
+    if vc is not None and getattr(model, "refit", True) and 1 < len(tab) <= 12:
+        sd = np.sqrt(np.diag(vc.cov_coef))
+        corr = vc.cov_coef / np.outer(sd, sd)
+        short = [str(nm)[:6] for nm in tab.index]
+        lines += ["", "Correlation of Fixed Effects:",
+                  " " + " " * 12 + "".join(f"{nm:>8}" for nm in short[:-1])]
+        for i in range(1, len(tab)):
+            lines.append(f" {str(tab.index[i])[:12]:<12}"
+                         + "".join(f"{corr[i, j]:>8.3f}" for j in range(i)))
     return lines
 
 
 def summarize(model):
     """The summary text of a fitted :class:`~hdlmm.SparseLMM`."""
-    s = model.stats_
-    sizes = s.n_obs
-    vc = model.variance_components_
-    lines = [
-        "Sparse linear mixed model (hdlmm)",
-        f"  observations: {s.n_samples}   clusters: {s.n_clusters} "
-        f"(sizes {sizes.min()}-{sizes.max()}, mean {sizes.mean():.1f})   "
-        f"candidate fixed effects: {model.coef_.size}   random effects: {s.n_re}",
-        f"  proxy parameter a = {model.a_:g};  support size k = {model.support_size_}",
-        f"  chosen: {model.selection_}",
-    ]
-    if vc is not None:
-        lines.append(f"  variance components: {vc.method}, Ψ {model.cov_structure};  "
-                     f"{'REML criterion' if vc.method == 'REML' else '-2 log-likelihood'}"
-                     f" = {vc.criterion:.2f}")
-    lines += ["", "Fixed effects (selected support; standard errors are model-based GLS "
-              "errors on the support and ignore the selection step):"]
-    tab = fixed_effects_table(model)
-    lines += ["  " + ln for ln in tab.to_string(float_format=lambda v: f"{v:.4f}")
-              .splitlines()]
+    lines = _header(model) + _residual_lines(model) + _random_effects_lines(model)
+    lines += _fixed_effects_lines(model)
     inf = getattr(model, "inference_", None)
     if inf is not None:
-        lines += ["", f"Debiased inference, valid after selection: {inf.method}"]
-        lines += ["  " + ln for ln in inf.table().to_string(
+        lines += ["", f"Debiased inference, valid after selection ({inf.method}; "
+                      f"estimate = the debiased estimate with its own SE):"]
+        lines += [" " + ln for ln in inf.table().to_string(
             float_format=lambda v: f"{v:.4g}").splitlines()]
-    lines += ["", "Random effects:"] + _random_effects_lines(model)
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import pytest
 from sklearn.linear_model import Lasso
 
 import hdlmm
+from hdlmm import SparseLMM
 from hdlmm.inference import adjust_pvalues, debias
 from hdlmm.row_pass import row_scores
 from hdlmm.nodewise import nodewise_lasso
@@ -242,3 +243,15 @@ def test_cr2_warns_when_a_cluster_has_leverage_one():
     with pytest.warns(RuntimeWarning, match="leverage 1.*small_sample='cr1t'"):
         root, _ = _cr2_by_eigh(K, np.ones((1, 2, 1)), np.ones((1, 2, 1)))
     assert np.all(np.isfinite(root))
+
+
+def test_cr1s_is_cr1_times_statas_degrees_of_freedom_factor(tutorial_data):
+    """CR1S = CR1 · (N − 1)/(N − s), s the columns of the support with the intercept."""
+    d = tutorial_data
+    kw = dict(support_size=3, a=1.0, random_state=0)
+    fits = {ss: SparseLMM(small_sample=ss, **kw).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+            for ss in ("cr1t", "cr1s")}
+    N, s = len(d.y), 3 + 1
+    ratio = fits["cr1s"].inference_.se / fits["cr1t"].inference_.se
+    np.testing.assert_allclose(ratio, np.sqrt((N - 1) / (N - s)), rtol=1e-12)
+    assert "CR1S" in fits["cr1s"].inference_.method
