@@ -109,6 +109,9 @@ VARIANTS = {
     # (the default since)
     "hdlmm-onese": dict(one_se=True),
     "hdlmm-paired": dict(one_se="paired"),
+    # the proxy estimate of the selection reported instead of the fitted mixed model's
+    # GLS (the reported estimate before the GLS became the default)
+    "hdlmm-proxy": dict(refit=False),
 }
 
 

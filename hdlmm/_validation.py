@@ -224,11 +224,9 @@ def check_a(a, name="a"):
 
 
 def warn_constant_columns(stats, free):
-    """Warn about columns of X that are constant (they duplicate the intercept)."""
-    XtX, N = stats.XtX.sum(0), stats.n_samples
-    diag = np.diag(XtX)[len(free):]
-    spread = diag - (XtX[0, len(free):] ** 2 / N if free else 0.0)
-    const = np.flatnonzero(spread <= 1e-10 * np.maximum(diag, 1e-300))
+    """Warn about columns of X that are constant (they duplicate the intercept): on
+    standardised statistics, the columns whose values are all equal."""
+    const = stats.constant_columns()
     if free and const.size:
         names = [stats.feature_names[j + len(free)] for j in const[:5]]
         warnings.warn(f"{const.size} column(s) of X are constant ({names}"

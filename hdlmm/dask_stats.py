@@ -30,7 +30,7 @@ import operator
 import numpy as np
 import pandas as pd
 
-from .row_pass import add_cluster_sums, local_chunk_sums
+from .row_pass import add_cluster_sums, local_chunk_sums, standard_pieces
 from .stats import FoldLayout, _Accumulator
 from .streaming import TableSpec, sorted_labels
 
@@ -63,6 +63,12 @@ def partition_stats(frame, spec, layout, fit_intercept):
 def _add(*parts):
     parts = [p for p in parts if p is not None]
     return functools.reduce(operator.add, parts) if parts else None
+
+
+def _standardized(stats):
+    """The merged statistics in the data's own column standardisation (each partition
+    had its own, see :class:`hdlmm.stats.ClusterStats`)."""
+    return None if stats is None else stats.standardized()
 
 
 def _tree_sum(dask, items, split_every):
@@ -113,7 +119,7 @@ def dask_stats(ddf, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
     parts = ddf[spec.columns].to_delayed()
     stats = [dask.delayed(partition_stats, pure=True)(part, spec, layout, fit_intercept)
              for part in parts]
-    total = _tree_sum(dask, stats, split_every)
+    total = dask.delayed(_standardized, pure=True)(_tree_sum(dask, stats, split_every))
     return total.compute() if compute else total
 
 
@@ -165,14 +171,14 @@ class DaskRows:
         self.ddf, self.spec, self.batch = ddf[spec.columns], spec, batch
         self.index = pd.Index(labels)
 
-    def row_sums(self, n_clusters, coef, intercept):
+    def row_sums(self, n_clusters, coef, intercept, standardization=None):
         """A ``rows(U, S, cols)`` callable as :func:`hdlmm.row_pass.row_sums`'s."""
         dask = _dask()
 
         def rows(U, S, cols):
             index = dask.delayed(self.index, pure=True)
             parts = [dask.delayed(_partition_row_sums, pure=True)(
-                part, self.spec, index, U, S, cols, coef, intercept)
+                part, self.spec, index, U, S, cols, coef, intercept, standardization)
                 for part in self.ddf.to_delayed()]
             out = None
             for lo in range(0, len(parts), self.batch):
@@ -184,10 +190,16 @@ class DaskRows:
         return rows
 
 
-def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept):
-    """(clusters, their sums) of :func:`hdlmm.row_pass.chunk_sums` for one partition."""
+def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept,
+                        standardization=None):
+    """(clusters, their sums) of :func:`hdlmm.row_pass.chunk_sums` for one partition
+    (its rows standardised as the statistics were)."""
     if len(frame) == 0:
         return None
     X, y, _, g = spec.arrays(frame, 0, "a partition")
-    return local_chunk_sums(X, y, index.get_indexer(pd.Index(g)), U, S, cols, coef,
-                            intercept)
+    clusters, local = np.unique(index.get_indexer(pd.Index(g)), return_inverse=True)
+    out = None
+    for Xc, yc, idx in standard_pieces(X, y, local, standardization):
+        out = add_cluster_sums(out, clusters.size, *local_chunk_sums(
+            Xc, yc, idx, U, S, cols, coef, intercept))
+    return clusters, out

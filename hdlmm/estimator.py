@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._postfit import fixed_effect_inference
+from ._units import to_user_units
 from ._validation import (check_lmm_arrays, check_params, check_predict_groups,
                           check_predict_X)
 from .dask_stats import DaskMixin
@@ -303,10 +304,11 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
 
     def _fit_and_test(self, stats, chunks, re_names, no_groups, re_blocks=None):
         transform = self._fit_stats(stats, re_names, no_groups, re_blocks)
+        self._set(fixed_effect_inference(self, transform, chunks))
+        self._set(to_user_units(self, transform.stats))
         self.params_ = pd.Series(
             np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
             index=stats.feature_names, name="coef")
-        self._set(fixed_effect_inference(self, transform, chunks))
 
     def _set(self, attributes):
         for name, value in attributes.items():

@@ -14,7 +14,7 @@ import numpy as np
 from ._arrays import thin_product, zeros
 
 __all__ = ["row_scores", "row_sums", "row_chunks", "chunk_sums", "local_chunk_sums",
-           "add_cluster_sums"]
+           "add_cluster_sums", "standard_pieces"]
 
 
 def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
@@ -43,7 +43,7 @@ def row_chunks(X, y, cluster_index, chunk_rows=65536):
         yield X[sl], y[sl], cluster_index[sl]
 
 
-def row_sums(chunks, n_clusters, coef, intercept):
+def row_sums(chunks, n_clusters, coef, intercept, standardization=None):
     """A ``rows`` callable for :func:`hdlmm.inference.debias` from a stream of row chunks.
 
     ``rows(U, S, cols)`` makes one pass over ``chunks()`` (an iterable of
@@ -52,16 +52,44 @@ def row_sums(chunks, n_clusters, coef, intercept):
     the tested columns ``cols``: ``ur`` (n, J) Σ (X u_j) r, ``uu`` (n, J) Σ (X u_j)²,
     ``ux`` (n, J) Σ (X u_j) x_j, ``Sx`` (n, s, J) Σ x_S x_j, ``SU`` (n, s, J)
     Σ x_S (X u_j), ``SS`` (n, s, s) Σ x_S x_Sᵀ and ``Sr`` (n, s) Σ x_S r. Memory is
-    O(chunk · (s + J) + n · s · J), never N × p.
+    O(chunk · (s + J) + n · s · J), never N × p. ``standardization`` (s, c): the rows'
+    columns are standardised as the statistics' were (:func:`standard_pieces`), and
+    ``coef``, ``U`` are in those units.
     """
     def rows(U, S, cols):
         out = None
-        for Xc, yc, idx in chunks():
-            part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
-            out = add_cluster_sums(out, n_clusters, *part)
+        for chunk in chunks():
+            for Xc, yc, idx in standard_pieces(*chunk, standardization):
+                part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
+                out = add_cluster_sums(out, n_clusters, *part)
         return out
 
     return rows
+
+
+#: bytes of one piece of standardised rows (a reused buffer)
+PIECE_BYTES = 32 * 2 ** 20
+
+
+def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTES):
+    """Yield ``(X̃, y, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
+    ``standardization = (s, c)`` (the columns the statistics were built on, see
+    :class:`hdlmm.stats.ClusterStats`); the rows as they are when it is None.
+
+    The columns are standardised before any product: X u computed as X(u/c) − sᵀ(u/c)
+    would lose a column's spread to cancellation when its mean is large. The pieces
+    share one buffer (the sums copy what they keep), so memory stays O(piece)."""
+    if standardization is None:
+        yield X, y, cluster_index
+        return
+    shift, scale = standardization
+    step = max(1, piece_bytes // (8 * max(X.shape[1], 1)))
+    buffer = np.empty((min(step, X.shape[0]), X.shape[1]))
+    for lo in range(0, X.shape[0], step):
+        rows = slice(lo, lo + step)
+        part = np.subtract(X[rows], shift, out=buffer[:X[rows].shape[0]])
+        part /= scale
+        yield part, y[rows], cluster_index[rows]
 
 
 def local_chunk_sums(X, y, cluster_index, U, S, cols, coef, intercept):

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from .stats import column_standardization
+
 __all__ = ["screen", "default_keep", "screened_columns", "expand_screened",
            "SCREEN_ABOVE"]
 
@@ -73,7 +75,10 @@ def screen(X, y, Z, codes, n_clusters, a_grid, keep=None, block_cols=2048):
     b = rotate(y[:, None])[:, :, 0]
     scores = np.empty((len(a_grid), p))
     for lo in range(0, p, block_cols):
-        Xb = X[:, lo:lo + block_cols]
+        # the scores do not depend on a column's shift or scale (the intercept is
+        # profiled out): standardised first, so that a large mean is no cancellation
+        shift, scale = column_standardization(X[:, lo:lo + block_cols], True)
+        Xb = (X[:, lo:lo + block_cols] - shift[1:]) / scale[1:]
         B = rotate(Xb)
         for ia, a in enumerate(a_grid):
             w = a / (1.0 + a * lam)
@@ -110,6 +115,7 @@ def expand_screened(model, cols, p, names):
         return out
 
     model.coef_ = full(model.coef_, 0.0)
+    model.coef_proxy_ = full(model.coef_proxy_, 0.0)
     model.support_ = cols[model.support_]
     model.pvalues_ = full(model.pvalues_, np.nan)
     if model.bse_ is not None:

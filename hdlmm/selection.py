@@ -47,7 +47,10 @@ class SelectionMixin:
     """Choice of (a, k) and the final best-subset fit, from ClusterStats only."""
 
     def _fit_stats(self, stats, re_names=None, no_groups=False, re_blocks=None):
-        """Choose (a, k) and fit, from the cross-products only."""
+        """Choose (a, k) and fit, from the cross-products only (of the standardised
+        columns: :meth:`~hdlmm.stats.ClusterStats.standardized`; the estimator maps the
+        fit back to the user's units, :mod:`hdlmm._units`). Returns the transform."""
+        stats = stats.standardized()
         self.stats_ = stats
         free = [0] if stats.intercept else []
         p = stats.n_features - len(free)

@@ -10,6 +10,19 @@ arrays in chunks of rows and merged with ``+``. The totals are kept per *block* 
 clusters (a block is a cross-validation fold fixed at build time), so the statistics
 of any union of folds, in particular "training = total − fold", are sums of blocks and
 need no second pass over the rows.
+
+Numerical precision: the cross-products are those of the *standardised* columns
+x̃_j = (x_j − s_j) / c_j (shift s_j and scale c_j per column, kept in the statistics).
+Raw cross-products of a column with a large mean lose its spread to cancellation (a
+column 10⁸ + N(0, 1) has xᵀx ≈ 10¹⁶ N, so its variance is below double precision), and
+tests of rank or constancy on raw sums depend on the units. With a fitted intercept
+the model on x̃ is a reparametrisation of the model on x (β_j = β̃_j / c_j, the intercept
+absorbs the shifts); without one, columns are only scaled (s = 0). Statistics built with
+different standardisations are re-expressed in one before they are added
+(:meth:`ClusterStats.restandardize`, the pairwise update of means and co-moments of Chan,
+Golub & LeVeque 1983, Am. Stat. 37:242), and :meth:`ClusterStats.standardized` moves
+them to their own column means and standard deviations, so that what the estimators
+see does not depend on the user's units or offsets, nor on how the rows were chunked.
 """
 
 from __future__ import annotations
@@ -49,6 +62,12 @@ class ClusterStats:
         Whether column 0 of X is the constant 1 (added at build time, unpenalised).
     feature_names : list of str or None
         Names of the columns of X (the intercept column is named "(Intercept)").
+    x_shift, x_scale : ndarray of shape (p,)
+        The standardisation of the columns: the sums are of x̃_j = (x_j − s_j) / c_j
+        (the intercept column has s = 0, c = 1). None: not standardised (s = 0, c = 1).
+    own_standard : bool
+        Whether (s, c) are these data's own column means and standard deviations
+        (constant columns: their value and 1), as :meth:`standardized` makes them.
     """
 
     labels: np.ndarray
@@ -63,6 +82,16 @@ class ClusterStats:
     n_rows: np.ndarray
     intercept: bool = False
     feature_names: list | None = field(default=None)
+    x_shift: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
+    own_standard: bool = False
+
+    def __post_init__(self):
+        p = self.XtX.shape[1]
+        if self.x_shift is None:
+            self.x_shift = np.zeros(p)
+        if self.x_scale is None:
+            self.x_scale = np.ones(p)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -94,7 +123,8 @@ class ClusterStats:
     # --------------------------------------------------------------- building
     @classmethod
     def from_arrays(cls, X, y, groups, Z=None, *, fit_intercept=True, n_blocks=1,
-                    random_state=None, chunk_rows=65536, feature_names=None):
+                    random_state=None, chunk_rows=65536, feature_names=None,
+                    standardize=True):
         """Build from arrays (validated), in chunks of rows.
 
         Parameters
@@ -114,24 +144,36 @@ class ClusterStats:
         chunk_rows : int
             Rows processed at a time (bounds the temporary memory).
         feature_names : sequence of str, optional
+        standardize : bool
+            Sums of the standardised columns (by their means and standard deviations;
+            the default, see the module docstring), or of the raw columns (x_shift 0,
+            x_scale 1: for reading the cross-products themselves; a fit standardises
+            them first).
         """
         checked = check_lmm_arrays(X, y, groups, Z, allow_no_features=fit_intercept)
         return cls.from_checked(*checked, fit_intercept=fit_intercept, n_blocks=n_blocks,
                                 random_state=random_state, chunk_rows=chunk_rows,
-                                feature_names=feature_names)
+                                feature_names=feature_names, standardize=standardize)
 
     @classmethod
     def from_checked(cls, X, y, Z, codes, labels, *, fit_intercept=True, n_blocks=1,
-                     random_state=None, chunk_rows=65536, feature_names=None):
+                     random_state=None, chunk_rows=65536, feature_names=None,
+                     standardize=True):
         """Build from the output of :func:`hdlmm._validation.check_lmm_arrays`."""
         layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
-        acc = _Accumulator(labels.size, n_blocks, X.shape[1] + fit_intercept, Z.shape[1])
+        p = X.shape[1] + fit_intercept
+        shift, scale = (column_standardization(X, fit_intercept, chunk_rows) if standardize
+                        else (np.zeros(p), np.ones(p)))
+        acc = _Accumulator(labels.size, n_blocks, X.shape[1] + fit_intercept, Z.shape[1],
+                           shift, scale)
         for start in range(0, X.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
             acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
                          layout.block, fit_intercept)
-        return acc.stats(layout.labels, layout.block, fit_intercept, names, X, y)
+        stats = acc.stats(layout.labels, layout.block, fit_intercept, names, X, y)
+        stats.own_standard = standardize
+        return stats
 
     # ----------------------------------------------------------- combining
     def __add__(self, other):
@@ -139,6 +181,7 @@ class ClusterStats:
         if not isinstance(other, ClusterStats):
             return NotImplemented
         _check_compatible(self, other)
+        other = other.restandardize(self.x_shift, self.x_scale)
         labels = np.concatenate([self.labels, other.labels])
         block = np.concatenate([self.block, other.block])
         uniq, inv = _factorize(labels)
@@ -162,7 +205,68 @@ class ClusterStats:
             n_obs=merge(self.n_obs, other.n_obs), ZtZ=merge(self.ZtZ, other.ZtZ),
             ZtX=merge(self.ZtX, other.ZtX), Zty=merge(self.Zty, other.Zty),
             XtX=self.XtX + other.XtX, Xty=self.Xty + other.Xty,
-            yty=self.yty + other.yty, n_rows=self.n_rows + other.n_rows)
+            yty=self.yty + other.yty, n_rows=self.n_rows + other.n_rows,
+            own_standard=False)
+
+    # ----------------------------------------------------------- units
+    def restandardize(self, shift, scale):
+        """The same statistics for the columns standardised by (``shift``, ``scale``).
+
+        With x̃ = (x − s)/c now and x̃' = (x − s')/c' wanted, x̃' = x̃ D + 1δᵀ with
+        D = diag(c/c'), δ = (s − s')/c', so per block (u = x̃ᵀ1, the intercept row)
+
+            x̃'ᵀx̃' = D x̃ᵀx̃ D + D u δᵀ + δ uᵀ D + N δδᵀ,   x̃'ᵀy = D x̃ᵀy + δ 1ᵀy,
+
+        and per cluster Z_iᵀx̃' = Z_iᵀx̃ D + Z_iᵀ1 δᵀ (Z_iᵀ1 is the intercept column of
+        Z_iᵀX). A shift needs the intercept column; it stays (0, 1).
+        """
+        shift, scale = np.asarray(shift, float), np.asarray(scale, float)
+        if np.array_equal(shift, self.x_shift) and np.array_equal(scale, self.x_scale):
+            return self
+        if not self.intercept and np.any(shift != self.x_shift):
+            raise ValueError("statistics without an intercept column can only be "
+                             "rescaled, not shifted")
+        D = self.x_scale / scale
+        delta = (self.x_shift - shift) / scale
+        XtX = self.XtX * D[None, :, None] * D[None, None, :]
+        Xty = self.Xty * D
+        ZtX = self.ZtX * D
+        if self.intercept and np.any(delta != 0):
+            u = self.XtX[:, 0, :] * D  # D x̃ᵀ1 per block (D = 1 on the intercept)
+            XtX += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
+                    + self.n_rows[:, None, None] * np.outer(delta, delta)[None])
+            Xty += delta[None, :] * self.Xty[:, :1]
+            ZtX += self.ZtX[:, :, :1] * delta[None, None, :]
+        return replace(self, XtX=XtX, Xty=Xty, ZtX=ZtX, x_shift=shift.copy(),
+                       x_scale=scale.copy(), own_standard=False)
+
+    def standardized(self):
+        """The statistics re-expressed in their own column means and standard
+        deviations (no change when they already are; without an intercept, in their
+        own root mean squares, unshifted). Constant columns keep their scale and, with
+        an intercept, become exact zeros."""
+        if self.own_standard:
+            return self
+        N = self.n_rows.sum()
+        XtX = self.XtX.sum(0)
+        if self.intercept:
+            mean = XtX[0] / N
+            var = np.maximum(np.diag(XtX) / N - mean ** 2, 0.0)
+        else:
+            mean, var = np.zeros(self.n_features), np.diag(XtX) / N
+        sd = np.sqrt(var)
+        # a spread below rounding of the sums: a constant column, left unscaled
+        const = sd <= 64 * np.finfo(float).eps * np.maximum(np.abs(mean), 1.0)
+        sd[const] = 1.0
+        if self.intercept:
+            mean[0], sd[0] = 0.0, 1.0
+        out = self.restandardize(self.x_shift + self.x_scale * mean, self.x_scale * sd)
+        return replace(out, own_standard=True)
+
+    def constant_columns(self):
+        """Columns of X (intercept excluded) whose standardised values are all zero."""
+        f = int(self.intercept)
+        return np.flatnonzero(np.diag(self.XtX.sum(0))[f:] == 0)
 
     def cluster_index(self, labels):
         """Position in this statistics' cluster order of each label (−1 if absent)."""
@@ -193,7 +297,8 @@ class ClusterStats:
         return replace(self, ZtX=self.ZtX[:, :, columns],
                        XtX=self.XtX[:, columns][:, :, columns], Xty=self.Xty[:, columns],
                        intercept=bool(self.intercept and columns.size and columns[0] == 0),
-                       feature_names=names)
+                       feature_names=names, x_shift=self.x_shift[columns],
+                       x_scale=self.x_scale[columns])
 
 
 class FoldLayout:
@@ -232,6 +337,48 @@ class FoldLayout:
         return self.position[codes]
 
 
+def column_standardization(X, intercept, chunk_rows=65536):
+    """(shift, scale) of the columns of X for :class:`ClusterStats`, intercept column
+    included (0, 1) when ``intercept``.
+
+    With an intercept: the column means and standard deviations (two passes, the second
+    on centred values: no cancellation); a constant column gets its own value as shift
+    and scale 1, so that its standardised values are exact zeros. Without one: no
+    shift, and the root mean square as scale (1 for a column of zeros).
+    """
+    N, p = X.shape
+    if intercept:
+        const = np.ptp(X, axis=0) == 0 if N else np.ones(p, bool)
+        mean = X.mean(axis=0) if N else np.zeros(p)
+        mean[const] = X[0, const] if N else 0.0
+        # the corrected two-pass algorithm (Chan, Golub & LeVeque 1983): the sum of the
+        # deviations from the first mean corrects it (large offsets round the first)
+        ss, dev = np.zeros(p), np.zeros(p)
+        for start in range(0, N, chunk_rows):
+            centred = X[start:start + chunk_rows] - mean
+            dev += centred.sum(axis=0)
+            ss += np.square(centred).sum(axis=0)
+        N1 = max(N, 1)
+        mean += dev / N1
+        sd = np.sqrt(np.maximum(ss - dev ** 2 / N1, 0.0) / N1)
+        sd[const | (sd == 0)] = 1.0
+        return np.r_[0.0, mean], np.r_[1.0, sd]
+    rms = np.sqrt(np.einsum("ij,ij->j", X, X) / max(N, 1)) if N else np.ones(p)
+    rms[rms == 0] = 1.0
+    return np.zeros(p), rms
+
+
+def _first_chunk_standardization(X, intercept):
+    """A provisional (shift, scale) from the first chunk of rows (when the whole data
+    are not at hand): it only needs to be near the data's own, which
+    :meth:`ClusterStats.standardized` then moves to exactly."""
+    shift, scale = column_standardization(X, intercept)
+    if intercept and X.shape[0]:  # constant in this chunk, it may vary later: its size
+        flat = np.flatnonzero(np.ptp(X, axis=0) == 0) + 1
+        scale[flat] = np.where(shift[flat] != 0, np.abs(shift[flat]), 1.0)
+    return shift, scale
+
+
 def _check_no_overflow(sums, X=None, y=None):
     """Cross-products of huge values overflow to inf: say so instead of failing later
     (the largest value is named when the rows X, y are at hand; it is only computed on
@@ -264,7 +411,8 @@ class _Accumulator:
     #: used to hold a whole chunk: 262 MB at p = 500; no slower in pieces, measured)
     gather_bytes = 16 * 2 ** 20
 
-    def __init__(self, n, K, p, q):
+    def __init__(self, n, K, p, q, shift=None, scale=None):
+        self.shift, self.scale = shift, scale  # of all p columns (intercept included)
         self.n_obs = np.zeros(n, dtype=np.int64)
         self.ZtZ = zeros((n, q, q))
         self.ZtX = zeros((n, q, p))
@@ -279,10 +427,19 @@ class _Accumulator:
         """Add rows given each row's cluster position (and, with ``intercept``, the
         cross-products of a constant column 0 that X does not contain)."""
         f = int(intercept)
+        if self.shift is None:
+            self.shift, self.scale = _first_chunk_standardization(X, intercept)
         self._add_totals(X, y, block_of_cluster[cluster], f)
         for lo in range(0, X.shape[0], self.product_rows):
             rows = slice(lo, lo + self.product_rows)
-            self._add_cluster_products(X[rows], y[rows], Z[rows], cluster[rows], f)
+            self._add_cluster_products(self._standard(X[rows], f), y[rows], Z[rows],
+                                       cluster[rows], f)
+
+    def _standard(self, X, f, out=None):
+        """(X − s) / c into ``out`` (a new array if None)."""
+        out = np.subtract(X, self.shift[f:], out=out)
+        out /= self.scale[f:]
+        return out
 
     def _add_cluster_products(self, X, y, Z, cluster, f):
         """n_i and Z_iᵀ[X_i, Z_i, y_i] of the clusters of some rows."""
@@ -304,12 +461,12 @@ class _Accumulator:
             self.ZtX[uc, :, 0] += np.asarray(S.sum(axis=1)).reshape(uc.size, q)
 
     def _add_totals(self, X, y, block, f):
-        """XᵀX, Xᵀy, yᵀy and N of each fold (the intercept's in row/column 0 when f)."""
+        """XᵀX, Xᵀy, yᵀy and N of each fold (the intercept's in row/column 0 when f),
+        of the standardised columns: the rows of each fold are gathered and standardised
+        piece by piece into one reused buffer."""
         blocks, counts = np.unique(block, return_counts=True)
-        if blocks.size == 1:
-            self._add_block(blocks[0], X, y, f)
-            return
-        order = np.argsort(block, kind="stable")
+        single = blocks.size == 1
+        order = None if single else np.argsort(block, kind="stable")
         edges = np.r_[0, np.cumsum(counts)]
         # pieces of at least 2p rows: each product also reads and writes the p × p sums
         step = max(self.gather_bytes // (8 * max(X.shape[1], 1)), 2 * X.shape[1])
@@ -317,8 +474,15 @@ class _Accumulator:
             self._buffer = np.empty((step, X.shape[1]))
         for b, lo, hi in zip(blocks, edges[:-1], edges[1:]):
             for start in range(lo, hi, step):
-                rows = order[start:min(start + step, hi)]
-                Xb = np.take(X, rows, axis=0, out=self._buffer[:rows.size], mode="clip")
+                stop = min(start + step, hi)
+                buf = self._buffer[:stop - start]
+                if single:
+                    rows = slice(start, stop)
+                    Xb = self._standard(X[rows], f, out=buf)
+                else:
+                    rows = order[start:stop]
+                    Xb = self._standard(np.take(X, rows, axis=0, out=buf, mode="clip"), f,
+                                        out=buf)
                 self._add_block(b, Xb, y[rows], f)
 
     def _add_block(self, b, Xb, yb, f):
@@ -340,8 +504,12 @@ class _Accumulator:
         sums = dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
                     XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
         _check_no_overflow(sums, X, y)
+        p = self.XtX.shape[1]
+        shift = np.zeros(p) if self.shift is None else self.shift
+        scale = np.ones(p) if self.scale is None else self.scale
         return ClusterStats(labels=labels, block=block, intercept=intercept,
-                            feature_names=feature_names, **sums)
+                            feature_names=feature_names, x_shift=shift, x_scale=scale,
+                            **sums)
 
 
 def _deal_blocks(n, K, random_state):

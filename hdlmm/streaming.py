@@ -298,8 +298,9 @@ def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=N
                        len(spec.Z))
     for X, y, Z, g, _ in _chunks(source, spec, chunk_rows, sep, progress, "cross-products"):
         acc.add_rows(X, y, Z, layout.positions(g), layout.block, fit_intercept)
+    # the accumulator standardised by the first chunk; the data's own, now
     return acc.stats(layout.labels, layout.block, fit_intercept, spec.feature_names(
-        fit_intercept))
+        fit_intercept)).standardized()
 
 
 class StreamMixin:

@@ -350,6 +350,7 @@ def fit_variance_components(stats, method="REML", structure="unstructured", tol=
         raise VarianceComponentsError(
             f"{stats.n_samples} rows leave no residual degrees of freedom for "
             f"{stats.n_features} fixed effects; fewer fixed effects or more rows needed")
+    _check_residual_dof(stats)
     prof = _Profile(stats, method, structure, blocks)
     res = _optimise(prof, tol)
     return _result(prof, res, method)
@@ -457,6 +458,29 @@ def _check_identifiable(stats):
     raise VarianceComponentsError(
         f"Z_iᵀZ_i is singular in every cluster (rank < q = {q}): the columns of Z are "
         f"linearly dependent within clusters; remove the redundant random effects")
+
+
+def _check_residual_dof(stats):
+    """Refuse a model whose fixed and random effects, as free parameters, fit the rows
+    exactly: then σ² → 0 makes the likelihood unbounded and no optimum exists.
+
+    The residual degrees of freedom of y on [X, Z_i of every cluster] are
+    N − Σ rank(Z_iᵀZ_i) − rank(G∞), G∞ = XᵀX − Σ X_iᵀZ_i (Z_iᵀZ_i)⁺ Z_iᵀX_i (the
+    fixed effects with the clusters' random effects profiled out). Computed only when
+    the cheap bound N − n q − p ≤ 0 cannot rule it out.
+    """
+    N, n, q, p = stats.n_samples, stats.n_clusters, stats.n_re, stats.n_features
+    if N - n * q - p > 0:
+        return
+    ranks = np.linalg.matrix_rank(stats.ZtZ, hermitian=True)
+    P = np.linalg.pinv(stats.ZtZ, hermitian=True)
+    G = stats.XtX.sum(0) - np.einsum("nqp,nqr,nrs->ps", stats.ZtX, P, stats.ZtX)
+    dof = N - int(ranks.sum()) - (np.linalg.matrix_rank(G, hermitian=True) if p else 0)
+    if dof <= 0:
+        raise VarianceComponentsError(
+            f"the {p} fixed effects and the random effects of the {n} clusters fit the "
+            f"{N} rows exactly, so σ² is not identified (the likelihood has no "
+            f"maximum); use fewer random effects or fixed effects, or more data")
 
 
 def blups(stats, vc, coef=None):

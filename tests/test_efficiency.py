@@ -6,6 +6,12 @@ from hdlmm import ClusterStats, ProxyTransform
 from hdlmm.efficiency import fixed_effect_variance
 
 
+def raw_stats(*args, **kwargs):
+    """Statistics of the raw columns (not standardised), to compare with explicit
+    computations on the rows."""
+    return ClusterStats.from_arrays(*args, standardize=False, **kwargs)
+
+
 def explicit_variance(X1, Z, groups, S, a, Psi, s2):
     """A⁻¹(Σ_i X_iᵀW_iV_iW_iX_i)A⁻¹ with every N_i × N_i matrix formed (the reference)."""
     s = len(S)
@@ -24,7 +30,7 @@ def explicit_variance(X1, Z, groups, S, a, Psi, s2):
 @pytest.mark.parametrize("a", [0.0, 0.7, 12.0])
 def test_fixed_effect_variance_equals_the_explicit_sandwich(unbalanced, a):
     d = unbalanced
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=2, random_state=0)
+    s = raw_stats(d.X, d.y, d.groups, d.Z, n_blocks=2, random_state=0)
     Psi, s2 = np.array([[1.5, 0.4], [0.4, 0.6]]), 0.8
     S = [0, 2, 5]  # the intercept and two columns
     got = fixed_effect_variance(ProxyTransform(s), a, S, Psi, s2)
@@ -37,7 +43,7 @@ def test_efficiency_is_smallest_at_the_gls_a():
     """With Ψ = a₀σ²I, Σ_a₀ ∝ V: the proxy is GLS at a₀, whose variance is the smallest."""
     d = hdlmm.make_lmm_data(n_clusters=15, n_obs=(3, 9), n_features=8, n_re=2,
                             support_size=2, random_state=4)
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    s = raw_stats(d.X, d.y, d.groups, d.Z)
     tf = ProxyTransform(s)
     s2, a0 = 0.5, 3.0
     tr = [np.trace(fixed_effect_variance(tf, a, [0, 1, 2], a0 * s2 * np.eye(2), s2))
@@ -65,7 +71,9 @@ def test_a_selection_efficiency_refits_at_the_most_efficient_a(seed, moves):
                         for a in eff.a], rtol=1e-10)
     assert m.a_ == eff.a[eff.trace_var.idxmin()]
     # the refit is the least-squares fit at a_ on its support
-    G, c, _, _, _ = ProxyTransform(m.stats_).at(m.a_).total()
+    p = m.stats_.n_features  # in the units of the data
+    raw = m.stats_.restandardize(np.zeros(p), np.ones(p))
+    G, c, _, _, _ = ProxyTransform(raw).at(m.a_).total()
     S = np.r_[0, m.support_ + 1]
     beta = np.linalg.solve(G[np.ix_(S, S)], c[S])
     np.testing.assert_allclose(np.r_[m.intercept_proxy_, m.coef_proxy_[m.support_]], beta,

@@ -11,7 +11,10 @@ def test_demo_data_recovers_the_true_support_with_k_given(tutorial_data):
     for a in (2.0, 5.0, 9.0):
         m = SparseLMM(support_size=3, a=a).fit(d.X, d.y, groups=d.groups, Z=d.Z)
         assert m.support_.tolist() == [1, 5, 10]
-        assert np.linalg.norm(m.coef_ - d.beta) < 0.07  # tutorial published 0.105
+        # the proxy estimate at a (the tutorial's, which published l2 0.105) and the
+        # reported GLS under the REML Ψ̂ (the same for every a: the same support)
+        assert np.linalg.norm(m.coef_proxy_ - d.beta) < 0.07
+        assert np.linalg.norm(m.coef_ - d.beta) < 0.08
         assert m.a_ == a and m.support_size_ == 3
 
 

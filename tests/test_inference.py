@@ -63,12 +63,14 @@ def _explicit_whitening(X1, groups, Z, a):
 
 def _explicit_scores(m, d, a):
     """Whitened rows and residuals, w_j, D_j and the hat matrix, by explicit row-level
-    algebra with an N × N hat matrix (the slow reference)."""
+    algebra with an N × N hat matrix (the slow reference), in the standardised columns
+    the fit works on (x̃ = (x − s)/c; the coefficients β̃_j = c_j β_j, β̃₀ = β₀ + Σ s_j β_j)."""
     inf = m.inference_
-    X1 = np.hstack([np.ones((d.X.shape[0], 1)), d.X])
+    shift, scale = m.stats_.x_shift[1:], m.stats_.x_scale[1:]
+    X1 = np.hstack([np.ones((d.X.shape[0], 1)), (d.X - shift) / scale])
     Xa = _explicit_whitening(X1, d.groups, d.Z, a)
     ya = _explicit_whitening(d.y[:, None], d.groups, d.Z, a)[:, 0]
-    coef = np.r_[m.intercept_, m.coef_]
+    coef = np.r_[m.intercept_ + shift @ m.coef_, m.coef_ * scale]
     r = ya - Xa @ coef
     W = Xa @ inf.directions  # w_j = X_a u_j
     D = np.einsum("ij,ij->j", W, Xa[:, inf.columns + 1])
@@ -87,19 +89,21 @@ def test_variance_matches_a_direct_computation_from_the_raw_rows():
     labels = np.unique(d.groups)
     n = labels.size
     delta = W.T @ r / D
-    np.testing.assert_allclose(inf.debiased, coef[inf.columns + 1] + delta, rtol=1e-10)
+    c = m.stats_.x_scale[1:][inf.columns]  # the reported values are in the data's units
+    np.testing.assert_allclose(inf.debiased * c, coef[inf.columns + 1] + delta, rtol=1e-10)
     # residuals of the debiased fit at j: r − x_j δ_j; their scores sum to zero
     R = r[:, None] - Xa[:, inf.columns + 1] * delta
     np.testing.assert_allclose(np.einsum("ij,ij->j", W, R), 0, atol=1e-9)
     T = np.array([np.einsum("ij,ij->j", W[d.groups == g], R[d.groups == g])
                   for g in labels])
-    np.testing.assert_allclose(inf.se ** 2, (T ** 2).sum(0) / D ** 2 * n / (n - 1),
+    np.testing.assert_allclose((inf.se * c) ** 2, (T ** 2).sum(0) / D ** 2 * n / (n - 1),
                                rtol=1e-9)
     assert set(inf.columns) == set(m.support_) | {7, 11}
     # uncentred: the residuals r of the selected fit
     idx = m.stats_.cluster_index(np.asarray(d.groups, dtype=object))
     res = debias(hdlmm.ProxyTransform(m.stats_), 2.5, coef, inf.columns,
-                 row_scores(d.X, d.y, idx, n, coef, True), small_sample="none",
+                 row_scores((d.X - m.stats_.x_shift[1:]) / m.stats_.x_scale[1:], d.y, idx,
+                            n, coef, True), small_sample="none",
                  center=False)
     Tu = np.array([W[d.groups == g].T @ r[d.groups == g] for g in labels])
     np.testing.assert_allclose(res.se ** 2, (Tu ** 2).sum(0) / D ** 2, rtol=1e-9)
@@ -114,7 +118,7 @@ def test_variance_matches_a_direct_computation_from_the_raw_rows():
         A = (E / np.sqrt(lam)) @ E.T
         T2.append(np.einsum("ij,ij->j", W[i], A @ R[i]))
         Q.append(IH[:, i] @ A @ W[i])  # (N, J)
-    np.testing.assert_allclose(m2.inference_.se ** 2, (np.array(T2) ** 2).sum(0) / D ** 2,
+    np.testing.assert_allclose((m2.inference_.se * c) ** 2, (np.array(T2) ** 2).sum(0) / D ** 2,
                                rtol=1e-9)
     Q = np.array(Q)  # (n, N, J)
     Om = np.einsum("inj,knj->jik", Q, Q)

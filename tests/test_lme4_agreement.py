@@ -58,7 +58,8 @@ def deviance_at_lme4_theta(model, ref):
     L = np.zeros((q, q))
     rows, cols = np.triu_indices(q)  # column-major lower triangle = row-major upper of Lᵀ
     L[cols, rows] = _list(ref["theta"])
-    stats = model.stats_.select_features(np.arange(model.stats_.n_features))
+    p = model.stats_.n_features  # the deviance in the units of the data, as lme4's
+    stats = model.stats_.restandardize(np.zeros(p), np.ones(p))
     prof = _Profile(stats, ref["method"], "unstructured")
     Lt = _lower_factor(np.linalg.solve(prof.T, L))
     return prof.deviance(Lt[prof.rows, prof.cols])

@@ -32,7 +32,14 @@ def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product
     d.X, d.y, d.Z, d.groups = d.X[order], d.y[order], d.Z[order], d.groups[order]
     s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=intercept,
                                  n_blocks=n_blocks, random_state=0, chunk_rows=5)
-    XtX, Xty, yty, per = direct_stats(d.X, d.y, d.Z, d.groups, intercept)
+    # the sums are of the standardised columns: by their mean and SD with an intercept,
+    # by their root mean square without
+    f = int(intercept)
+    shift = d.X.mean(0) if intercept else np.zeros(d.X.shape[1])
+    np.testing.assert_allclose(s.x_shift[f:], shift, atol=1e-12)
+    np.testing.assert_allclose(s.x_scale[f:], np.sqrt(((d.X - shift) ** 2).mean(0)))
+    Xs = (d.X - s.x_shift[f:]) / s.x_scale[f:]
+    XtX, Xty, yty, per = direct_stats(Xs, d.y, d.Z, d.groups, intercept)
     np.testing.assert_allclose(s.XtX.sum(0), XtX, atol=1e-10)
     np.testing.assert_allclose(s.Xty.sum(0), Xty, atol=1e-10)
     np.testing.assert_allclose(s.yty.sum(), yty, atol=1e-10)
@@ -65,7 +72,8 @@ def test_blocks_are_whole_clusters_and_sum_to_totals(unbalanced):
     for b in range(3):
         labs = s.labels[s.block == b]
         rows = np.isin(d.groups, labs)
-        Xb = np.hstack([np.ones((rows.sum(), 1)), d.X[rows]])
+        Xs = (d.X[rows] - s.x_shift[1:]) / s.x_scale[1:]
+        Xb = np.hstack([np.ones((rows.sum(), 1)), Xs])
         np.testing.assert_allclose(s.XtX[b], Xb.T @ Xb, atol=1e-10)
         np.testing.assert_allclose(s.Xty[b], Xb.T @ d.y[rows], atol=1e-10)
         assert s.n_rows[b] == rows.sum()
@@ -81,9 +89,10 @@ def test_merge_of_row_chunks_equals_whole(unbalanced):
     idx = np.random.default_rng(0).permutation(d.X.shape[0])
     a, b = idx[:20], idx[20:]
     part = [ClusterStats.from_arrays(d.X[i], d.y[i], d.groups[i], d.Z[i]) for i in (a, b)]
-    merged = part[0] + part[1]
+    merged = (part[0] + part[1]).standardized()
     assert merged.labels.tolist() == whole.labels.tolist()
-    for name in ["ZtZ", "ZtX", "Zty", "XtX", "Xty", "yty", "n_obs", "n_rows"]:
+    for name in ["ZtZ", "ZtX", "Zty", "XtX", "Xty", "yty", "n_obs", "n_rows", "x_shift",
+                 "x_scale"]:
         np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), atol=1e-10)
 
 
@@ -102,3 +111,45 @@ def test_adding_incompatible_stats_is_an_error(unbalanced):
     b = ClusterStats.from_arrays(d.X[:, :3], d.y, d.groups, d.Z)
     with pytest.raises(ValueError, match="different layouts"):
         a + b
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_restandardize_recovers_the_raw_cross_products(unbalanced, intercept):
+    """Re-expressed with shift 0 and scale 1 (and to any other standardisation and
+    back), the statistics are those of the raw columns."""
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=intercept,
+                                 n_blocks=3, random_state=0)
+    p = s.n_features
+    rng = np.random.default_rng(1)
+    other = s.restandardize(np.r_[0.0, rng.normal(size=p - 1)] if intercept
+                            else np.zeros(p), rng.uniform(0.5, 2, p) ** np.r_[0, np.ones(p - 1)])
+    raw = other.restandardize(np.zeros(p), np.ones(p))
+    XtX, Xty, yty, per = direct_stats(d.X, d.y, d.Z, d.groups, intercept)
+    np.testing.assert_allclose(raw.XtX.sum(0), XtX, atol=1e-10)
+    np.testing.assert_allclose(raw.Xty.sum(0), Xty, atol=1e-10)
+    for i, lab in enumerate(raw.labels):
+        np.testing.assert_allclose(raw.ZtX[i], per[lab][1], atol=1e-10)
+    back = raw.standardized()
+    for key in ("XtX", "Xty", "ZtX", "x_shift", "x_scale"):
+        np.testing.assert_allclose(getattr(back, key), getattr(s, key), atol=1e-10)
+
+
+def test_large_offsets_keep_the_spread_of_a_column():
+    """A column 10⁸ + N(0, 1): its raw xᵀx holds no trace of its variance in double
+    precision, the standardised sums hold it exactly; in chunks (a provisional
+    standardisation from the first chunk, then the data's own) as in one piece."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 1))
+    g = np.repeat(np.arange(40), 10)
+    y = x[:, 0] + rng.normal(size=400)
+    ref = ClusterStats.from_arrays(x, y, g)
+    for X in (x + 1e8, x * 1e-6 - 50.0):  # 8 digits of x left in each value
+        s = ClusterStats.from_arrays(X, y, g)
+        np.testing.assert_allclose(s.XtX, ref.XtX, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(s.ZtX, ref.ZtX, rtol=1e-6, atol=1e-5)
+        half = [ClusterStats.from_arrays(X[r], y[r], g[r]) for r in (slice(0, 200),
+                                                                    slice(200, 400))]
+        merged = (half[0] + half[1]).standardized()
+        np.testing.assert_allclose(merged.XtX, ref.XtX, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(merged.Xty, ref.Xty, rtol=1e-6, atol=1e-5)

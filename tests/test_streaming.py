@@ -94,7 +94,8 @@ def test_csv_integers_then_decimals_parse_as_floats(tmp_path, frame):
     df.to_csv(src, index=False)
     stats = stream_stats(src, TableSpec("y", "g", ["x0"]), chunk_rows=10)
     assert stats.n_samples == len(df)
-    np.testing.assert_allclose(stats.Xty.sum(0)[1], df.x0 @ df.y)
+    raw = stats.restandardize(np.zeros(2), np.ones(2))  # the raw cross-products
+    np.testing.assert_allclose(raw.Xty.sum(0)[1], df.x0 @ df.y)
 
 
 def test_streaming_errors_name_the_column_and_the_row(tmp_path, frame):

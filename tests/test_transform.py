@@ -4,6 +4,12 @@ import pytest
 from hdlmm import ClusterStats, ProxyTransform
 
 
+def raw_stats(*args, **kwargs):
+    """Statistics of the raw columns (not standardised), to compare with explicit
+    computations on the rows."""
+    return ClusterStats.from_arrays(*args, standardize=False, **kwargs)
+
+
 def explicit_whitening(X, y, Z, groups, a):
     """Σ_a^{-1/2} applied cluster by cluster with an explicit eigh (the reference)."""
     Xa, ya, tr = np.empty_like(X), np.empty_like(y), 0.0
@@ -20,7 +26,7 @@ def explicit_whitening(X, y, Z, groups, a):
 @pytest.mark.parametrize("a", [0.0, 0.3, 2.0, 9.0, 250.0])
 def test_woodbury_equals_explicit_whitening(unbalanced, a):
     d = unbalanced
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=True, n_blocks=3,
+    s = raw_stats(d.X, d.y, d.groups, d.Z, fit_intercept=True, n_blocks=3,
                                  random_state=0)
     G, c, dd, tr, n = ProxyTransform(s).at(a).total()
     X1 = np.hstack([np.ones((d.X.shape[0], 1)), d.X])
@@ -35,7 +41,7 @@ def test_woodbury_equals_explicit_whitening(unbalanced, a):
 
 def test_a_zero_is_ordinary_least_squares(unbalanced):
     d = unbalanced
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=False)
+    s = raw_stats(d.X, d.y, d.groups, d.Z, fit_intercept=False)
     G, c, dd, tr, n = ProxyTransform(s).at(0.0).total()
     np.testing.assert_allclose(np.linalg.solve(G, c),
                                np.linalg.lstsq(d.X, d.y, rcond=None)[0], atol=1e-10)
@@ -44,7 +50,7 @@ def test_a_zero_is_ordinary_least_squares(unbalanced):
 
 def test_block_quadratics_are_those_of_the_fold_rows(unbalanced):
     d = unbalanced
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=False, n_blocks=3,
+    s = raw_stats(d.X, d.y, d.groups, d.Z, fit_intercept=False, n_blocks=3,
                                  random_state=2)
     qa = ProxyTransform(s).at(1.5)
     for b in range(3):
@@ -61,7 +67,7 @@ def test_block_quadratics_are_those_of_the_fold_rows(unbalanced):
 
 def test_negative_or_nan_a_is_rejected(unbalanced):
     d = unbalanced
-    t = ProxyTransform(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z))
+    t = ProxyTransform(raw_stats(d.X, d.y, d.groups, d.Z))
     with pytest.raises(ValueError, match="finite and ≥ 0"):
         t.at(-1.0)
     with pytest.raises(ValueError, match="finite and ≥ 0"):
@@ -72,7 +78,7 @@ def test_chunked_rotation_equals_explicit_whitening(unbalanced, monkeypatch):
     """G(a) accumulated over chunks of one or a few clusters (the reused buffer) is the
     explicit whitening's; so are the rotations the inference uses."""
     d = unbalanced
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, fit_intercept=False, n_blocks=2,
+    s = raw_stats(d.X, d.y, d.groups, d.Z, fit_intercept=False, n_blocks=2,
                                  random_state=1)
     tf = ProxyTransform(s)
     monkeypatch.setattr(ProxyTransform, "chunk_bytes", 3 * 8 * s.n_re * s.n_features)
@@ -117,7 +123,7 @@ def test_shared_weight_levels_equal_explicit_whitening(make, n_levels, a, monkey
     """Rows with equal eigenvalues share w(a): G(a) from the per-level sums is the
     explicit whitening's, block by block, and the row-by-row pass's."""
     X, y, groups, Z = make()
-    s = ClusterStats.from_arrays(X, y, groups, Z, fit_intercept=True, n_blocks=3,
+    s = raw_stats(X, y, groups, Z, fit_intercept=True, n_blocks=3,
                                  random_state=0, chunk_rows=37)  # clusters split over chunks
     tf = ProxyTransform(s)
     assert tf.levels.size == n_levels and tf._use_levels()
@@ -143,7 +149,7 @@ def test_distinct_eigenvalues_make_one_pass_per_a(unbalanced):
     """Random slopes on covariates that differ by cluster: every λ_ik is its own level,
     so the per-level sums would be no cheaper than a pass, and are not used."""
     d = unbalanced
-    tf = ProxyTransform(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=2,
+    tf = ProxyTransform(raw_stats(d.X, d.y, d.groups, d.Z, n_blocks=2,
                                                  random_state=0))
     assert tf.levels.size > 9 and not tf._use_levels()
 
@@ -159,7 +165,7 @@ def test_eigenvalue_levels_ignore_round_off():
 def test_prepare_computes_a_grid_in_one_pass_equal_to_one_a_at_a_time(unbalanced,
                                                                        monkeypatch):
     d = unbalanced
-    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
+    s = raw_stats(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
     monkeypatch.setattr(ProxyTransform, "chunk_bytes", 2 * 8 * s.n_re * s.n_features)
     grid = [0.0, 0.5, 4.0, 0.5, 30.0]
     many = ProxyTransform(s)

@@ -14,9 +14,15 @@ from hdlmm.varcomp import blups, fit_variance_components
 SLEEP = pd.read_csv(Path(__file__).parent / "data" / "sleepstudy.csv")
 
 
+def raw_stats(*args, **kwargs):
+    """Statistics of the raw columns (not standardised), to compare with explicit
+    computations on the rows."""
+    return ClusterStats.from_arrays(*args, standardize=False, **kwargs)
+
+
 def sleep_stats():
     Z = np.column_stack([np.ones(len(SLEEP)), SLEEP.Days])
-    return ClusterStats.from_arrays(SLEEP[["Days"]].to_numpy(), SLEEP.Reaction.to_numpy(),
+    return raw_stats(SLEEP[["Days"]].to_numpy(), SLEEP.Reaction.to_numpy(),
                                     SLEEP.Subject.to_numpy(), Z)
 
 
@@ -62,7 +68,7 @@ def test_matches_statsmodels_on_simulated_data(seed, reml):
         warnings.simplefilter("ignore")
         r = MixedLM(d.y, X1, groups=d.groups, exog_re=d.Z).fit(
             reml=reml, method=["lbfgs"], gtol=1e-10)
-    stats = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    stats = raw_stats(d.X, d.y, d.groups, d.Z)
     vc = fit_variance_components(stats, "REML" if reml else "ML")
     # Our criterion is at least as low as statsmodels' optimum (in practice lower by
     # ~1e-8: statsmodels stops earlier on this flat likelihood, which leaves Ψ
@@ -122,7 +128,7 @@ def test_variance_components_not_identifiable():
     X, y = rng.standard_normal((20, 3)), rng.standard_normal(20)
     groups = np.repeat(np.arange(10), 2)
     Z = np.column_stack([np.ones(20), rng.standard_normal(20)])
-    stats = ClusterStats.from_arrays(X, y, groups, Z)
+    stats = raw_stats(X, y, groups, Z)
     with pytest.raises(ValueError, match="every cluster has at most q = 2 rows"):
         fit_variance_components(stats)
     # the estimator keeps the selection and warns that the random part is missing
@@ -137,7 +143,7 @@ def test_singular_ZtZ_in_every_cluster():
     X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
     z = rng.standard_normal(40)
     Z = np.column_stack([z, 2 * z])
-    stats = ClusterStats.from_arrays(X, y, np.repeat(np.arange(8), 5), Z)
+    stats = raw_stats(X, y, np.repeat(np.arange(8), 5), Z)
     with pytest.raises(ValueError, match="Z_iᵀZ_i is singular in every cluster"):
         fit_variance_components(stats)
 
@@ -165,7 +171,7 @@ def test_analytic_gradient_matches_finite_differences(method, structure):
                             random_state=3)
     blocks = [[0, 2], [1]] if structure == "blocks" else None
     structure = "unstructured" if structure == "blocks" else structure
-    prof = _Profile(ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z), method, structure,
+    prof = _Profile(raw_stats(d.X, d.y, d.groups, d.Z), method, structure,
                     blocks)
     rng = np.random.default_rng(0)
     for _ in range(3):

@@ -1,0 +1,78 @@
+"""The fitted model in the user's units.
+
+Every estimator behind :class:`hdlmm.SparseLMM` works on statistics of standardised
+columns x̃_j = (x_j − s_j) / c_j (:class:`hdlmm.stats.ClusterStats`), so that nothing
+it decides depends on the units or offsets of a column. With an intercept the two
+parametrisations are the same model:
+
+    β₀ + Σ_j β_j x_j = β̃₀ + Σ_j β̃_j x̃_j   with   β_j = β̃_j / c_j,
+                                                  β₀ = β̃₀ − Σ_j β̃_j s_j / c_j,
+
+a linear map β = A β̃ of the fixed effects, under which covariances map as A Cov Aᵀ.
+Random effects, Ψ̂, σ̂², ML likelihoods and p-values are the same in both; the REML
+criterion has the term log|XᵀV⁻¹X|, which the map changes by a constant (lme4 reports
+it in the user's units). This module
+maps the fitted attributes back once, at the end of a fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ._postfit import likelihood_summaries
+
+__all__ = ["to_user_units"]
+
+
+def _linear_map(shift, scale, columns, intercept):
+    """A of β = A β̃ for the fixed effects ``columns`` (indices into the full columns,
+    intercept = 0 first when ``intercept``)."""
+    columns = np.asarray(columns, dtype=np.intp)
+    A = np.diag(1.0 / scale[columns])
+    if intercept:
+        A[0, :] -= shift[columns] / scale[columns]
+        A[0, 0] = 1.0
+    return A
+
+
+def to_user_units(model, stats):
+    """The fitted attributes of ``model`` (fitted on the standardised ``stats``) in the
+    units of the user's columns, as a dict of attributes to set."""
+    f = int(stats.intercept)
+    shift, scale = stats.x_shift, stats.x_scale
+    if not np.any(shift) and np.all(scale == 1):
+        return {}
+    c = scale[f:]
+    out = {}
+    for coef_name, icpt_name in (("coef_", "intercept_"), ("coef_proxy_", "intercept_proxy_")):
+        beta = getattr(model, coef_name) / c
+        out[coef_name] = beta
+        if f:
+            out[icpt_name] = float(getattr(model, icpt_name) - beta @ shift[f:])
+    if getattr(model, "bse_", None) is not None:
+        out["bse_"] = model.bse_ / c
+    vc = getattr(model, "variance_components_", None)
+    if vc is not None:
+        cols = np.r_[np.arange(f), model.support_ + f].astype(np.intp)
+        A = _linear_map(shift, scale, cols, f)
+        criterion = vc.criterion
+        if vc.method == "REML":  # its log|XᵀV⁻¹X| term: log|det A⁻¹| = Σ log c_j smaller
+            criterion += 2 * np.sum(np.log(scale[cols]))
+        vc = replace(vc, coef=A @ vc.coef, cov_coef=A @ vc.cov_coef @ A.T,
+                     criterion=criterion)
+        out["variance_components_"] = vc
+        out.update(likelihood_summaries(vc))
+        if f and model.refit:
+            out["intercept_bse_"] = float(vc.bse[0])
+    if getattr(model, "path_", None) is not None:
+        path = model.path_.copy()
+        path["coef"] = [cf / c for cf in path["coef"]]
+        out["path_"] = path
+    inf = getattr(model, "inference_", None)
+    if inf is not None:
+        cj = c[inf.columns]
+        out["inference_"] = replace(inf, estimate=inf.estimate / cj,
+                                    debiased=inf.debiased / cj, se=inf.se / cj)
+    return out
