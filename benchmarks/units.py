@@ -65,7 +65,7 @@ def perturbed(d, kind, e, rng):
     p = d.X.shape[1]
     if kind == "scale":
         factor = 10.0 ** rng.uniform(-e, e, p)
-        return d.X * factor, 1.0 / factor
+        return d.X * factor, factor
     offset = rng.choice([-1, 1], p) * 10.0 ** rng.uniform(0, e, p) * d.X.std(0)
     return d.X + offset, np.ones(p)
 

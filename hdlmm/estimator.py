@@ -29,6 +29,14 @@ from .streaming import StreamMixin
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
+
+def _preview(names, n=5):
+    """At most n names, and how many more."""
+    if not names:
+        return "none"
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(map(repr, names[:n])) + more
+
 NO_GROUPS_WARNING = (
     "groups not given: every row is treated as its own cluster, so the clustering is "
     "ignored (ordinary best subset, no variance components); pass groups=... (in "
@@ -261,12 +269,14 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     def _fit(self, X, y, groups, Z, re_names=None, re_blocks=None,
              allow_no_features=False):
         t0 = time.perf_counter()
+        self._reset_fitted()
         no_groups = groups is None
         if groups is None:
             warnings.warn(NO_GROUPS_WARNING, UserWarning, stacklevel=3)
             groups = np.arange(_num_samples(X))
         check_params(self)
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
+        frame_names = names
         X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
                                                   allow_no_features=allow_no_features)
         p = X.shape[1]
@@ -285,10 +295,17 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         self.screened_features_ = None
         if kept is not None:
             expand_screened(self, kept, p, all_names)
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
+        if frame_names is not None:
+            self.feature_names_in_ = np.asarray(frame_names, dtype=object)
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _reset_fitted(self):
+        """Forget every fitted attribute of an earlier fit (scikit-learn's contract: a
+        new ``fit`` leaves nothing of the previous one, e.g. its ``feature_names_in_``
+        or formula design)."""
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
 
     def _residual_quantiles(self, X, y, Z, row_labels):
         """Min, quartiles and max of the conditional residuals over σ̂ (lme4's
@@ -331,13 +348,31 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         random_effects : bool
         """
         check_is_fitted(self, "coef_")
-        X = check_predict_X(X, self.coef_.size)
+        X = check_predict_X(self._by_name(X), self.coef_.size)
         pred = X @ self.coef_ + self.intercept_
         if groups is None or not random_effects or self.random_effects_ is None:
             return pred
         Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
         gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
         return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
+
+    def _by_name(self, X):
+        """A DataFrame's columns in the fitted order, matched by name (scikit-learn's
+        convention), when the model was fitted on named columns; X as it is otherwise."""
+        fitted = getattr(self, "feature_names_in_", None)
+        if fitted is None or not isinstance(X, pd.DataFrame):
+            return X
+        names = list(map(str, X.columns))
+        missing = [c for c in fitted if c not in names]
+        unknown = [c for c in names if c not in set(fitted)]
+        if missing or unknown:
+            raise ValueError(
+                f"the columns of X do not match the fitted features: missing "
+                f"{_preview(missing)}, unknown {_preview(unknown)}; pass a DataFrame with "
+                f"the {len(fitted)} columns of fit (in any order)")
+        if len(set(names)) != len(names):
+            raise ValueError("X has repeated column names; give each column one name")
+        return X.set_axis(names, axis=1)[list(fitted)]
 
     def confint(self, level=0.95):
         """Debiased confidence intervals of the ``inference`` coordinates.

@@ -115,8 +115,11 @@ def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
             break
         sigma = new_sigma
     if not converged:
-        warnings.warn("the nodewise lasso did not converge within max_iter iterations; "
-                      "the debiased intervals may be less accurate (increase max_iter)",
+        warnings.warn(f"the nodewise lasso behind the debiased intervals did not "
+                      f"converge in {max_iter} iterations (strongly correlated columns); "
+                      f"the intervals of the tested columns may be less accurate. Check "
+                      f"for nearly collinear columns, or with p < N use "
+                      f"nodewise_penalty=0 (the exact projection)",
                       RuntimeWarning, stacklevel=3)
     return NodewiseResult(U, lam, converged)  # the λ_j that U solves exactly
 

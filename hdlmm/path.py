@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .aliasing import least_squares_rss
 from .splicing import best_subset_path, profile_out
 
 __all__ = ["PathFit", "fit_path", "default_k_max"]
@@ -70,11 +71,10 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None):
 
 def _ic_stop(G, c, d, ic):
     """``stop(k, rss)`` for :func:`best_subset_path`: True once no k' > k can win."""
-    try:
-        L = np.linalg.cholesky(G)
-        z = np.linalg.solve(L, c)
-        rss_ls = max(d - z @ z, 0.0)
-    except np.linalg.LinAlgError:  # singular (e.g. p ≥ N): no useful bound
+    # least squares on all the columns, also when G is singular (aliased columns: the
+    # bound still holds; only with p ≥ N is RSS_LS 0, and then there is no bound)
+    rss_ls = least_squares_rss(G, c, d) if G.size else max(float(d), 0.0)
+    if rss_ls <= 1e-12 * max(abs(float(d)), 1e-300):
         rss_ls = 0.0
     best = [float(ic(np.array([d]), np.array([0]))[0])]  # the null model, k = 0
 

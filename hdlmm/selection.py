@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._postfit import random_part
 from ._validation import check_a, check_support_rank, check_support_size, warn_constant_columns
+from .aliasing import warn_aliased_columns
 from .efficiency import most_efficient_a
 from .path import default_k_max, fit_path
 from .transform import ProxyTransform
@@ -56,6 +57,8 @@ class SelectionMixin:
         p = stats.n_features - len(free)
         self.n_features_in_ = p
         warn_constant_columns(stats, free)
+        warn_aliased_columns(stats.XtX.sum(0), stats.feature_names, free, stats.n_samples,
+                             stacklevel=4)
         if self.support_size is not None:
             check_support_size(self.support_size, p, stats.n_samples)
         transform = ProxyTransform(stats)

@@ -326,6 +326,7 @@ class StreamMixin:
         from ._validation import check_params
 
         check_params(self)
+        self._reset_fitted()
         if not isinstance(stats, ClusterStats):
             raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
         if self._needs_cv() and stats.n_blocks != self.cv:
