@@ -54,7 +54,8 @@ def partition_stats(frame, spec, layout, fit_intercept):
     X, y, Z, g = spec.arrays(frame, 0, "a partition")
     pos = layout.positions(g)
     uc, local = np.unique(pos, return_inverse=True)
-    acc = _Accumulator(uc.size, layout.n_blocks, X.shape[1] + fit_intercept, Z.shape[1])
+    acc = _Accumulator(uc.size, layout.n_blocks, X.shape[1] + fit_intercept, Z.shape[1],
+                       z_one=spec.z_one())
     acc.add_rows(X, y, Z, local, layout.block[uc], fit_intercept)
     return acc.stats(layout.labels[uc], layout.block[uc], fit_intercept,
                      spec.feature_names(fit_intercept), X, y)

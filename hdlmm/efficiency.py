@@ -66,7 +66,7 @@ def _sandwich(transform, a, S, B, XtX, cov_re, scale):
     """A⁻¹ (Σ_i X_iᵀW_iV_iW_iX_i) A⁻¹ at one a (see the module docstring)."""
     A = transform.at(a).total()[0][np.ix_(S, S)]
     lam, w = transform.lam, transform.weights(a)
-    ZWX = np.swapaxes(transform.Vt, 1, 2) @ (B / (1.0 + a * lam)[:, :, None])
+    ZWX = transform.V @ (B / (1.0 + a * lam)[:, :, None])  # Z_iᵀΣ_a⁻¹X_i = V_i ⋯ B_i
     meat = np.sum(np.swapaxes(ZWX, 1, 2) @ (cov_re @ ZWX), axis=0)
     s = S.size
     WW = XtX - ((2 * w - w * w * lam)[:, :, None] * B).reshape(-1, s).T @ B.reshape(-1, s)

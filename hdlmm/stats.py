@@ -84,14 +84,37 @@ class ClusterStats:
     feature_names: list | None = field(default=None)
     x_shift: np.ndarray | None = None
     x_scale: np.ndarray | None = None
+    z_shift: np.ndarray | None = None
+    z_scale: np.ndarray | None = None
+    z_one: int = -1
     own_standard: bool = False
 
     def __post_init__(self):
-        p = self.XtX.shape[1]
+        p, q = self.XtX.shape[1], self.ZtZ.shape[1]
         if self.x_shift is None:
             self.x_shift = np.zeros(p)
         if self.x_scale is None:
             self.x_scale = np.ones(p)
+        if self.z_shift is None:
+            self.z_shift = np.zeros(q)
+        if self.z_scale is None:
+            self.z_scale = np.ones(q)
+
+    def z_map(self):
+        """M with Z̃ = Z M, the standardised random-effect design (Z̃_k = (Z_k − s_k) / c_k,
+        the shift carried by the intercept column k₀ of Z): M = diag(1/c) − e_k₀(s/c)ᵀ.
+        A random effect γ of Z is M γ̃ (γ̃ of Z̃), and Ψ = M Ψ̃ Mᵀ."""
+        M = np.diag(1.0 / self.z_scale)
+        if self.z_one >= 0:
+            M[self.z_one] -= self.z_shift / self.z_scale
+        return M
+
+    def z_map_inv(self):
+        """M⁻¹ = diag(c) + e_k₀ sᵀ (Z = Z̃ M⁻¹)."""
+        Minv = np.diag(self.z_scale).astype(float)
+        if self.z_one >= 0:
+            Minv[self.z_one] += self.z_shift
+        return Minv
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -162,11 +185,12 @@ class ClusterStats:
         """Build from the output of :func:`hdlmm._validation.check_lmm_arrays`."""
         layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
-        p = X.shape[1] + fit_intercept
-        shift, scale = (column_standardization(X, fit_intercept, chunk_rows) if standardize
-                        else (np.zeros(p), np.ones(p)))
-        acc = _Accumulator(labels.size, n_blocks, X.shape[1] + fit_intercept, Z.shape[1],
-                           shift, scale)
+        p, q = X.shape[1] + fit_intercept, Z.shape[1]
+        z_one = intercept_column(Z)
+        standard = ((*column_standardization(X, fit_intercept, chunk_rows),
+                     *z_standardization(Z, z_one)) if standardize
+                    else (np.zeros(p), np.ones(p), np.zeros(q), np.ones(q)))
+        acc = _Accumulator(labels.size, n_blocks, p, q, standard, z_one)
         for start in range(0, X.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
             acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
@@ -181,7 +205,8 @@ class ClusterStats:
         if not isinstance(other, ClusterStats):
             return NotImplemented
         _check_compatible(self, other)
-        other = other.restandardize(self.x_shift, self.x_scale)
+        other = other.restandardize(self.x_shift, self.x_scale, self.z_shift,
+                                    self.z_scale)
         labels = np.concatenate([self.labels, other.labels])
         block = np.concatenate([self.block, other.block])
         uniq, inv = _factorize(labels)
@@ -209,8 +234,9 @@ class ClusterStats:
             own_standard=False)
 
     # ----------------------------------------------------------- units
-    def restandardize(self, shift, scale):
-        """The same statistics for the columns standardised by (``shift``, ``scale``).
+    def restandardize(self, shift, scale, z_shift=None, z_scale=None):
+        """The same statistics for the columns standardised by (``shift``, ``scale``)
+        (and Z's by (``z_shift``, ``z_scale``); None keeps Z's).
 
         With x̃ = (x − s)/c now and x̃' = (x − s')/c' wanted, x̃' = x̃ D + 1δᵀ with
         D = diag(c/c'), δ = (s − s')/c', so per block (u = x̃ᵀ1, the intercept row)
@@ -218,11 +244,22 @@ class ClusterStats:
             x̃'ᵀx̃' = D x̃ᵀx̃ D + D u δᵀ + δ uᵀ D + N δδᵀ,   x̃'ᵀy = D x̃ᵀy + δ 1ᵀy,
 
         and per cluster Z_iᵀx̃' = Z_iᵀx̃ D + Z_iᵀ1 δᵀ (Z_iᵀ1 is the intercept column of
-        Z_iᵀX). A shift needs the intercept column; it stays (0, 1).
+        Z_iᵀX). Z's columns map the same way per cluster, with 1 = its intercept column
+        k₀ (Z̃_iᵀ1 = column k₀ of Z̃_iᵀZ̃_i, 1ᵀX̃_i = row k₀ of Z̃_iᵀX̃_i). A shift needs
+        the intercept column; it stays (0, 1).
         """
         shift, scale = np.asarray(shift, float), np.asarray(scale, float)
-        if np.array_equal(shift, self.x_shift) and np.array_equal(scale, self.x_scale):
+        z_shift = self.z_shift if z_shift is None else np.asarray(z_shift, float)
+        z_scale = self.z_scale if z_scale is None else np.asarray(z_scale, float)
+        same_x = np.array_equal(shift, self.x_shift) and np.array_equal(scale, self.x_scale)
+        same_z = (np.array_equal(z_shift, self.z_shift)
+                  and np.array_equal(z_scale, self.z_scale))
+        if same_x and same_z:
             return self
+        out = self if same_x else self._restandardize_x(shift, scale)
+        return out if same_z else out._restandardize_z(z_shift, z_scale)
+
+    def _restandardize_x(self, shift, scale):
         if not self.intercept and np.any(shift != self.x_shift):
             raise ValueError("statistics without an intercept column can only be "
                              "rescaled, not shifted")
@@ -240,27 +277,47 @@ class ClusterStats:
         return replace(self, XtX=XtX, Xty=Xty, ZtX=ZtX, x_shift=shift.copy(),
                        x_scale=scale.copy(), own_standard=False)
 
+    def _restandardize_z(self, shift, scale):
+        k0 = self.z_one
+        if k0 < 0 and np.any(shift != self.z_shift):
+            raise ValueError("a random-effect design without an intercept column can "
+                             "only be rescaled, not shifted")
+        D = self.z_scale / scale
+        delta = (self.z_shift - shift) / scale
+        ZtZ = self.ZtZ * D[None, :, None] * D[None, None, :]
+        ZtX = self.ZtX * D[None, :, None]
+        Zty = self.Zty * D
+        if k0 >= 0 and np.any(delta != 0):
+            u = self.ZtZ[:, :, k0] * D  # D Z̃_iᵀ1 (D = 1 at k₀)
+            ZtZ += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
+                    + self.n_obs[:, None, None] * np.outer(delta, delta)[None])
+            ZtX += delta[None, :, None] * self.ZtX[:, k0:k0 + 1, :]
+            Zty += delta[None, :] * self.Zty[:, k0:k0 + 1]
+        return replace(self, ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, z_shift=shift.copy(),
+                       z_scale=scale.copy(), own_standard=False)
+
     def standardized(self):
         """The statistics re-expressed in their own column means and standard
-        deviations (no change when they already are; without an intercept, in their
-        own root mean squares, unshifted). Constant columns keep their scale and, with
-        an intercept, become exact zeros."""
+        deviations, of X and of Z (no change when they already are; without an
+        intercept, in their own root mean squares, unshifted). Constant columns keep
+        their scale and, with an intercept, become exact zeros."""
         if self.own_standard:
             return self
         N = self.n_rows.sum()
         XtX = self.XtX.sum(0)
-        if self.intercept:
-            mean = XtX[0] / N
-            var = np.maximum(np.diag(XtX) / N - mean ** 2, 0.0)
+        mean = XtX[0] / N if self.intercept else np.zeros(self.n_features)
+        shift, scale = _own(mean, np.diag(XtX) / N, self.intercept)
+        if self.z_one >= 0:
+            ZtZ = self.ZtZ.sum(0)
+            z_shift, z_scale = _own(ZtZ[self.z_one] / N, np.diag(ZtZ) / N, True,
+                                    self.z_one)
         else:
-            mean, var = np.zeros(self.n_features), np.diag(XtX) / N
-        sd = np.sqrt(var)
-        # a spread below rounding of the sums: a constant column, left unscaled
-        const = sd <= 64 * np.finfo(float).eps * np.maximum(np.abs(mean), 1.0)
-        sd[const] = 1.0
-        if self.intercept:
-            mean[0], sd[0] = 0.0, 1.0
-        out = self.restandardize(self.x_shift + self.x_scale * mean, self.x_scale * sd)
+            z_shift, z_scale = _own(np.zeros(self.n_re), np.diag(self.ZtZ.sum(0)) / N,
+                                    False)
+        out = self.restandardize(self.x_shift + self.x_scale * shift,
+                                 self.x_scale * scale,
+                                 self.z_shift + self.z_scale * z_shift,
+                                 self.z_scale * z_scale)
         return replace(out, own_standard=True)
 
     def constant_columns(self):
@@ -368,6 +425,23 @@ def column_standardization(X, intercept, chunk_rows=65536):
     return np.zeros(p), rms
 
 
+def z_standardization(Z, z_one):
+    """(shift, scale) of the columns of Z: centred and scaled when Z has an intercept
+    column ``z_one`` (which stays (0, 1)), only scaled (by the RMS) otherwise."""
+    if z_one < 0:
+        return column_standardization(Z, False)
+    shift, scale = column_standardization(Z, True)
+    shift, scale = shift[1:], scale[1:]
+    shift[z_one], scale[z_one] = 0.0, 1.0
+    return shift, scale
+
+
+def intercept_column(Z):
+    """Index of the first column of Z that is all ones (−1 if none)."""
+    ones = np.flatnonzero(np.all(Z == 1.0, axis=0)) if Z.shape[0] else []
+    return int(ones[0]) if len(ones) else -1
+
+
 def _first_chunk_standardization(X, intercept):
     """A provisional (shift, scale) from the first chunk of rows (when the whole data
     are not at hand): it only needs to be near the data's own, which
@@ -375,6 +449,16 @@ def _first_chunk_standardization(X, intercept):
     shift, scale = column_standardization(X, intercept)
     if intercept and X.shape[0]:  # constant in this chunk, it may vary later: its size
         flat = np.flatnonzero(np.ptp(X, axis=0) == 0) + 1
+        scale[flat] = np.where(shift[flat] != 0, np.abs(shift[flat]), 1.0)
+    return shift, scale
+
+
+def _first_chunk_z_standardization(Z, z_one):
+    """As :func:`_first_chunk_standardization`, for Z with intercept column ``z_one``."""
+    shift, scale = z_standardization(Z, z_one)
+    if z_one >= 0 and Z.shape[0]:
+        flat = np.flatnonzero(np.ptp(Z, axis=0) == 0)
+        flat = flat[flat != z_one]
         scale[flat] = np.where(shift[flat] != 0, np.abs(shift[flat]), 1.0)
     return shift, scale
 
@@ -411,8 +495,10 @@ class _Accumulator:
     #: used to hold a whole chunk: 262 MB at p = 500; no slower in pieces, measured)
     gather_bytes = 16 * 2 ** 20
 
-    def __init__(self, n, K, p, q, shift=None, scale=None):
-        self.shift, self.scale = shift, scale  # of all p columns (intercept included)
+    def __init__(self, n, K, p, q, standard=None, z_one=-1):
+        # (x_shift, x_scale, z_shift, z_scale), of all p columns of X (the intercept's
+        # included) and the q of Z; None: provisional, from the first chunk of rows
+        self.standard, self.z_one = standard, z_one
         self.n_obs = np.zeros(n, dtype=np.int64)
         self.ZtZ = zeros((n, q, q))
         self.ZtX = zeros((n, q, p))
@@ -427,18 +513,22 @@ class _Accumulator:
         """Add rows given each row's cluster position (and, with ``intercept``, the
         cross-products of a constant column 0 that X does not contain)."""
         f = int(intercept)
-        if self.shift is None:
-            self.shift, self.scale = _first_chunk_standardization(X, intercept)
+        if self.standard is None:
+            self.standard = (*_first_chunk_standardization(X, intercept),
+                             *_first_chunk_z_standardization(Z, self.z_one))
         self._add_totals(X, y, block_of_cluster[cluster], f)
+        _, _, z_shift, z_scale = self.standard
         for lo in range(0, X.shape[0], self.product_rows):
             rows = slice(lo, lo + self.product_rows)
-            self._add_cluster_products(self._standard(X[rows], f), y[rows], Z[rows],
+            self._add_cluster_products(self._standard(X[rows], f),
+                                       y[rows], (Z[rows] - z_shift) / z_scale,
                                        cluster[rows], f)
 
     def _standard(self, X, f, out=None):
         """(X − s) / c into ``out`` (a new array if None)."""
-        out = np.subtract(X, self.shift[f:], out=out)
-        out /= self.scale[f:]
+        shift, scale = self.standard[:2]
+        out = np.subtract(X, shift[f:], out=out)
+        out /= scale[f:]
         return out
 
     def _add_cluster_products(self, X, y, Z, cluster, f):
@@ -504,12 +594,24 @@ class _Accumulator:
         sums = dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
                     XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
         _check_no_overflow(sums, X, y)
-        p = self.XtX.shape[1]
-        shift = np.zeros(p) if self.shift is None else self.shift
-        scale = np.ones(p) if self.scale is None else self.scale
+        standard = dict(zip(("x_shift", "x_scale", "z_shift", "z_scale"),
+                            self.standard or (None,) * 4))
         return ClusterStats(labels=labels, block=block, intercept=intercept,
-                            feature_names=feature_names, x_shift=shift, x_scale=scale,
+                            feature_names=feature_names, z_one=self.z_one, **standard,
                             **sums)
+
+
+def _own(mean, square, centred, one=0):
+    """(shift, scale) in the current standardised units from the column means and the
+    means of squares: the SD (the RMS when not ``centred``); a spread below rounding
+    is a constant column, left unscaled; the intercept column ``one`` stays (0, 1)."""
+    if not centred:
+        mean = np.zeros_like(mean)
+    sd = np.sqrt(np.maximum(square - mean ** 2, 0.0))
+    sd[sd <= 64 * np.finfo(float).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+    if centred and mean.size:
+        mean[one], sd[one] = 0.0, 1.0
+    return mean, sd
 
 
 def _deal_blocks(n, K, random_state):
@@ -541,7 +643,8 @@ def _factorize(labels):
 
 
 def _check_compatible(a, b):
-    if a.XtX.shape != b.XtX.shape or a.n_re != b.n_re or a.intercept != b.intercept:
+    if (a.XtX.shape != b.XtX.shape or a.n_re != b.n_re or a.intercept != b.intercept
+            or a.z_one != b.z_one):
         raise ValueError(
             f"cannot add ClusterStats of different layouts: {a.n_blocks} vs {b.n_blocks} "
             f"folds, p={a.n_features} vs {b.n_features}, q={a.n_re} vs {b.n_re}, "

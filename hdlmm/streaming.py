@@ -189,6 +189,10 @@ class TableSpec:
     def numeric(self):
         return list(dict.fromkeys(self.X + [self.y] + [c for c in self.Z if c != INTERCEPT]))
 
+    def z_one(self):
+        """Position of the intercept among the random effects (−1 if none)."""
+        return self.Z.index(INTERCEPT) if INTERCEPT in self.Z else -1
+
     @property
     def columns(self):
         return self.numeric + [self.groups]
@@ -295,7 +299,7 @@ def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=N
     spec.resolve(source_columns(source, sep), os.fspath(source))
     layout = FoldLayout(scan_labels(source, spec.groups, sep=sep), n_blocks, random_state)
     acc = _Accumulator(layout.labels.size, n_blocks, len(spec.X) + fit_intercept,
-                       len(spec.Z))
+                       len(spec.Z), z_one=spec.z_one())
     for X, y, Z, g, _ in _chunks(source, spec, chunk_rows, sep, progress, "cross-products"):
         acc.add_rows(X, y, Z, layout.positions(g), layout.block, fit_intercept)
     # the accumulator standardised by the first chunk; the data's own, now

@@ -132,9 +132,17 @@ class ProxyTransform:
     def __init__(self, stats):
         self.stats = stats
         self._cache = {}
-        lam, V = np.linalg.eigh(stats.ZtZ)
+        # the proxy is a Z Zᵀ + I in the user's Z: the statistics hold Z̃ = Z M
+        # (standardised), so Z_iᵀ· = M⁻ᵀ Z̃_iᵀ·, and M⁻ᵀ joins the rotation V_iᵀ
+        Minv = stats.z_map_inv()
+        identity = np.array_equal(Minv, np.eye(stats.n_re))
+        ZtZ = stats.ZtZ if identity else _congruence(stats.ZtZ, Minv)
+        lam, V = np.linalg.eigh(ZtZ)
         self.lam = np.clip(lam, 0.0, None)  # (n, q), round-off can give tiny negatives
-        self.Vt = np.ascontiguousarray(np.swapaxes(V, 1, 2))  # (n, q, q)
+        self.V = V  # eigenvectors of the user's Z_iᵀZ_i, (n, q, q)
+        Vt = np.swapaxes(V, 1, 2)
+        # the rotation B_i = V_iᵀZ_iᵀX_i of the statistics' Z̃_iᵀX_i: V_iᵀ M⁻ᵀ
+        self.Vt = np.ascontiguousarray(Vt if identity else Vt @ Minv.T)  # (n, q, q)
         self.b = np.einsum("nij,nj->ni", self.Vt, stats.Zty)  # V_iᵀZ_iᵀy_i, (n, q)
         self.slices = stats.block_slices()
         self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
@@ -307,6 +315,11 @@ class ProxyTransform:
             Vt, b = rw[:, :, None] * Vt, b * rw
         Bw = np.matmul(Vt, ZtX, out=self._buffer[:ZtX.size].reshape(n, q, p))
         return Bw.reshape(n * q, p), b.ravel()
+
+
+def _congruence(S, A):
+    """Aᵀ S_i A for a stack S of (q, q) matrices."""
+    return np.swapaxes(A, 0, 1) @ S @ A
 
 
 def _eigenvalue_levels(lam, rel_tol=1e-12):

@@ -112,11 +112,14 @@ class _Profile:
         self.reml = method == "REML"
         self.structure = structure
         self.blocks = _check_blocks(blocks, self.q, structure)
-        self.T = _preconditioner(stats.ZtZ.sum(0) / self.N, structure, self.blocks)
-        Tt = self.T.T
-        self.ZtZ = _congruence(stats.ZtZ, self.T)  # Tᵀ Z_iᵀZ_i T
-        self.ZtX = np.einsum("ab,nbp->nap", Tt, stats.ZtX) if self.q else stats.ZtX
-        self.Zty = stats.Zty @ self.T
+        # the statistics hold Z_s = Z M (standardised, :meth:`ClusterStats.z_map`), in a
+        # form this structure allows; Z̃ = Z_s T_s = Z T with T = M T_s
+        stats = _z_standard_for(stats, structure, self.blocks)
+        T_s = _preconditioner(stats.ZtZ.sum(0) / self.N, structure, self.blocks)
+        self.T = stats.z_map() @ T_s
+        self.ZtZ = _congruence(stats.ZtZ, T_s)  # T_sᵀ Z_s,iᵀZ_s,i T_s
+        self.ZtX = np.einsum("ab,nbp->nap", T_s.T, stats.ZtX) if self.q else stats.ZtX
+        self.Zty = stats.Zty @ T_s
         self.U = self.ZtX.reshape(-1, self.p)  # the Z̃_iᵀX_i stacked, (n q, p)
         self.rows, self.cols = self._free_entries()
 
@@ -233,6 +236,24 @@ def _check_blocks(blocks, q, structure):
                          "effect; it cannot be combined with separate random-effect "
                          "terms")
     return blocks
+
+
+def _z_standard_for(stats, structure, blocks):
+    """The statistics with Z standardised only as far as the structure of Ψ allows a
+    reparametrisation Z → Z M to leave the model unchanged: a shift of column k by
+    the intercept column k₀ needs an unstructured Ψ with k and k₀ in one block, a
+    rescaling needs an unstructured or diagonal Ψ (scalar Ψ: the raw columns)."""
+    k0 = stats.z_one
+    shift, scale = stats.z_shift.copy(), stats.z_scale.copy()
+    if structure == "scalar":
+        shift[:], scale[:] = 0.0, 1.0
+    elif structure == "diagonal" or k0 < 0:
+        shift[:] = 0.0
+    else:
+        same = next(b for b in blocks if k0 in b)
+        outside = np.setdiff1d(np.arange(stats.n_re), same)
+        shift[outside] = 0.0
+    return stats.restandardize(stats.x_shift, stats.x_scale, shift, scale)
 
 
 def _preconditioner(S, structure, blocks):
@@ -474,8 +495,13 @@ def _check_residual_dof(stats):
         return
     ranks = np.linalg.matrix_rank(stats.ZtZ, hermitian=True)
     P = np.linalg.pinv(stats.ZtZ, hermitian=True)
-    G = stats.XtX.sum(0) - np.einsum("nqp,nqr,nrs->ps", stats.ZtX, P, stats.ZtX)
-    dof = N - int(ranks.sum()) - (np.linalg.matrix_rank(G, hermitian=True) if p else 0)
+    XtX = stats.XtX.sum(0)
+    G = XtX - np.einsum("nqp,nqr,nrs->ps", stats.ZtX, P, stats.ZtX)
+    # rank relative to each column's own spread (a column in the span of Z leaves a
+    # residual of rounding size, not an exact zero)
+    d = np.sqrt(np.maximum(np.diag(XtX), np.finfo(float).tiny))
+    rank = np.linalg.matrix_rank(G / np.outer(d, d), tol=1e-9, hermitian=True) if p else 0
+    dof = N - int(ranks.sum()) - rank
     if dof <= 0:
         raise VarianceComponentsError(
             f"the {p} fixed effects and the random effects of the {n} clusters fit the "
@@ -489,8 +515,10 @@ def blups(stats, vc, coef=None):
     γ̂_i = Λ M_i⁻¹ Λᵀ Z_iᵀ(y_i − X_i β), with β = ``coef`` (default: the GLS β̂ of ``vc``).
     """
     beta = vc.coef if coef is None else np.asarray(coef, dtype=float)
+    # Z Λ = Z_s M⁻¹ Λ for the statistics' standardised Z_s = Z M: u_i with Λ_s = M⁻¹Λ
     L = vc.lam
-    M = L.T @ stats.ZtZ @ L + np.eye(stats.n_re)
-    r = stats.Zty - np.einsum("nqp,p->nq", stats.ZtX, beta)  # Z_iᵀ(y_i − X_iβ)
-    Lr = np.einsum("ji,nj->ni", L, r)
+    Ls = stats.z_map_inv() @ L
+    M = Ls.T @ stats.ZtZ @ Ls + np.eye(stats.n_re)
+    r = stats.Zty - np.einsum("nqp,p->nq", stats.ZtX, beta)  # Z_s,iᵀ(y_i − X_iβ)
+    Lr = np.einsum("ji,nj->ni", Ls, r)
     return np.einsum("ij,nj->ni", L, np.linalg.solve(M, Lr[..., None])[..., 0])

@@ -39,7 +39,12 @@ def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product
     np.testing.assert_allclose(s.x_shift[f:], shift, atol=1e-12)
     np.testing.assert_allclose(s.x_scale[f:], np.sqrt(((d.X - shift) ** 2).mean(0)))
     Xs = (d.X - s.x_shift[f:]) / s.x_scale[f:]
-    XtX, Xty, yty, per = direct_stats(Xs, d.y, d.Z, d.groups, intercept)
+    # Z = [1, t]: t centred and scaled (the intercept column carries the shift)
+    assert s.z_one == 0
+    np.testing.assert_allclose(s.z_shift, [0.0, d.Z[:, 1].mean()], atol=1e-12)
+    np.testing.assert_allclose(s.z_scale, [1.0, d.Z[:, 1].std()])
+    Zs = (d.Z - s.z_shift) / s.z_scale
+    XtX, Xty, yty, per = direct_stats(Xs, d.y, Zs, d.groups, intercept)
     np.testing.assert_allclose(s.XtX.sum(0), XtX, atol=1e-10)
     np.testing.assert_allclose(s.Xty.sum(0), Xty, atol=1e-10)
     np.testing.assert_allclose(s.yty.sum(), yty, atol=1e-10)
@@ -123,15 +128,19 @@ def test_restandardize_recovers_the_raw_cross_products(unbalanced, intercept):
     p = s.n_features
     rng = np.random.default_rng(1)
     other = s.restandardize(np.r_[0.0, rng.normal(size=p - 1)] if intercept
-                            else np.zeros(p), rng.uniform(0.5, 2, p) ** np.r_[0, np.ones(p - 1)])
-    raw = other.restandardize(np.zeros(p), np.ones(p))
+                            else np.zeros(p), rng.uniform(0.5, 2, p) ** np.r_[0, np.ones(p - 1)],
+                            [0.0, 3.0], [1.0, 0.1])
+    raw = other.restandardize(np.zeros(p), np.ones(p), np.zeros(2), np.ones(2))
     XtX, Xty, yty, per = direct_stats(d.X, d.y, d.Z, d.groups, intercept)
     np.testing.assert_allclose(raw.XtX.sum(0), XtX, atol=1e-10)
     np.testing.assert_allclose(raw.Xty.sum(0), Xty, atol=1e-10)
     for i, lab in enumerate(raw.labels):
+        np.testing.assert_allclose(raw.ZtZ[i], per[lab][0], atol=1e-10)
         np.testing.assert_allclose(raw.ZtX[i], per[lab][1], atol=1e-10)
+        np.testing.assert_allclose(raw.Zty[i], per[lab][2], atol=1e-10)
     back = raw.standardized()
-    for key in ("XtX", "Xty", "ZtX", "x_shift", "x_scale"):
+    for key in ("XtX", "Xty", "ZtX", "ZtZ", "Zty", "x_shift", "x_scale", "z_shift",
+                "z_scale"):
         np.testing.assert_allclose(getattr(back, key), getattr(s, key), atol=1e-10)
 
 

@@ -179,3 +179,31 @@ def test_collinear_support_is_an_error_that_names_the_problem():
     X = np.c_[d.X, d.X[:, 0] + d.X[:, 1]]
     with pytest.raises(ValueError, match="linearly independent"):
         _fit(X, d, support_size=5)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+@pytest.mark.parametrize("shift_sd, scale", [(1e4, 1.0), (1e8, 1.0), (0.0, 1e-8),
+                                             (0.0, 1e8), (1e6, 1e3)])
+def test_a_slope_covariate_in_other_units_leaves_the_likelihood_optimum(method, shift_sd,
+                                                                        scale):
+    """Days, in X and in Z, stored as scale · (Days + shift): the same optimum (the REML
+    criterion moves by 2 log scale, its log|XᵀV⁻¹X| term), σ̂² and Ψ̂ as Z moves."""
+    data = pd.read_csv(__import__("pathlib").Path(__file__).parent / "data" / "sleepstudy.csv")
+    formula = "Reaction ~ Days + (Days | Subject)"
+    kw = dict(support_size=1, a=1.0, vc_method=method, inference=None)
+    ref = SparseLMM.from_formula(formula, data, **kw)
+    shift = shift_sd * data.Days.std(ddof=0)
+    moved = SparseLMM.from_formula(formula, data.assign(Days=scale * (data.Days + shift)), **kw)
+    c0, c1 = ref.variance_components_.criterion, moved.variance_components_.criterion
+    if method == "REML":
+        c1 -= 2 * np.log(scale)
+    np.testing.assert_allclose(c1, c0, rtol=1e-10)
+    np.testing.assert_allclose(moved.scale_, ref.scale_, rtol=1e-7)
+    # Z_new = Z T with T = [[1, scale·shift], [0, scale]]: Ψ_new = T⁻¹ Ψ T⁻ᵀ
+    T = np.array([[1.0, scale * shift], [0.0, scale]])
+    Tinv = np.linalg.inv(T)
+    np.testing.assert_allclose(moved.cov_re_[1, 1], (Tinv @ ref.cov_re_ @ Tinv.T)[1, 1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(moved.params_["Days"] * scale, ref.params_["Days"], rtol=1e-7)
+    np.testing.assert_allclose(moved.predict_frame(data.assign(
+        Days=scale * (data.Days + shift))), ref.predict_frame(data), rtol=1e-7)
