@@ -239,10 +239,20 @@ def check_support_rank(stats, free, support, k):
     cols = np.r_[free, np.asarray(support) + len(free)].astype(int)
     G = stats.XtX.sum(0)[np.ix_(cols, cols)]
     if support.size < k or _inverse_pd(G, strict=True) is None:
+        from .aliasing import column_basis  # (aliasing imports nothing of this module)
+
+        XtX = stats.XtX.sum(0)
+        basis = column_basis(XtX)
+        names = stats.feature_names
+        redundant = [names[j] for j in np.r_[basis.zero, basis.dependent].astype(int)
+                     if j >= len(free)]
+        rank = basis.basis.size - len(free)
         raise ValueError(
             f"no {k} columns of X are linearly independent of each other and of the "
-            f"intercept (constant or duplicated columns?); pass a smaller support_size "
-            f"or drop the redundant columns")
+            f"intercept: X has {rank} independent columns; constant or redundant "
+            f"(combinations of others): {redundant[:10]}"
+            f"{' and more' if len(redundant) > 10 else ''}. Pass support_size ≤ {rank} or "
+            f"drop the redundant columns")
 
 
 def _one_of(value, name, options):

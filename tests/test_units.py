@@ -207,3 +207,23 @@ def test_a_slope_covariate_in_other_units_leaves_the_likelihood_optimum(method, 
     np.testing.assert_allclose(moved.params_["Days"] * scale, ref.params_["Days"], rtol=1e-7)
     np.testing.assert_allclose(moved.predict_frame(data.assign(
         Days=scale * (data.Days + shift))), ref.predict_frame(data), rtol=1e-7)
+
+
+def test_a_collinear_support_names_the_redundant_columns():
+    d = _problem(11, n_features=3)
+    X = pd.DataFrame(np.c_[d.X, d.X[:, 0] + d.X[:, 1], np.full(len(d.y), 7.0)],
+                     columns=["a", "b", "c", "a_plus_b", "seven"])
+    with pytest.raises(ValueError, match=r"X has 3 independent columns; constant or "
+                                         r"redundant .*'seven'.*support_size ≤ 3"):
+        _fit(X, d, support_size=4)
+
+
+@pytest.mark.parametrize("kind", ["scale", "shift"])
+def test_screening_does_not_depend_on_units(kind):
+    d = _problem(12, n_features=60)
+    rng = np.random.default_rng(0)
+    X = (d.X * 10.0 ** rng.uniform(-8, 8, 60) if kind == "scale"
+         else d.X + 10.0 ** rng.uniform(0, 8, 60))
+    kw = dict(screening=15, inference=None)
+    ref, new = _fit(d.X, d, **kw), _fit(X, d, **kw)
+    assert new.support_.tolist() == ref.support_.tolist() and new.a_ == ref.a_
