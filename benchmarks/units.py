@@ -14,7 +14,12 @@ fits where a mapped-back quantity differs from the reference fit's by more than
 ``--rtol``: the coefficients times their scale factor, Ψ̂, σ̂², and the debiased
 p-values of the support.
 
+``--aliased``: the time of the default fit of the Exam data (lme4's mlmRev, in
+tests/data/lme4/) with 300 noise columns, ``normexam ~ . + (1 | school)``, with and
+without a column that is a function of the school-level factor (aliased with its dummy).
+
 Run:  python benchmarks/units.py --problems 60
+      python benchmarks/units.py --aliased
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import hdlmm
 
@@ -70,11 +77,34 @@ def perturbed(d, kind, e, rng):
     return d.X + offset, np.ones(p)
 
 
+def aliased():
+    """Fit time of Exam + 300 noise columns with and without an aliased column."""
+    exam = pd.read_csv(Path(__file__).parents[1] / "tests" / "data" / "lme4" / "exam.csv")
+    rng = np.random.default_rng(0)
+    noise = pd.DataFrame(rng.standard_normal((len(exam), 300)),
+                         columns=[f"n{j}" for j in range(300)])
+    base = pd.concat([exam, noise], axis=1).assign(school=exam.school.astype(str))
+    for name, data in (("without", base),
+                       ("with", base.assign(girls_school=(exam.schgend == "girls") * 1.0))):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = hdlmm.SparseLMM.from_formula("normexam ~ . + (1 | school)", data,
+                                             random_state=0)
+        said = [str(w.message)[:90] for w in caught if "alias" in str(w.message)]
+        print(f"{name:8} aliased column: {time.perf_counter() - t0:7.1f} s, "
+              f"k = {m.support_size_}, path to k = {m.path_.k.max()}, {said}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=60)
     ap.add_argument("--rtol", type=float, default=1e-6)
+    ap.add_argument("--aliased", action="store_true")
     args = ap.parse_args()
+    if args.aliased:
+        aliased()
+        return
     t0 = time.perf_counter()
     refs = []
     for seed in range(args.problems):
