@@ -206,7 +206,9 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     params_ : pandas.Series
         Intercept and coefficients indexed by feature name (updated by ``refit``).
     stats_ : ClusterStats
-        Of the screened columns when screening was applied.
+        The statistics the fit worked on: of the standardised columns (their
+        ``x_shift``, ``x_scale``, ``z_shift``, ``z_scale``), of the screened columns when
+        screening was applied.
     screened_features_ : ndarray of int or None
         Columns kept by screening (None: no screening).
     fit_time_ : float
