@@ -100,7 +100,7 @@ def check_groups(groups, n_rows):
             and np.issubdtype(groups.dtype, np.integer):  # fast path: no missing labels
         labels, codes = np.unique(groups, return_inverse=True)
         return codes.astype(np.intp), labels.astype(object)
-    g = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series)
+    g = pd.Series(_label_array(groups) if not isinstance(groups, pd.Series)
                   else groups.to_numpy(dtype=object))
     if g.ndim != 1 or len(g) != n_rows:
         raise ValueError(f"groups has {len(g)} labels but X has {n_rows} rows; "
@@ -113,6 +113,15 @@ def check_groups(groups, n_rows):
     relabel = np.empty(len(labels), dtype=np.intp)
     relabel[order] = np.arange(len(labels))
     return relabel[codes], np.asarray(labels, dtype=object)[order]
+
+
+def _label_array(groups):
+    """A 1-D object array of labels; tuples (e.g. (site, patient)) stay one label each."""
+    arr = np.asarray(groups, dtype=object)
+    if arr.ndim > 1 and len(groups) == arr.shape[0]:
+        arr = np.empty(len(groups), dtype=object)
+        arr[:] = list(groups)
+    return arr
 
 
 def _sort_order(labels):
@@ -160,6 +169,9 @@ def check_lmm_arrays(X, y, groups, Z=None, allow_no_features=False):
     except (TypeError, ValueError):
         raise ValueError("y must be numeric; could not convert it to float") from None
     _check_finite(y, "y")
+    if n > 1 and np.ptp(y) == 0:
+        raise ValueError(f"y is constant ({y[0]:g} in every row): there is nothing to "
+                         f"explain; check that the response column is the right one")
     if n == 1:
         raise ValueError("X has 1 sample (n_samples = 1); a mixed model needs at least 2 "
                          "clusters of rows")

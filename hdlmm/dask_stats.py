@@ -146,6 +146,12 @@ class DaskMixin:
         -------
         self
         """
+        dask = _dask()
+        if not isinstance(ddf, dask.dataframe.DataFrame):
+            raise TypeError(
+                f"fit_dask needs a Dask DataFrame; got {type(ddf).__module__}."
+                f"{type(ddf).__name__}. For a pandas DataFrame use fit (arrays) or "
+                f"from_formula, or wrap it: dask.dataframe.from_pandas(df, npartitions=8)")
         spec = TableSpec(y, groups, X, Z)
         stats = dask_stats(ddf, spec, split_every=split_every,
                            **self._stats_options())  # see StreamMixin

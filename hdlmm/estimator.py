@@ -30,6 +30,27 @@ from .streaming import StreamMixin
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
 
+def _warn_unseen(unseen, groups, fitted):
+    """Say how many rows belong to clusters not seen in fit (they get the marginal
+    prediction); when none matched, whether the labels differ only in type (3 and "3"
+    after a CSV round trip)."""
+    if not unseen.any():
+        return
+    n, N = int(unseen.sum()), unseen.size
+    if n < N:
+        warnings.warn(f"{n} of {N} rows belong to clusters not seen in fit; they get the "
+                      f"marginal prediction (random effects 0)", UserWarning, stacklevel=3)
+        return
+    as_text = set(map(str, fitted))
+    hint = (" The labels match the fitted ones as text: they differ in type (e.g. 3 and "
+            "'3'); convert them to the type of the fitted labels "
+            f"({type(fitted[0]).__name__})" if any(str(g) in as_text for g in groups[:1000])
+            else "")
+    warnings.warn(f"none of the {N} rows' clusters was seen in fit, so every prediction "
+                  f"is the marginal one (random effects 0).{hint}", UserWarning,
+                  stacklevel=3)
+
+
 def _preview(names, n=5):
     """At most n names, and how many more."""
     if not names:
@@ -356,6 +377,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
             return pred
         Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
         gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
+        _warn_unseen(np.isnan(gamma).any(axis=1), groups, self.random_effects_.index)
         return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
 
     def _by_name(self, X):

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .coltypes import check_columns, column_types
+
 __all__ = ["FormulaDesign", "parse_formula", "split_bars", "FormulaMixin"]
 
 MISSING = ("raise", "drop")
@@ -58,6 +60,7 @@ class FormulaDesign:
     re_spec: list
     n_dropped: int
     re_blocks: list
+    column_types: dict | None = None
 
 
 def split_bars(formula):
@@ -118,6 +121,8 @@ def parse_formula(formula, data, missing="raise"):
         raise ValueError(f"data must be a pandas DataFrame; got {type(data).__name__}")
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {MISSING}; got {missing!r}")
+    if any(not isinstance(c, str) for c in data.columns):  # formulas name columns by text
+        data = data.rename(columns=str)
     if data.columns.duplicated().any():
         dup = sorted(set(data.columns[data.columns.duplicated()].astype(str)))
         raise ValueError(f"data has duplicated column names {dup}; rename them")
@@ -126,9 +131,16 @@ def parse_formula(formula, data, missing="raise"):
         raise ValueError("the formula has no random-effect term such as (1 | group); "
                          "add one to say how rows are clustered")
     group = _grouping_factor(bars, data)
-    if _has_dot(fixed):
+    dot = _has_dot(fixed)
+    if dot:
         fixed += "".join(f" - {c}" for c in group.split(":"))  # '.' = every other column, not the grouping factor
-    data, n_dropped = _handle_missing(data, fixed, bars, group.split(":"), missing)
+    used = _used_columns(fixed, bars, data)
+    response = fixed.split("~", 1)[0].strip()
+    dot_columns = ([c for c in data.columns if c != response and c not in group.split(":")]
+                   if dot else [])
+    check_columns(data, [c for c in data.columns if c in used and c != response
+                         and c not in group.split(":")], dot_columns)
+    data, n_dropped = _handle_missing(data, used, group.split(":"), missing)
     fm = _formulaic()
     mm = _materialise(fm, fixed, data)
     y = np.asarray(mm.lhs, dtype=float).ravel() if hasattr(mm, "lhs") else None
@@ -146,7 +158,10 @@ def parse_formula(formula, data, missing="raise"):
     return FormulaDesign(y=y, X=pd.DataFrame(X), groups=labels, Z=Z, re_names=names,
                          fit_intercept=fit_intercept, group_column=group,
                          fixed_spec=mm.rhs.model_spec, re_spec=re_specs,
-                         n_dropped=n_dropped, re_blocks=blocks)
+                         n_dropped=n_dropped, re_blocks=blocks,
+                         column_types=column_types(data[[c for c in data.columns
+                                                         if c in used]],
+                                                   response, group.split(":")))
 
 
 def _grouping_factor(bars, data):
@@ -221,7 +236,8 @@ def _materialise(fm, formula, data):
         raise ValueError(f"cannot read formula {formula!r}: {exc}") from None
 
 
-def _handle_missing(data, fixed, bars, group, missing):
+def _used_columns(fixed, bars, data):
+    """The columns of ``data`` that the formula uses (every one, with '.')."""
     fm = _formulaic()
     used = set()
     dot = _has_dot(fixed)
@@ -232,16 +248,24 @@ def _handle_missing(data, fixed, bars, group, missing):
             raise ValueError(f"cannot read formula {part!r}: {exc}") from None
     if dot:
         used |= set(map(str, data.columns))
-    cols = [c for c in data.columns if str(c) in used or c in group]
+    return {c for c in data.columns if str(c) in used}
+
+
+def _handle_missing(data, used, group, missing):
+    cols = [c for c in data.columns if c in used or c in group]
     na = data[cols].isna()
     if not na.to_numpy().any():
         return data, 0
     rows = na.any(axis=1)
+    counts = na.sum()
+    detail = ", ".join(f"{c}: {n}" for c, n in counts[counts > 0].items())
     if missing == "raise":
-        counts = na.sum()
-        detail = ", ".join(f"{c}: {n}" for c, n in counts[counts > 0].items())
         raise ValueError(f"{int(rows.sum())} rows have missing values ({detail}); "
                          f"clean them or pass missing='drop' to drop those rows")
+    if rows.all():
+        raise ValueError(f"every one of the {len(data)} rows has a missing value in the "
+                         f"formula's columns ({detail}), so missing='drop' leaves "
+                         f"nothing; fix those columns or leave them out of the formula")
     warnings.warn(f"dropped {int(rows.sum())} of {len(data)} rows with missing values "
                   f"(missing='drop')", UserWarning, stacklevel=4)
     return data.loc[~rows], int(rows.sum())
@@ -296,6 +320,7 @@ class FormulaMixin:
         self.formula_ = formula
         self.group_name_ = design.group_column
         self.formula_design_ = design
+        self.column_types_ = design.column_types
         return self
 
     def predict_frame(self, data, random_effects=True):
@@ -307,8 +332,17 @@ class FormulaMixin:
         if design is None:
             raise ValueError("predict_frame needs a model fitted by from_formula or "
                              "fit_formula; use predict(X, groups, Z) otherwise")
+        if any(not isinstance(c, str) for c in data.columns):
+            data = data.rename(columns=str)
         X = design.fixed_spec.get_model_matrix(data, na_action="raise")
         X = X.drop(columns=["Intercept"]) if "Intercept" in X.columns else X
+        if not random_effects:
+            return self.predict(X, random_effects=False)
+        absent = [c for c in design.group_column.split(":") if c not in data.columns]
+        if absent:
+            raise ValueError(f"data has no grouping column {absent[0]!r}: add it to "
+                             f"predict with the fitted random effects, or pass "
+                             f"random_effects=False for the marginal prediction")
         Z = random_design_matrix(design, data)
         return self.predict(X, groups=_group_labels(data, design.group_column), Z=Z,
                             random_effects=random_effects)

@@ -166,6 +166,9 @@ class SelectionMixin:
     def _a_grid(self):
         """The grid of a, sorted, without repeats."""
         grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
+        if grid.size == 0:
+            raise ValueError("a_grid is empty; pass at least one value of a ≥ 0, or "
+                             "None for the default grid")
         return np.unique([check_a(float(v), "a_grid values") for v in grid])
 
     def _ic_choices(self, transform, a_values, k_max, free, p):

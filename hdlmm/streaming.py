@@ -364,6 +364,10 @@ class StreamMixin:
         -------
         self
         """
+        if (not isinstance(chunk_rows, (int, np.integer)) or isinstance(chunk_rows, bool)
+                or chunk_rows < 1):
+            raise ValueError(f"chunk_rows must be a positive integer (rows read at a "
+                             f"time); got {chunk_rows!r}")
         spec = TableSpec(y, groups, X, Z)
         stats = stream_stats(source, spec, chunk_rows=chunk_rows, sep=sep,
                              progress=progress, **self._stats_options())
