@@ -53,6 +53,8 @@ def _fit_parser(sub):
                      help="e.g. 'y ~ x1 + x2 + (1 | g)'; '.' means every other column")
     fit.add_argument("--out", default="hdlmm_output", help="folder for the results")
     fit.add_argument("--sep", default=None, help="CSV delimiter (default ',' or tab)")
+    fit.add_argument("--decimal", default=".",
+                     help="decimal mark of a CSV (default '.'; ',' for 3,14)")
     fit.add_argument("--support-size", type=int, default=None,
                      help="number of nonzero fixed effects k (default: chosen by EBIC "
                           "and confirmed by grouped CV)")
@@ -92,7 +94,15 @@ def _run_fit(args, argv):
     from .estimator import SparseLMM
     from .io import read_table, write_results
 
-    data = read_table(args.data, sep=args.sep)
+    from .formula import split_bars
+
+    try:
+        group_columns = [c.strip() for _, g, _ in split_bars(args.formula)[1]
+                         for c in g.replace("/", ":").split(":")]
+    except ValueError:
+        group_columns = []  # the formula's own error comes with the fit
+    data = read_table(args.data, sep=args.sep, text_columns=group_columns,
+                      decimal=args.decimal)
     inference = args.inference
     if inference == "none":
         inference = None
@@ -125,7 +135,7 @@ def _parse_n_obs(text):
 def _run_simulate(args):
     import pandas as pd
 
-    from .io import write_table
+    from .io import write_table, write_text
     from .simulate import make_lmm_data
 
     d = make_lmm_data(n_clusters=args.n_clusters, n_obs=_parse_n_obs(args.n_obs),
@@ -148,7 +158,7 @@ def _run_simulate(args):
              "n_rows": int(len(df)), "n_clusters": int(args.n_clusters),
              "seed": args.seed}
     truth_path = out.with_name(out.stem + "_truth.json")
-    truth_path.write_text(json.dumps(truth, indent=2))
+    write_text(json.dumps(truth, indent=2), truth_path)
     print(f"wrote {len(df)} rows ({args.n_clusters} clusters, {d.X.shape[1]} features) "
           f"to {out.resolve()}\ntruth: {truth_path.resolve()}\n"
           f"fit it with: hdlmm fit {out} --formula '{formula}'")
@@ -171,6 +181,9 @@ def main(argv=None):
                 _run_fit(args, ["hdlmm"] + argv)
             elif args.command == "simulate":
                 _run_simulate(args)
+    except KeyboardInterrupt:
+        print("hdlmm: interrupted; no output was left half-written", file=sys.stderr)
+        return 130
     except (ValueError, ImportError, OSError) as exc:
         if args.debug:
             raise

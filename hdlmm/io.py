@@ -5,8 +5,12 @@ Parquet needs the optional dependency pyarrow (``pip install 'hdlmm[io]'``).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,11 +42,18 @@ def _kind(path):
                      f"one of {CSV_SUFFIXES + PARQUET_SUFFIXES}")
 
 
-def read_table(path, sep=None):
-    """Read a CSV (``sep`` default: ',' or tab for .tsv) or Parquet file into a DataFrame,
-    with one-line errors for the usual problems (missing, empty, corrupt, wrong
-    delimiter)."""
+def read_table(path, sep=None, text_columns=(), decimal="."):
+    """Read a CSV (``sep`` default: ',' or tab for .tsv) or Parquet file (or a folder of
+    Parquet files) into a DataFrame, with one-line errors for the usual problems
+    (missing, empty, corrupt, wrong delimiter).
+
+    ``text_columns`` (e.g. the grouping column) are read as text, so that labels such
+    as ``007`` and ``7`` stay distinct; a leading column that is a saved pandas index
+    (``Unnamed: 0`` holding 0, 1, 2, ...) is left out with a warning; ``decimal`` is the
+    decimal mark of a CSV (``,`` for 3,14)."""
     path = Path(path)
+    if path.is_dir():
+        return _read_parquet_folder(path)
     kind = _kind(path)
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
@@ -58,11 +69,13 @@ def read_table(path, sep=None):
     else:
         sep = sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
         try:
-            df = pd.read_csv(path, sep=sep)
+            df = pd.read_csv(path, sep=sep, encoding="utf-8-sig", decimal=decimal,
+                             dtype={c: str for c in text_columns})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise ValueError(f"cannot read CSV file {str(path)!r}: "
-                             f"{str(e).splitlines()[0]}") from None
+            raise ValueError(f"cannot read CSV file {str(path)!r} (is it a CSV text "
+                             f"file?): {str(e).splitlines()[0]}") from None
         _check_delimiter(df, path, sep)
+        df = _drop_saved_index(df, path)
     if df.shape[0] == 0:
         raise ValueError(f"data file {str(path)!r} has a header but no rows")
     dup = [c for c in df.columns if "." in str(c) and str(c).rsplit(".", 1)[0] in
@@ -73,7 +86,55 @@ def read_table(path, sep=None):
     return df
 
 
+def _read_parquet_folder(path):
+    """The Parquet files of a folder, one frame; files must have the same columns."""
+    _pyarrow()
+    files = sorted(path.glob("*.parquet")) + sorted(path.glob("*.pq"))
+    if not files:
+        raise ValueError(f"folder {str(path)!r} has no .parquet files")
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_parquet(f))
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise ValueError(f"cannot read Parquet file {str(f)!r}: "
+                             f"{str(exc).splitlines()[0]}") from None
+        if list(frames[-1].columns) != list(frames[0].columns):
+            raise ValueError(f"the Parquet files of {str(path)!r} have different columns: "
+                             f"{files[0].name} has {list(frames[0].columns)[:8]}, {f.name} "
+                             f"has {list(frames[-1].columns)[:8]}; give them one schema")
+    df = pd.concat(frames, ignore_index=True)
+    if df.shape[0] == 0:
+        raise ValueError(f"the Parquet files of {str(path)!r} have no rows")
+    return df
+
+
+def _drop_saved_index(df, path):
+    """Leave out a first column that is a saved pandas index (an unnamed column holding
+    0, 1, 2, ... or 1, 2, 3, ...), with a warning."""
+    first = str(df.columns[0])
+    if not (first.startswith("Unnamed: ") or first == "") or df.shape[1] < 2:
+        return df
+    values = df.iloc[:, 0]
+    if pd.api.types.is_integer_dtype(values.dtype) and (
+            np.array_equal(values, np.arange(len(df)))
+            or np.array_equal(values, np.arange(1, len(df) + 1))):
+        import warnings
+
+        warnings.warn(f"the first column of {path.name} ({first!r}, 0, 1, 2, ...) looks "
+                      f"like a saved pandas index and is left out (write CSVs with "
+                      f"index=False)", UserWarning, stacklevel=3)
+        return df.iloc[:, 1:]
+    return df
+
+
 def _check_delimiter(df, path, sep):
+    semicolon = [str(c) for c in df.columns if ";" in str(c)]
+    if sep != ";" and semicolon:
+        raise ValueError(
+            f"data file {str(path)!r} has ';' in its header ({semicolon[0][:40]!r}): it "
+            f"looks ';'-separated: pass --sep ';' (and --decimal ',' if its numbers are "
+            f"written 3,14)")
     if df.shape[1] == 1:
         name = str(df.columns[0])
         for other in (";", "\t", "|", ","):
@@ -83,13 +144,43 @@ def _check_delimiter(df, path, sep):
                     f"it looks {other!r}-separated: pass --sep {other!r}")
 
 
+def _temporary(path):
+    """A name beside ``path`` for writing it first (renamed over it when complete)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path to write; on success it replaces ``path`` in one rename,
+    on any failure or interrupt it is removed, so ``path`` is never half-written."""
+    tmp = _temporary(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_table(df, path):
-    """Write a DataFrame to CSV or Parquet (by extension)."""
-    if _kind(path) == "parquet":
-        _pyarrow()
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False)
+    """Write a DataFrame to CSV or Parquet (by extension), atomically."""
+    kind = _kind(path)
+    with atomic_path(path) as tmp:
+        if kind == "parquet":
+            _pyarrow()
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+
+
+def write_text(text, path):
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def coefficient_table(model, level=0.95):
@@ -138,6 +229,7 @@ def results_dict(model, level=0.95, argv=None):
     names = list(model.params_.index)
     out = {
         "formula": getattr(model, "formula_", None),
+        "column_types": getattr(model, "column_types_", None),
         "n_observations": model.stats_.n_samples,
         "n_clusters": model.stats_.n_clusters,
         "a": model.a_, "support_size": model.support_size_,
@@ -174,20 +266,45 @@ def write_results(model, out, level=0.95, argv=None, plots=True):
     list of the written paths
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "coefficients.csv", out / "results.json"]
-    coefficient_table(model, level).to_csv(paths[0], index=False)
-    paths[1].write_text(json.dumps(results_dict(model, level, argv), indent=2,
-                                   allow_nan=False))
-    if plots:
-        try:
-            from .plots import plot_cv_curve, plot_path
+    _check_output_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:  # the whole folder of one run, or nothing
+        tmp.mkdir()
+        coefficient_table(model, level).to_csv(tmp / "coefficients.csv", index=False)
+        (tmp / "results.json").write_text(json.dumps(results_dict(model, level, argv),
+                                                     indent=2, allow_nan=False))
+        if plots:
+            try:
+                from .plots import plot_cv_curve, plot_path
 
-            plot_path(model, path=out / "coef_path.png")
-            paths.append(out / "coef_path.png")
-            if model.cv_results_ is not None:
-                plot_cv_curve(model, path=out / "cv_curve.png")
-                paths.append(out / "cv_curve.png")
-        except ImportError:
-            pass
-    return paths
+                plot_path(model, path=tmp / "coef_path.png")
+                if model.cv_results_ is not None:
+                    plot_cv_curve(model, path=tmp / "cv_curve.png")
+            except ImportError:
+                pass
+        written = sorted(p.name for p in tmp.iterdir())
+        if out.exists():  # last: an earlier run's results stay until this one is whole
+            _retire(out)
+    return [out / name for name in written]
+
+
+#: the files ``write_results`` writes: an existing --out folder may hold only these
+OUTPUT_FILES = {"coefficients.csv", "results.json", "coef_path.png", "cv_curve.png"}
+
+
+def _check_output_folder(out):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the results")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+        if other:
+            raise ValueError(f"--out folder {str(out)!r} holds files that are not hdlmm "
+                             f"results ({other[:5]}); give an empty or new folder")
+
+
+def _retire(out):
+    """Move an earlier run's results folder aside (removed once the new one is in
+    place), so that the folder never mixes two runs."""
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    os.replace(out, old)
+    atexit.register(shutil.rmtree, old, ignore_errors=True)

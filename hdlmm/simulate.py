@@ -203,6 +203,7 @@ def make_lmm_data(n_clusters=30, n_obs=8, n_features=300, n_re=2, support_size=3
     -------
     LMMData
     """
+    _check_options(n_clusters, n_obs, n_features, n_re, support_size, coef, scale)
     rng = np.random.default_rng(check_random_state(random_state).randint(2**31 - 1))
     sizes = _cluster_sizes(n_clusters, n_obs, rng)
     N = int(sizes.sum())
@@ -222,6 +223,30 @@ def make_lmm_data(n_clusters=30, n_obs=8, n_features=300, n_re=2, support_size=3
     y = intercept + X @ beta + np.einsum("ij,ij->i", Z, gamma[groups]) + noise
     return LMMData(X=X, y=y, Z=Z, groups=groups, beta=beta, gamma=gamma,
                    cov_re=psi, scale=float(scale))
+
+
+def _check_options(n_clusters, n_obs, n_features, n_re, support_size, coef, scale):
+    """Refuse options that would write NaN or empty data."""
+    def count(value, name, minimum):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                or value < minimum:
+            raise ValueError(f"{name} must be an integer ≥ {minimum}; got {value!r}")
+
+    count(n_clusters, "n_clusters", 2)
+    count(n_features, "n_features", 1)
+    count(n_re, "n_re", 1)
+    sizes = np.atleast_1d(n_obs)
+    if sizes.size == 0 or not np.all(np.isfinite(sizes.astype(float))) or np.any(sizes < 1):
+        raise ValueError(f"n_obs (rows per cluster) must be at least 1; got {n_obs!r}")
+    k = np.size(coef) if coef is not None else support_size
+    if coef is None:
+        count(support_size, "support_size", 0)
+    if k > n_features:
+        raise ValueError(f"{k} nonzero fixed effects do not fit in n_features = "
+                         f"{n_features}")
+    if not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale (the residual variance σ²) must be finite and ≥ 0; got "
+                         f"{scale!r}")
 
 
 def _draw_X(N, p, x_corr, rng):

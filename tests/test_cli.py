@@ -103,3 +103,103 @@ def test_help_is_complete_and_usage_errors_exit_2():
     assert run_cli("fit", "data.csv").returncode == 2  # --formula is required
     out = run_cli("simulate", "--out", "x.csv", "--n-obs", "a,b")
     assert out.returncode == 2 and "--n-obs must be a number" in out.stderr
+
+
+def _frame(seed=0):
+    d = hdlmm.make_lmm_data(n_clusters=12, n_obs=6, n_features=5, support_size=2,
+                            random_state=seed)
+    return pd.DataFrame(d.X, columns=[f"x{j}" for j in range(5)]).assign(y=d.y, g=d.groups)
+
+
+def test_grouping_labels_stay_text_and_a_saved_index_is_left_out(tmp_path):
+    import json
+
+    df = _frame()
+    df["g"] = [f"{g:03d}" if g % 2 else str(g) for g in df.g]  # '007' and '7' both
+    df.loc[df.g == "001", "g"] = "1"  # '1' and '001' must stay two clusters
+    df.loc[df.index < 3, "g"] = "001"
+    df.to_csv(tmp_path / "d.csv")  # with the pandas index
+    out = run_cli("fit", tmp_path / "d.csv", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r", "--no-plots", "--inference", "none")
+    assert out.returncode == 0, out.stderr
+    assert "looks like a saved pandas index and is left out" in out.stderr
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["n_clusters"] == df.g.nunique() == 13
+    assert res["column_types"]["g"] == "grouping (labels)"
+    assert "Unnamed: 0" not in res["column_types"]
+
+
+def test_decimal_commas_and_a_parquet_folder(tmp_path):
+    import json
+
+    df = _frame(1)
+    df.to_csv(tmp_path / "d.csv", sep=";", decimal=",", index=False)
+    out = run_cli("fit", tmp_path / "d.csv", "--formula", "y ~ . + (1 | g)", "--sep", ";",
+                  "--decimal", ",", "--out", tmp_path / "r", "--no-plots")
+    assert out.returncode == 0, out.stderr
+    ref = json.loads((tmp_path / "r" / "results.json").read_text())
+    pytest.importorskip("pyarrow")
+    (tmp_path / "parts").mkdir()
+    df.iloc[:30].to_parquet(tmp_path / "parts" / "a.parquet")
+    df.iloc[30:].to_parquet(tmp_path / "parts" / "b.parquet")
+    out = run_cli("fit", tmp_path / "parts", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r2", "--no-plots")
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "r2" / "results.json").read_text())
+    assert res["support"] == ref["support"]
+    df.iloc[:30].drop(columns="x4").to_parquet(tmp_path / "parts" / "c.parquet")
+    out = run_cli("fit", tmp_path / "parts", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r3")
+    assert out.returncode == 2 and "have different columns" in out.stderr
+
+
+def test_a_rerun_replaces_the_whole_output_folder(tmp_path):
+    df = _frame(2)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    out = run_cli("fit", tmp_path / "d.csv", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r")
+    assert out.returncode == 0 and (tmp_path / "r" / "cv_curve.png").exists()
+    out = run_cli("fit", tmp_path / "d.csv", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r", "--no-plots", "--a", "1")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["coefficients.csv",
+                                                                  "results.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    out = run_cli("fit", tmp_path / "d.csv", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "mine")
+    assert out.returncode == 2 and "holds files that are not hdlmm results" in out.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_ctrl_c_exits_130_with_one_line_and_no_partial_file(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "hdlmm.cli", "simulate", "--out",
+                             str(tmp_path / "big.csv"), "--n-clusters", "20000",
+                             "--n-obs", "10", "--n-features", "400"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # it finished before the interrupt: nothing to check
+        pytest.skip("simulate finished before the interrupt")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["hdlmm: interrupted; no output was left "
+                                        "half-written"]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--scale", "nan", "scale (the residual variance σ²) must be finite"),
+    ("--scale", "-1", "scale (the residual variance σ²) must be finite and ≥ 0"),
+    ("--n-obs", "0", "n_obs (rows per cluster) must be at least 1"),
+    ("--n-clusters", "1", "n_clusters must be an integer ≥ 2"),
+    ("--support-size", "500", "500 nonzero fixed effects do not fit"),
+])
+def test_simulate_validates_its_options(tmp_path, option, value, message):
+    out = run_cli("simulate", "--out", tmp_path / "d.csv", option, value)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not list(tmp_path.iterdir())
