@@ -38,6 +38,9 @@ def _as_float_matrix(A, name, n_rows=None, allow_1d=True, allow_no_columns=False
             raise ValueError(
                 f"{name} has non-numeric columns {bad[:5]}; encode them (e.g. "
                 f"pandas.get_dummies) or use SparseLMM.from_formula, which does")
+        A = A.to_numpy(dtype=float, na_value=np.nan)  # pd.NA of nullable dtypes: NaN
+    elif isinstance(A, pd.Series) and pd.api.types.is_numeric_dtype(A):
+        A = A.to_numpy(dtype=float, na_value=np.nan)
     raw = np.asarray(A)
     if raw.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has complex values; pass "

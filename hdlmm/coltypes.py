@@ -9,7 +9,8 @@ hundreds of candidate predictors. Before a formula is materialised,
   and the first offending values;
 * refuses a text column with many distinct values (an identifier or free text) unless
   it is declared categorical (pandas ``category`` dtype);
-* refuses datetime columns (a number of days or seconds is what a model can use);
+* refuses datetime columns (a number of days or seconds is what a model can use) and
+  nested values (a Parquet struct or list column);
 * warns about a text column with one value (it has no dummy and drops out).
 
 :func:`column_types` describes every column as it was read ("numeric", "categorical
@@ -58,6 +59,12 @@ def check_columns(data, columns, dot_columns=()):
                 f"since the first date) or leave it out of the formula")
         if isinstance(s.dtype, pd.CategoricalDtype) or not _is_text(s):
             continue
+        nested = next((v for v in s.dropna().head(100)
+                       if not isinstance(v, (str, bytes, int, float, bool))), None)
+        if nested is not None:
+            raise ValueError(f"column {name!r} holds nested values ({type(nested).__name__}"
+                             f", e.g. {str(nested)[:40]}); flatten it into columns or "
+                             f"leave it out of the formula")
         bad = _stray_cells(s)
         if bad is not None:
             first = list(dict.fromkeys(map(str, bad)))[:5]

@@ -76,11 +76,23 @@ def source_columns(source, sep=None):
     if kind == "parquet":
         names = pa.parquet.ParquetFile(path).schema_arrow.names
         return [c for c in names if not c.startswith("__index_level_")]  # pandas' index
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\r\n")
+    return _csv_header(path, sep)
+
+
+def _csv_header(path, sep):
+    """The column names of a CSV header line (quotes as R writes them removed, a UTF-8
+    byte-order mark dropped)."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = fh.readline().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {path}: it is not a UTF-8 text file (a CSV?)"
+                         ) from None
     if not header:
         raise ValueError(f"{path} is empty: no header line")
-    return header.split(sep)
+    return next(csv.reader([header], delimiter=sep))
 
 
 def count_rows(source, sep=None):
@@ -92,11 +104,14 @@ def count_rows(source, sep=None):
     return sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
 
 
-def read_batches(source, columns, chunk_rows=50_000, sep=None, float_columns=()):
+def read_batches(source, columns, chunk_rows=50_000, sep=None, float_columns=(),
+                 text_columns=()):
     """Yield the rows of ``columns`` as pandas DataFrames of about ``chunk_rows`` rows.
 
     ``float_columns`` are parsed as float64 in CSV (so that a column of integers in the
-    first block and decimals later does not fail half way through the file).
+    first block and decimals later does not fail half way through the file);
+    ``text_columns`` (the grouping column) as text, so that labels ``007`` and ``7``
+    stay two clusters. A cell that does not parse is an error naming its column.
     """
     pa = _pyarrow()
     for path in _files(source):
@@ -105,14 +120,35 @@ def read_batches(source, columns, chunk_rows=50_000, sep=None, float_columns=())
             yield from _parquet_frames(pa, path, list(columns), chunk_rows)
             continue
         types = {c: pa.float64() for c in float_columns}
-        reader = pa.csv.open_csv(
-            path, read_options=pa.csv.ReadOptions(block_size=max(1 << 16, chunk_rows * 16
-                                                                   * len(columns))),
-            parse_options=pa.csv.ParseOptions(delimiter=delim),
-            convert_options=pa.csv.ConvertOptions(include_columns=list(columns),
-                                                  column_types=types))
-        for batch in reader:
-            yield batch.to_pandas()
+        types.update({c: pa.string() for c in text_columns})
+        header = _csv_header(path, delim)
+        try:
+            reader = pa.csv.open_csv(
+                path, read_options=pa.csv.ReadOptions(
+                    block_size=max(1 << 16, chunk_rows * 16 * len(columns)),
+                    column_names=header, skip_rows=1),
+                parse_options=pa.csv.ParseOptions(delimiter=delim),
+                convert_options=pa.csv.ConvertOptions(include_columns=list(columns),
+                                                      column_types=types))
+            for batch in reader:
+                yield batch.to_pandas()
+        except pa.ArrowInvalid as exc:
+            raise ValueError(_conversion_error(str(exc), header, path)) from None
+
+
+def _conversion_error(message, header, path):
+    """pyarrow's "In CSV column #3: CSV conversion error to double: invalid value '?'"
+    as a message that names the column and the fix."""
+    import re
+
+    m = re.search(r"column #(\d+): CSV conversion error to \w+: invalid value '(.*)'",
+                  message)
+    if not m:
+        return f"cannot read {path}: {message.splitlines()[0]}"
+    name = header[int(m.group(1))] if int(m.group(1)) < len(header) else m.group(1)
+    return (f"column {name!r} of {path} is numeric but has a cell {m.group(2)!r} that is "
+            f"not a number; fix such cells or leave them empty (missing), or leave the "
+            f"column out")
 
 
 #: Columns decoded at a time from a Parquet row group, and the largest row group
@@ -242,7 +278,8 @@ def _chunks(source, spec, chunk_rows, sep, progress, desc):
     offset = 0
     where = os.fspath(source)
     try:
-        for frame in read_batches(source, spec.columns, chunk_rows, sep, spec.numeric):
+        for frame in read_batches(source, spec.columns, chunk_rows, sep, spec.numeric,
+                                  [spec.groups]):
             X, y, Z, g = spec.arrays(frame, offset, where)
             yield X, y, Z, g, offset
             offset += len(frame)
@@ -267,7 +304,8 @@ def sorted_labels(parts, groups, where):
 def scan_labels(source, groups, chunk_rows=1_000_000, sep=None):
     """All cluster labels of a source (reading the grouping column only), sorted."""
     parts = (frame[groups].to_numpy(dtype=object)
-             for frame in read_batches(source, [groups], chunk_rows, sep))
+             for frame in read_batches(source, [groups], chunk_rows, sep,
+                                       text_columns=[groups]))
     return sorted_labels(list(parts), groups, os.fspath(source))
 
 

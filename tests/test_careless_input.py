@@ -125,3 +125,50 @@ def test_fit_source_checks_chunk_rows_before_reading(tmp_path, frame):
     frame.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(ValueError, match="chunk_rows must be a positive integer"):
         SparseLMM().fit_source(tmp_path / "d.csv", y="y", groups="g", chunk_rows=-5)
+
+
+def test_nullable_missing_values_in_x_are_named_as_missing(frame):
+    X = frame[[f"x{j}" for j in range(5)]].astype("Float64")
+    X.iloc[0, 0] = pd.NA
+    with pytest.raises(ValueError, match=r"X contains NaN values in 1 row\(s\)"):
+        SparseLMM().fit(X, frame.y, groups=frame.g)
+
+
+def test_nested_values_are_refused(frame):
+    nested = frame.assign(s=[{"a": 1}] * len(frame))
+    with pytest.raises(ValueError, match="column 's' holds nested values"):
+        _formula_fit(nested)
+
+
+@pytest.fixture
+def csv_files(tmp_path, frame):
+    import csv
+
+    pytest.importorskip("pyarrow")
+    bad = frame.assign(x0=frame.x0.astype(object).where(frame.index != 3, "?"))
+    bad.to_csv(tmp_path / "q.csv", index=False)
+    frame.to_csv(tmp_path / "bom.csv", index=False, encoding="utf-8-sig")
+    frame.to_csv(tmp_path / "quoted.csv", index=False, quoting=csv.QUOTE_NONNUMERIC)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    labels = frame.assign(g=np.where(frame.g == 1, "007", frame.g.astype(str)))
+    labels.loc[labels.g == "2", "g"] = "7.0"  # '7', '007' and '7.0': three clusters
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    return tmp_path
+
+
+def test_fit_source_names_a_stray_cell(csv_files):
+    with pytest.raises(ValueError, match=r"column 'x0' of .*q.csv is numeric but has a "
+                                         r"cell '\?' that is not a number"):
+        SparseLMM(inference=None).fit_source(csv_files / "q.csv", y="y", groups="g")
+
+
+def test_fit_source_reads_what_the_cli_reads(csv_files):
+    ref = SparseLMM(random_state=0, inference=None).fit_source(csv_files / "plain.csv",
+                                                                y="y", groups="g")
+    for name in ("bom.csv", "quoted.csv"):
+        m = SparseLMM(random_state=0, inference=None).fit_source(csv_files / name, y="y",
+                                                                 groups="g")
+        np.testing.assert_allclose(m.coef_, ref.coef_)
+    m = SparseLMM(random_state=0, inference=None).fit_source(csv_files / "labels.csv",
+                                                             y="y", groups="g")
+    assert m.stats_.n_clusters == 10  # grouping labels read as text, none merged

@@ -203,3 +203,19 @@ def test_simulate_validates_its_options(tmp_path, option, value, message):
     out = run_cli("simulate", "--out", tmp_path / "d.csv", option, value)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_binary_file_named_csv_and_struct_parquet_column_are_one_line_errors(tmp_path):
+    (tmp_path / "bin.csv").write_bytes(bytes(range(256)) * 20)
+    out = run_cli("fit", tmp_path / "bin.csv", "--formula", "y ~ . + (1 | g)")
+    assert out.returncode == 2 and "is it a CSV text file?" in out.stderr
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    df = _frame(3)
+    table = pa.table({"y": df.y, "g": df.g, "x0": df.x0, "s": [{"a": 1}] * len(df)})
+    pq.write_table(table, tmp_path / "s.parquet")
+    out = run_cli("fit", tmp_path / "s.parquet", "--formula", "y ~ . + (1 | g)", "--out",
+                  tmp_path / "r")
+    assert out.returncode == 2 and "column 's' holds nested values" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
