@@ -71,12 +71,27 @@ def _kind(path, sep):
 def source_columns(source, sep=None):
     """Column names of a source (from the Parquet schema or the CSV header)."""
     pa = _pyarrow()
-    path = _files(source)[0]
-    kind, sep = _kind(path, sep)
+    files = _files(source)
+    kind, sep = _kind(files[0], sep)
     if kind == "parquet":
+        first = _parquet_names(pa, files[0])
+        for other in files[1:]:  # the files of a folder must share one schema
+            names = _parquet_names(pa, other)
+            if names != first:
+                raise ValueError(f"the Parquet files of {source} have different columns: "
+                                 f"{files[0].name} has {first[:8]}, {other.name} has "
+                                 f"{names[:8]}; give them one schema")
+        return first
+    return _csv_header(files[0], sep)
+
+
+def _parquet_names(pa, path):
+    try:
         names = pa.parquet.ParquetFile(path).schema_arrow.names
-        return [c for c in names if not c.startswith("__index_level_")]  # pandas' index
-    return _csv_header(path, sep)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise ValueError(f"cannot read Parquet file {str(path)!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return [c for c in names if not c.startswith("__index_level_")]  # pandas' index
 
 
 def _csv_header(path, sep):

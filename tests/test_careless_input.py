@@ -172,3 +172,13 @@ def test_fit_source_reads_what_the_cli_reads(csv_files):
     m = SparseLMM(random_state=0, inference=None).fit_source(csv_files / "labels.csv",
                                                              y="y", groups="g")
     assert m.stats_.n_clusters == 10  # grouping labels read as text, none merged
+
+
+def test_fit_source_on_parquet_files_of_different_columns(tmp_path, frame):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "parts").mkdir()
+    frame.iloc[:30].to_parquet(tmp_path / "parts" / "a.parquet")
+    frame.iloc[30:].drop(columns="x4").to_parquet(tmp_path / "parts" / "b.parquet")
+    with pytest.raises(ValueError, match=r"the Parquet files of .* have different columns: "
+                                         r"a.parquet has .* b.parquet has"):
+        SparseLMM(inference=None).fit_source(tmp_path / "parts", y="y", groups="g")
