@@ -57,9 +57,9 @@ def row_sums(chunks, n_clusters, coef, intercept, standardization=None):
     ``coef``, ``U`` are in those units.
     """
     def rows(U, S, cols):
-        out = None
+        out, buffer = None, []
         for chunk in chunks():
-            for Xc, yc, idx in standard_pieces(*chunk, standardization):
+            for Xc, yc, idx in standard_pieces(*chunk, standardization, buffer=buffer):
                 part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
                 out = add_cluster_sums(out, n_clusters, *part)
         return out
@@ -71,23 +71,27 @@ def row_sums(chunks, n_clusters, coef, intercept, standardization=None):
 PIECE_BYTES = 32 * 2 ** 20
 
 
-def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTES):
+def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTES,
+                    buffer=None):
     """Yield ``(X̃, y, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
     ``standardization = (s, c)`` (the columns the statistics were built on, see
     :class:`hdlmm.stats.ClusterStats`); the rows as they are when it is None.
 
     The columns are standardised before any product: X u computed as X(u/c) − sᵀ(u/c)
     would lose a column's spread to cancellation when its mean is large. The pieces
-    share one buffer (the sums copy what they keep), so memory stays O(piece)."""
+    share one buffer (the sums copy what they keep), so memory stays O(piece); pass a
+    list as ``buffer`` to reuse it across calls (it holds the array)."""
     if standardization is None:
         yield X, y, cluster_index
         return
     shift, scale = standardization
     step = max(1, piece_bytes // (8 * max(X.shape[1], 1)))
-    buffer = np.empty((min(step, X.shape[0]), X.shape[1]))
+    held = [] if buffer is None else buffer
+    if not held or held[0].shape[1] != X.shape[1] or held[0].shape[0] < min(step, X.shape[0]):
+        held[:] = [np.empty((min(step, X.shape[0]), X.shape[1]))]
     for lo in range(0, X.shape[0], step):
         rows = slice(lo, lo + step)
-        part = np.subtract(X[rows], shift, out=buffer[:X[rows].shape[0]])
+        part = np.subtract(X[rows], shift, out=held[0][:X[rows].shape[0]])
         part /= scale
         yield part, y[rows], cluster_index[rows]
 

@@ -398,31 +398,37 @@ def column_standardization(X, intercept, chunk_rows=65536):
     """(shift, scale) of the columns of X for :class:`ClusterStats`, intercept column
     included (0, 1) when ``intercept``.
 
-    With an intercept: the column means and standard deviations (two passes, the second
-    on centred values: no cancellation); a constant column gets its own value as shift
-    and scale 1, so that its standardised values are exact zeros. Without one: no
-    shift, and the root mean square as scale (1 for a column of zeros).
+    With an intercept: the column means and standard deviations, by the corrected
+    two-pass algorithm (Chan, Golub & LeVeque 1983: the sum of the deviations from the
+    first mean corrects it, as a large offset rounds it), in pieces of rows through one
+    reused buffer; a constant column gets its own value as shift and scale 1, so that
+    its standardised values are exact zeros. Without one: no shift, and the root mean
+    square as scale (1 for a column of zeros).
     """
     N, p = X.shape
-    if intercept:
-        const = np.ptp(X, axis=0) == 0 if N else np.ones(p, bool)
-        mean = X.mean(axis=0) if N else np.zeros(p)
-        mean[const] = X[0, const] if N else 0.0
-        # the corrected two-pass algorithm (Chan, Golub & LeVeque 1983): the sum of the
-        # deviations from the first mean corrects it (large offsets round the first)
-        ss, dev = np.zeros(p), np.zeros(p)
-        for start in range(0, N, chunk_rows):
-            centred = X[start:start + chunk_rows] - mean
-            dev += centred.sum(axis=0)
-            ss += np.square(centred).sum(axis=0)
-        N1 = max(N, 1)
-        mean += dev / N1
-        sd = np.sqrt(np.maximum(ss - dev ** 2 / N1, 0.0) / N1)
-        sd[const | (sd == 0)] = 1.0
-        return np.r_[0.0, mean], np.r_[1.0, sd]
-    rms = np.sqrt(np.einsum("ij,ij->j", X, X) / max(N, 1)) if N else np.ones(p)
-    rms[rms == 0] = 1.0
-    return np.zeros(p), rms
+    if not intercept:
+        rms = np.sqrt(np.einsum("ij,ij->j", X, X) / N) if N else np.ones(p)
+        rms[rms == 0] = 1.0
+        return np.zeros(p), rms
+    if N == 0:
+        return np.zeros(p + 1), np.ones(p + 1)
+    step = max(1, min(chunk_rows, (8 * 2 ** 20) // (8 * max(p, 1))))  # 8 MB pieces
+    mean = X[:step].mean(axis=0)  # a provisional centre, near the mean: the pass corrects it
+    ss, dev = np.zeros(p), np.zeros(p)
+    buf = np.empty((min(step, N), p))
+    for start in range(0, N, step):
+        part = np.subtract(X[start:start + step], mean, out=buf[:min(step, N - start)])
+        dev += part.sum(axis=0)
+        ss += np.einsum("ij,ij->j", part, part)
+    mean += dev / N
+    sd = np.sqrt(np.maximum(ss - dev ** 2 / N, 0.0) / N)
+    # constant (to rounding): checked exactly on those columns only
+    maybe = np.flatnonzero(sd <= 64 * np.finfo(float).eps * np.abs(mean))
+    const = maybe[np.all(X[:, maybe] == X[0, maybe], axis=0)] if maybe.size else maybe
+    mean[const] = X[0, const]
+    sd[const] = 1.0
+    sd[sd == 0] = 1.0
+    return np.r_[0.0, mean], np.r_[1.0, sd]
 
 
 def z_standardization(Z, z_one):
@@ -507,7 +513,8 @@ class _Accumulator:
         self.Xty = np.zeros((K, p))
         self.yty = np.zeros(K)
         self.n_rows = np.zeros(K, dtype=np.int64)
-        self._buffer = np.empty((0, 0))
+        self._buffer = np.empty((0, 0))  # gathered rows of a fold, standardised
+        self._pieces = np.empty((0, 0))  # standardised rows of a cluster product
 
     def add_rows(self, X, y, Z, cluster, block_of_cluster, intercept):
         """Add rows given each row's cluster position (and, with ``intercept``, the
@@ -518,10 +525,12 @@ class _Accumulator:
                              *_first_chunk_z_standardization(Z, self.z_one))
         self._add_totals(X, y, block_of_cluster[cluster], f)
         _, _, z_shift, z_scale = self.standard
+        if self._pieces.shape != (self.product_rows, X.shape[1]):
+            self._pieces = np.empty((self.product_rows, X.shape[1]))
         for lo in range(0, X.shape[0], self.product_rows):
             rows = slice(lo, lo + self.product_rows)
-            self._add_cluster_products(self._standard(X[rows], f),
-                                       y[rows], (Z[rows] - z_shift) / z_scale,
+            Xs = self._standard(X[rows], f, out=self._pieces[:X[rows].shape[0]])
+            self._add_cluster_products(Xs, y[rows], (Z[rows] - z_shift) / z_scale,
                                        cluster[rows], f)
 
     def _standard(self, X, f, out=None):
