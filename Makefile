@@ -22,6 +22,7 @@ demo: $(VENV)/.installed-dev
 	$(BIN)/hdlmm demo --out demo_output
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check hdlmm tests benchmarks examples
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-bench

@@ -92,9 +92,8 @@ def _simulate_parser(sub):
 
 def _run_fit(args, argv):
     from .estimator import SparseLMM
-    from .io import read_table, write_results
-
     from .formula import split_bars
+    from .io import read_table, write_results
 
     try:
         group_columns = [c.strip() for _, g, _ in split_bars(args.formula)[1]

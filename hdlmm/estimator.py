@@ -17,8 +17,12 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._postfit import fixed_effect_inference
 from ._units import to_user_units
-from ._validation import (check_lmm_arrays, check_params, check_predict_groups,
-                          check_predict_X)
+from ._validation import (
+    check_lmm_arrays,
+    check_params,
+    check_predict_groups,
+    check_predict_X,
+)
 from .dask_stats import DaskMixin
 from .formula import FormulaMixin
 from .row_pass import row_chunks

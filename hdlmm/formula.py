@@ -132,8 +132,8 @@ def parse_formula(formula, data, missing="raise"):
                          "add one to say how rows are clustered")
     group = _grouping_factor(bars, data)
     dot = _has_dot(fixed)
-    if dot:
-        fixed += "".join(f" - {c}" for c in group.split(":"))  # '.' = every other column, not the grouping factor
+    if dot:  # '.' = every other column, not the grouping factor
+        fixed += "".join(f" - {c}" for c in group.split(":"))
     used = _used_columns(fixed, bars, data)
     response = fixed.split("~", 1)[0].strip()
     dot_columns = ([c for c in data.columns if c != response and c not in group.split(":")]

@@ -26,7 +26,12 @@ import numpy as np
 import pandas as pd
 
 from ._postfit import random_part
-from ._validation import check_a, check_support_rank, check_support_size, warn_constant_columns
+from ._validation import (
+    check_a,
+    check_support_rank,
+    check_support_size,
+    warn_constant_columns,
+)
 from .aliasing import warn_aliased_columns
 from .efficiency import most_efficient_a
 from .path import default_k_max, fit_path

@@ -8,8 +8,8 @@ from sklearn.linear_model import Lasso
 import hdlmm
 from hdlmm import SparseLMM
 from hdlmm.inference import adjust_pvalues, debias
-from hdlmm.row_pass import row_scores
 from hdlmm.nodewise import nodewise_lasso
+from hdlmm.row_pass import row_scores
 
 sm = pytest.importorskip("statsmodels.api")
 

@@ -151,7 +151,8 @@ def test_ic_sample_size_option():
         rows.path_.rss.to_numpy(), rows.path_.k, N, 60))
     common = min(len(eff.path_), len(rows.path_))  # the same paths, stopped apart
     np.testing.assert_allclose(rows.path_.rss[:common], eff.path_.rss[:common])
-    with pytest.raises(ValueError, match=r"ic_samples must be one of \('ml', 'effective', 'rows'\)"):
+    with pytest.raises(ValueError,
+                       match=r"ic_samples must be one of \('ml', 'effective', 'rows'\)"):
         SparseLMM(a=2.0, ic_samples="both").fit(d.X, d.y, groups=d.groups, Z=d.Z)
 
 
