@@ -142,7 +142,7 @@ def fixed_effect_inference(model, transform, chunks):
                       "inference=None to silence this", UserWarning, stacklevel=3)
         return dict(inference_=None, pvalues_=pvalues)
     coef = np.r_[[model.intercept_proxy_] if free else [], model.coef_proxy_]
-    standard = (stats.x_shift[free:], stats.x_scale[free:])  # the rows as the stats
+    standard = (stats.x_shift[free:], stats.x_scale[free:], stats.y_shift)  # as the stats
     if hasattr(chunks, "row_sums"):  # rows that compute their own sums (Dask workers)
         rows = chunks.row_sums(stats.n_clusters, coef, stats.intercept, standard)
     else:

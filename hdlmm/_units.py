@@ -8,7 +8,8 @@ parametrisations are the same model:
     β₀ + Σ_j β_j x_j = β̃₀ + Σ_j β̃_j x̃_j   with   β_j = β̃_j / c_j,
                                                   β₀ = β̃₀ − Σ_j β̃_j s_j / c_j,
 
-a linear map β = A β̃ of the fixed effects, under which covariances map as A Cov Aᵀ.
+a linear map β = A β̃ of the fixed effects, under which covariances map as A Cov Aᵀ;
+y is centred at the source (y − ȳ), which only adds ȳ to the intercept.
 Random effects, Ψ̂, σ̂², ML likelihoods and p-values are the same in both; the REML
 criterion has the term log|XᵀV⁻¹X|, which the map changes by a constant (lme4 reports
 it in the user's units). This module
@@ -41,8 +42,8 @@ def to_user_units(model, stats):
     """The fitted attributes of ``model`` (fitted on the standardised ``stats``) in the
     units of the user's columns, as a dict of attributes to set."""
     f = int(stats.intercept)
-    shift, scale = stats.x_shift, stats.x_scale
-    if not np.any(shift) and np.all(scale == 1):
+    shift, scale, y0 = stats.x_shift, stats.x_scale, stats.y_shift
+    if not np.any(shift) and np.all(scale == 1) and not y0:
         return {}
     c = scale[f:]
     out = {}
@@ -50,7 +51,7 @@ def to_user_units(model, stats):
         beta = getattr(model, coef_name) / c
         out[coef_name] = beta
         if f:
-            out[icpt_name] = float(getattr(model, icpt_name) - beta @ shift[f:])
+            out[icpt_name] = float(getattr(model, icpt_name) - beta @ shift[f:] + y0)
     if getattr(model, "bse_", None) is not None:
         out["bse_"] = model.bse_ / c
     vc = getattr(model, "variance_components_", None)
@@ -60,8 +61,9 @@ def to_user_units(model, stats):
         criterion = vc.criterion
         if vc.method == "REML":  # its log|XᵀV⁻¹X| term: log|det A⁻¹| = Σ log c_j smaller
             criterion += 2 * np.sum(np.log(scale[cols]))
-        vc = replace(vc, coef=A @ vc.coef, cov_coef=A @ vc.cov_coef @ A.T,
-                     criterion=criterion)
+        coef = A @ vc.coef
+        coef[:f] += y0  # the intercept absorbs the shift of y
+        vc = replace(vc, coef=coef, cov_coef=A @ vc.cov_coef @ A.T, criterion=criterion)
         out["variance_components_"] = vc
         out.update(likelihood_summaries(vc))
         if f and model.refit:

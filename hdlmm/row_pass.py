@@ -73,8 +73,8 @@ PIECE_BYTES = 32 * 2 ** 20
 
 def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTES,
                     buffer=None):
-    """Yield ``(X̃, y, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
-    ``standardization = (s, c)`` (the columns the statistics were built on, see
+    """Yield ``(X̃, y − y₀, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
+    ``standardization = (s, c, y₀)`` (as the statistics were built, see
     :class:`hdlmm.stats.ClusterStats`); the rows as they are when it is None.
 
     The columns are standardised before any product: X u computed as X(u/c) − sᵀ(u/c)
@@ -84,7 +84,7 @@ def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTE
     if standardization is None:
         yield X, y, cluster_index
         return
-    shift, scale = standardization
+    shift, scale, y_shift = standardization
     step = max(1, piece_bytes // (8 * max(X.shape[1], 1)))
     held = [] if buffer is None else buffer
     if not held or held[0].shape[1] != X.shape[1] or held[0].shape[0] < min(step, X.shape[0]):
@@ -93,7 +93,7 @@ def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTE
         rows = slice(lo, lo + step)
         part = np.subtract(X[rows], shift, out=held[0][:X[rows].shape[0]])
         part /= scale
-        yield part, y[rows], cluster_index[rows]
+        yield part, y[rows] - y_shift, cluster_index[rows]
 
 
 def local_chunk_sums(X, y, cluster_index, U, S, cols, coef, intercept):

@@ -71,6 +71,7 @@ def screen(X, y, Z, codes, n_clusters, a_grid, keep=None, block_cols=2048):
     def rotate(A):  # V_iᵀ Z_iᵀ A_i for a block of columns A: (n, q, cols)
         return Vt @ np.stack([Sk @ A for Sk in S], axis=1)
 
+    y = y - y.mean()  # the scores do not depend on y's mean (the intercept is profiled)
     one = rotate(np.ones((N, 1)))[:, :, 0]
     b = rotate(y[:, None])[:, :, 0]
     scores = np.empty((len(a_grid), p))

@@ -65,6 +65,9 @@ class ClusterStats:
     x_shift, x_scale : ndarray of shape (p,)
         The standardisation of the columns: the sums are of x̃_j = (x_j − s_j) / c_j
         (the intercept column has s = 0, c = 1). None: not standardised (s = 0, c = 1).
+    y_shift : float
+        The sums are of y − y_shift (its mean, with an intercept; the intercept absorbs
+        it, so nothing else changes and a large mean of y is no cancellation).
     own_standard : bool
         Whether (s, c) are these data's own column means and standard deviations
         (constant columns: their value and 1), as :meth:`standardized` makes them.
@@ -87,6 +90,7 @@ class ClusterStats:
     z_shift: np.ndarray | None = None
     z_scale: np.ndarray | None = None
     z_one: int = -1
+    y_shift: float = 0.0
     own_standard: bool = False
 
     def __post_init__(self):
@@ -187,9 +191,11 @@ class ClusterStats:
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
         p, q = X.shape[1] + fit_intercept, Z.shape[1]
         z_one = intercept_column(Z)
+        y_shift = (float(column_standardization(y[:, None], True, chunk_rows)[0][1])
+                   if standardize and fit_intercept else 0.0)
         standard = ((*column_standardization(X, fit_intercept, chunk_rows),
-                     *z_standardization(Z, z_one)) if standardize
-                    else (np.zeros(p), np.ones(p), np.zeros(q), np.ones(q)))
+                     *z_standardization(Z, z_one), y_shift) if standardize
+                    else (np.zeros(p), np.ones(p), np.zeros(q), np.ones(q), 0.0))
         acc = _Accumulator(labels.size, n_blocks, p, q, standard, z_one)
         for start in range(0, X.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
@@ -206,7 +212,7 @@ class ClusterStats:
             return NotImplemented
         _check_compatible(self, other)
         other = other.restandardize(self.x_shift, self.x_scale, self.z_shift,
-                                    self.z_scale)
+                                    self.z_scale, self.y_shift)
         labels = np.concatenate([self.labels, other.labels])
         block = np.concatenate([self.block, other.block])
         uniq, inv = _factorize(labels)
@@ -234,9 +240,10 @@ class ClusterStats:
             own_standard=False)
 
     # ----------------------------------------------------------- units
-    def restandardize(self, shift, scale, z_shift=None, z_scale=None):
+    def restandardize(self, shift, scale, z_shift=None, z_scale=None, y_shift=None):
         """The same statistics for the columns standardised by (``shift``, ``scale``)
-        (and Z's by (``z_shift``, ``z_scale``); None keeps Z's).
+        (and Z's by (``z_shift``, ``z_scale``), y shifted by ``y_shift``; None keeps
+        them).
 
         With x̃ = (x − s)/c now and x̃' = (x − s')/c' wanted, x̃' = x̃ D + 1δᵀ with
         D = diag(c/c'), δ = (s − s')/c', so per block (u = x̃ᵀ1, the intercept row)
@@ -246,18 +253,32 @@ class ClusterStats:
         and per cluster Z_iᵀx̃' = Z_iᵀx̃ D + Z_iᵀ1 δᵀ (Z_iᵀ1 is the intercept column of
         Z_iᵀX). Z's columns map the same way per cluster, with 1 = its intercept column
         k₀ (Z̃_iᵀ1 = column k₀ of Z̃_iᵀZ̃_i, 1ᵀX̃_i = row k₀ of Z̃_iᵀX̃_i). A shift needs
-        the intercept column; it stays (0, 1).
+        the intercept column; it stays (0, 1). With ỹ' = ỹ + δ1 (δ the old shift of y
+        less the new): x̃ᵀỹ' = x̃ᵀỹ + δ x̃ᵀ1, ỹ'ᵀỹ' = ỹᵀỹ + 2δ 1ᵀỹ + N δ², Z̃_iᵀỹ' =
+        Z̃_iᵀỹ + δ Z̃_iᵀ1.
         """
         shift, scale = np.asarray(shift, float), np.asarray(scale, float)
         z_shift = self.z_shift if z_shift is None else np.asarray(z_shift, float)
         z_scale = self.z_scale if z_scale is None else np.asarray(z_scale, float)
+        y_shift = self.y_shift if y_shift is None else float(y_shift)
         same_x = np.array_equal(shift, self.x_shift) and np.array_equal(scale, self.x_scale)
         same_z = (np.array_equal(z_shift, self.z_shift)
                   and np.array_equal(z_scale, self.z_scale))
-        if same_x and same_z:
+        if same_x and same_z and y_shift == self.y_shift:
             return self
         out = self if same_x else self._restandardize_x(shift, scale)
-        return out if same_z else out._restandardize_z(z_shift, z_scale)
+        out = out if same_z else out._restandardize_z(z_shift, z_scale)
+        return out if y_shift == self.y_shift else out._shift_y(y_shift)
+
+    def _shift_y(self, y_shift):
+        if not self.intercept:
+            raise ValueError("statistics without an intercept column cannot shift y")
+        delta = self.y_shift - y_shift
+        sum_y = self.Xty[:, 0]  # 1ᵀỹ per block
+        return replace(self, Xty=self.Xty + delta * self.XtX[:, 0, :],
+                       yty=self.yty + 2 * delta * sum_y + self.n_rows * delta ** 2,
+                       Zty=self.Zty + delta * self.ZtX[:, :, 0], y_shift=y_shift,
+                       own_standard=False)
 
     def _restandardize_x(self, shift, scale):
         if not self.intercept and np.any(shift != self.x_shift):
@@ -318,6 +339,9 @@ class ClusterStats:
                                  self.x_scale * scale,
                                  self.z_shift + self.z_scale * z_shift,
                                  self.z_scale * z_scale)
+        if self.intercept:  # y about its own mean (after X's move, which keeps 1ᵀỹ)
+            out = out.restandardize(out.x_shift, out.x_scale,
+                                    y_shift=self.y_shift + float(self.Xty[:, 0].sum()) / N)
         return replace(out, own_standard=True)
 
     def constant_columns(self):
@@ -502,8 +526,9 @@ class _Accumulator:
     gather_bytes = 16 * 2 ** 20
 
     def __init__(self, n, K, p, q, standard=None, z_one=-1):
-        # (x_shift, x_scale, z_shift, z_scale), of all p columns of X (the intercept's
-        # included) and the q of Z; None: provisional, from the first chunk of rows
+        # (x_shift, x_scale, z_shift, z_scale, y_shift), of all p columns of X (the
+        # intercept's included), the q of Z, and y; None: provisional, from the first
+        # chunk of rows
         self.standard, self.z_one = standard, z_one
         self.n_obs = np.zeros(n, dtype=np.int64)
         self.ZtZ = zeros((n, q, q))
@@ -522,9 +547,11 @@ class _Accumulator:
         f = int(intercept)
         if self.standard is None:
             self.standard = (*_first_chunk_standardization(X, intercept),
-                             *_first_chunk_z_standardization(Z, self.z_one))
+                             *_first_chunk_z_standardization(Z, self.z_one),
+                             float(np.mean(y)) if intercept and y.size else 0.0)
+        y = y - self.standard[4] if self.standard[4] else y
         self._add_totals(X, y, block_of_cluster[cluster], f)
-        _, _, z_shift, z_scale = self.standard
+        _, _, z_shift, z_scale, _ = self.standard
         if self._pieces.shape != (self.product_rows, X.shape[1]):
             self._pieces = np.empty((self.product_rows, X.shape[1]))
         for lo in range(0, X.shape[0], self.product_rows):
@@ -603,8 +630,8 @@ class _Accumulator:
         sums = dict(n_obs=self.n_obs, ZtZ=self.ZtZ, ZtX=self.ZtX, Zty=self.Zty,
                     XtX=self.XtX, Xty=self.Xty, yty=self.yty, n_rows=self.n_rows)
         _check_no_overflow(sums, X, y)
-        standard = dict(zip(("x_shift", "x_scale", "z_shift", "z_scale"),
-                            self.standard or (None,) * 4))
+        standard = dict(zip(("x_shift", "x_scale", "z_shift", "z_scale", "y_shift"),
+                            self.standard or (None, None, None, None, 0.0)))
         return ClusterStats(labels=labels, block=block, intercept=intercept,
                             feature_names=feature_names, z_one=self.z_one, **standard,
                             **sums)

@@ -72,7 +72,7 @@ def test_a_selection_efficiency_refits_at_the_most_efficient_a(seed, moves):
     assert m.a_ == eff.a[eff.trace_var.idxmin()]
     # the refit is the least-squares fit at a_ on its support
     p = m.stats_.n_features  # in the units of the data
-    raw = m.stats_.restandardize(np.zeros(p), np.ones(p))
+    raw = m.stats_.restandardize(np.zeros(p), np.ones(p), y_shift=0.0)
     G, c, _, _, _ = ProxyTransform(raw).at(m.a_).total()
     S = np.r_[0, m.support_ + 1]
     beta = np.linalg.solve(G[np.ix_(S, S)], c[S])

@@ -64,13 +64,15 @@ def _explicit_whitening(X1, groups, Z, a):
 def _explicit_scores(m, d, a):
     """Whitened rows and residuals, w_j, D_j and the hat matrix, by explicit row-level
     algebra with an N × N hat matrix (the slow reference), in the standardised columns
-    the fit works on (x̃ = (x − s)/c; the coefficients β̃_j = c_j β_j, β̃₀ = β₀ + Σ s_j β_j)."""
+    the fit works on (x̃ = (x − s)/c, y − ȳ; the coefficients β̃_j = c_j β_j,
+    β̃₀ = β₀ + Σ s_j β_j − ȳ)."""
     inf = m.inference_
     shift, scale = m.stats_.x_shift[1:], m.stats_.x_scale[1:]
     X1 = np.hstack([np.ones((d.X.shape[0], 1)), (d.X - shift) / scale])
     Xa = _explicit_whitening(X1, d.groups, d.Z, a)
-    ya = _explicit_whitening(d.y[:, None], d.groups, d.Z, a)[:, 0]
-    coef = np.r_[m.intercept_ + shift @ m.coef_, m.coef_ * scale]
+    y0 = m.stats_.y_shift  # y about its mean, as the statistics
+    ya = _explicit_whitening(d.y[:, None] - y0, d.groups, d.Z, a)[:, 0]
+    coef = np.r_[m.intercept_ + shift @ m.coef_ - y0, m.coef_ * scale]
     r = ya - Xa @ coef
     W = Xa @ inf.directions  # w_j = X_a u_j
     D = np.einsum("ij,ij->j", W, Xa[:, inf.columns + 1])
@@ -102,8 +104,8 @@ def test_variance_matches_a_direct_computation_from_the_raw_rows():
     # uncentred: the residuals r of the selected fit
     idx = m.stats_.cluster_index(np.asarray(d.groups, dtype=object))
     res = debias(hdlmm.ProxyTransform(m.stats_), 2.5, coef, inf.columns,
-                 row_scores((d.X - m.stats_.x_shift[1:]) / m.stats_.x_scale[1:], d.y, idx,
-                            n, coef, True), small_sample="none",
+                 row_scores((d.X - m.stats_.x_shift[1:]) / m.stats_.x_scale[1:],
+                            d.y - m.stats_.y_shift, idx, n, coef, True), small_sample="none",
                  center=False)
     Tu = np.array([W[d.groups == g].T @ r[d.groups == g] for g in labels])
     np.testing.assert_allclose(res.se ** 2, (Tu ** 2).sum(0) / D ** 2, rtol=1e-9)

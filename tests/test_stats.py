@@ -44,7 +44,9 @@ def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product
     np.testing.assert_allclose(s.z_shift, [0.0, d.Z[:, 1].mean()], atol=1e-12)
     np.testing.assert_allclose(s.z_scale, [1.0, d.Z[:, 1].std()])
     Zs = (d.Z - s.z_shift) / s.z_scale
-    XtX, Xty, yty, per = direct_stats(Xs, d.y, Zs, d.groups, intercept)
+    # y about its mean (with an intercept, which absorbs it)
+    np.testing.assert_allclose(s.y_shift, d.y.mean() if intercept else 0.0, atol=1e-12)
+    XtX, Xty, yty, per = direct_stats(Xs, d.y - s.y_shift, Zs, d.groups, intercept)
     np.testing.assert_allclose(s.XtX.sum(0), XtX, atol=1e-10)
     np.testing.assert_allclose(s.Xty.sum(0), Xty, atol=1e-10)
     np.testing.assert_allclose(s.yty.sum(), yty, atol=1e-10)
@@ -80,7 +82,7 @@ def test_blocks_are_whole_clusters_and_sum_to_totals(unbalanced):
         Xs = (d.X[rows] - s.x_shift[1:]) / s.x_scale[1:]
         Xb = np.hstack([np.ones((rows.sum(), 1)), Xs])
         np.testing.assert_allclose(s.XtX[b], Xb.T @ Xb, atol=1e-10)
-        np.testing.assert_allclose(s.Xty[b], Xb.T @ d.y[rows], atol=1e-10)
+        np.testing.assert_allclose(s.Xty[b], Xb.T @ (d.y[rows] - s.y_shift), atol=1e-10)
         assert s.n_rows[b] == rows.sum()
         sub = s.select_blocks(b)
         assert sub.n_clusters == labs.size and sub.n_samples == rows.sum()
@@ -130,17 +132,19 @@ def test_restandardize_recovers_the_raw_cross_products(unbalanced, intercept):
     other = s.restandardize(np.r_[0.0, rng.normal(size=p - 1)] if intercept
                             else np.zeros(p), rng.uniform(0.5, 2, p) ** np.r_[0, np.ones(p - 1)],
                             [0.0, 3.0], [1.0, 0.1])
-    raw = other.restandardize(np.zeros(p), np.ones(p), np.zeros(2), np.ones(2))
+    raw = other.restandardize(np.zeros(p), np.ones(p), np.zeros(2), np.ones(2),
+                              0.0 if intercept else None)
     XtX, Xty, yty, per = direct_stats(d.X, d.y, d.Z, d.groups, intercept)
     np.testing.assert_allclose(raw.XtX.sum(0), XtX, atol=1e-10)
     np.testing.assert_allclose(raw.Xty.sum(0), Xty, atol=1e-10)
+    np.testing.assert_allclose(raw.yty.sum(), yty, rtol=1e-12)
     for i, lab in enumerate(raw.labels):
         np.testing.assert_allclose(raw.ZtZ[i], per[lab][0], atol=1e-10)
         np.testing.assert_allclose(raw.ZtX[i], per[lab][1], atol=1e-10)
         np.testing.assert_allclose(raw.Zty[i], per[lab][2], atol=1e-10)
     back = raw.standardized()
-    for key in ("XtX", "Xty", "ZtX", "ZtZ", "Zty", "x_shift", "x_scale", "z_shift",
-                "z_scale"):
+    for key in ("XtX", "Xty", "yty", "ZtX", "ZtZ", "Zty", "x_shift", "x_scale", "z_shift",
+                "z_scale", "y_shift"):
         np.testing.assert_allclose(getattr(back, key), getattr(s, key), atol=1e-10)
 
 

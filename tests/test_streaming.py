@@ -94,7 +94,7 @@ def test_csv_integers_then_decimals_parse_as_floats(tmp_path, frame):
     df.to_csv(src, index=False)
     stats = stream_stats(src, TableSpec("y", "g", ["x0"]), chunk_rows=10)
     assert stats.n_samples == len(df)
-    raw = stats.restandardize(np.zeros(2), np.ones(2))  # the raw cross-products
+    raw = stats.restandardize(np.zeros(2), np.ones(2), y_shift=0.0)  # the raw sums
     np.testing.assert_allclose(raw.Xty.sum(0)[1], df.x0 @ df.y)
 
 

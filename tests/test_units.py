@@ -227,3 +227,14 @@ def test_screening_does_not_depend_on_units(kind):
     kw = dict(screening=15, inference=None)
     ref, new = _fit(d.X, d, **kw), _fit(X, d, **kw)
     assert new.support_.tolist() == ref.support_.tolist() and new.a_ == ref.a_
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6, 1e8])
+def test_an_offset_of_y_moves_only_the_intercept(offset):
+    d = _problem(13, n_features=30)
+    ref = _fit(d.X, d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = SparseLMM(random_state=0).fit(d.X, d.y + offset, groups=d.groups, Z=d.Z)
+    _assert_same_fit(ref, new, np.ones(d.X.shape[1]), rtol=1e-8)
+    np.testing.assert_allclose(new.intercept_ - offset, ref.intercept_, atol=1e-6)
