@@ -551,14 +551,20 @@ class _Accumulator:
                              float(np.mean(y)) if intercept and y.size else 0.0)
         y = y - self.standard[4] if self.standard[4] else y
         self._add_totals(X, y, block_of_cluster[cluster], f)
-        _, _, z_shift, z_scale, _ = self.standard
-        if self._pieces.shape != (self.product_rows, X.shape[1]):
+        x_shift, x_scale, z_shift, z_scale, _ = self.standard
+        # Z_iᵀX̃_i from the raw rows, (Z_iᵀX_i − Z_iᵀ1 sᵀ)/c, when every shift is within
+        # a few SDs (no cancellation to speak of: the rounding error grows with |s|/c);
+        # from rows standardised first, through a reused buffer, otherwise
+        direct = bool(np.all(np.abs(x_shift[f:]) <= 4 * x_scale[f:]))
+        if not direct and self._pieces.shape != (self.product_rows, X.shape[1]):
             self._pieces = np.empty((self.product_rows, X.shape[1]))
         for lo in range(0, X.shape[0], self.product_rows):
             rows = slice(lo, lo + self.product_rows)
-            Xs = self._standard(X[rows], f, out=self._pieces[:X[rows].shape[0]])
+            Xs = X[rows] if direct else self._standard(X[rows], f,
+                                                       out=self._pieces[:X[rows].shape[0]])
             self._add_cluster_products(Xs, y[rows], (Z[rows] - z_shift) / z_scale,
-                                       cluster[rows], f)
+                                       cluster[rows], f, (x_shift[f:], x_scale[f:])
+                                       if direct else None)
 
     def _standard(self, X, f, out=None):
         """(X − s) / c into ``out`` (a new array if None)."""
@@ -567,8 +573,9 @@ class _Accumulator:
         out /= scale[f:]
         return out
 
-    def _add_cluster_products(self, X, y, Z, cluster, f):
-        """n_i and Z_iᵀ[X_i, Z_i, y_i] of the clusters of some rows."""
+    def _add_cluster_products(self, X, y, Z, cluster, f, raw=None):
+        """n_i and Z_iᵀ[X_i, Z_i, y_i] of the clusters of some rows (``raw = (s, c)``:
+        X is not standardised yet, and its products are, after the product)."""
         uc, local = np.unique(cluster, return_inverse=True)
         self.n_obs[uc] += np.bincount(local, minlength=uc.size)
         # Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse (clusters·q × rows)
@@ -578,7 +585,11 @@ class _Accumulator:
             (Z.ravel(), ((local[:, None] * q + np.arange(q)).ravel(),
                          np.repeat(np.arange(n_rows), q))),
             shape=(uc.size * q, n_rows))
-        ZX = (S @ X).reshape(uc.size, q, -1)
+        ZX = S @ X
+        if raw is not None:
+            ZX -= np.asarray(S.sum(axis=1)) * raw[0]
+            ZX /= raw[1]
+        ZX = ZX.reshape(uc.size, q, -1)
         for run, at in runs(uc):  # ZtX is the largest sum: slices, not fancy indexing
             self.ZtX[at, :, f:] += ZX[run]
         self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
