@@ -30,8 +30,9 @@ import operator
 import numpy as np
 import pandas as pd
 
+from ._accumulate import _Accumulator
 from .row_pass import add_cluster_sums, local_chunk_sums, standard_pieces
-from .stats import FoldLayout, _Accumulator
+from .stats import ClusterStats, FoldLayout
 from .streaming import TableSpec, sorted_labels
 
 __all__ = ["dask_stats", "DaskMixin", "DaskRows"]
@@ -57,8 +58,8 @@ def partition_stats(frame, spec, layout, fit_intercept):
     acc = _Accumulator(uc.size, layout.n_blocks, X.shape[1] + fit_intercept, Z.shape[1],
                        z_one=spec.z_one())
     acc.add_rows(X, y, Z, local, layout.block[uc], fit_intercept)
-    return acc.stats(layout.labels[uc], layout.block[uc], fit_intercept,
-                     spec.feature_names(fit_intercept), X, y)
+    return ClusterStats.from_sums(acc, layout.labels[uc], layout.block[uc], fit_intercept,
+                                  spec.feature_names(fit_intercept), X, y)
 
 
 def _add(*parts):

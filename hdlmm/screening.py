@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from .stats import column_standardization
+from .standardize import column_standardization
 
 __all__ = ["screen", "default_keep", "screened_columns", "expand_screened",
            "SCREEN_ABOVE"]

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._accumulate import _Accumulator
 from ._validation import _sort_order
-from .stats import ClusterStats, FoldLayout, _Accumulator, _feature_names
+from .stats import ClusterStats, FoldLayout, _feature_names
 
 __all__ = ["TableSpec", "read_batches", "stream_stats", "StreamMixin"]
 
@@ -356,8 +357,8 @@ def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=N
     for X, y, Z, g, _ in _chunks(source, spec, chunk_rows, sep, progress, "cross-products"):
         acc.add_rows(X, y, Z, layout.positions(g), layout.block, fit_intercept)
     # the accumulator standardised by the first chunk; the data's own, now
-    return acc.stats(layout.labels, layout.block, fit_intercept, spec.feature_names(
-        fit_intercept)).standardized()
+    return ClusterStats.from_sums(acc, layout.labels, layout.block, fit_intercept,
+                                  spec.feature_names(fit_intercept)).standardized()
 
 
 class StreamMixin:
