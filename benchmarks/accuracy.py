@@ -93,20 +93,19 @@ VARIANTS = {
     "hdlmm-bic": dict(ic="bic"),
     "hdlmm-effic": dict(a_selection="efficiency"),
     # density of the a-grid over 0.1..100 besides 0, every value evaluated: decades,
-    # half-decades (the default until session 8), thirds (the default grid since) and
+    # half-decades, thirds (the default grid) and
     # quarters of a decade
     "hdlmm-grid4": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 4)], a_search="full"),
     "hdlmm-grid7": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 7)], a_search="full"),
     "hdlmm-grid10": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 10)], a_search="full"),
     "hdlmm-grid13": dict(a_grid=np.r_[0.0, np.logspace(-1, 2, 13)], a_search="full"),
-    # the default grid searched locally from its decades (the default since session 9)
-    # (the variants above ran before session 12 with one_se=False, then the only rule)
+    # the default grid searched locally from its decades (the default search)
+    # (the variants above were measured with one_se=False, then the only rule)
     "hdlmm-refine": dict(a_search="refine", one_se=False),
-    # the defaults of sessions 9-11: the criterion's k without the one-SE rule
+    # the criterion's k without the one-SE rule (the default before that rule)
     "hdlmm-prev": dict(one_se=False),
-    # session 12: the classical one-SE rule on k (the default while it was measured),
-    # and the rule on the paired (fold-by-fold) difference at the one-sided 5% level
-    # (the default since)
+    # the classical one-SE rule on k, and the rule on the paired (fold-by-fold)
+    # difference at the one-sided 5% level (the default)
     "hdlmm-onese": dict(one_se=True),
     "hdlmm-paired": dict(one_se="paired"),
     # the proxy estimate of the selection reported instead of the fitted mixed model's

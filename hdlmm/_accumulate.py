@@ -105,17 +105,18 @@ class _Accumulator:
             (Z.ravel(), ((local[:, None] * q + np.arange(q)).ravel(),
                          np.repeat(np.arange(n_rows), q))),
             shape=(uc.size * q, n_rows))
+        Z1 = np.asarray(S.sum(axis=1))  # Z_iᵀ1, (clusters·q, 1)
         ZX = S @ X
         if raw is not None:
-            ZX -= np.asarray(S.sum(axis=1)) * raw[0]
+            ZX -= Z1 * raw[0]
             ZX /= raw[1]
         ZX = ZX.reshape(uc.size, q, -1)
         for run, at in runs(uc):  # ZtX is the largest sum: slices, not fancy indexing
             self.ZtX[at, :, f:] += ZX[run]
         self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
         self.Zty[uc] += (S @ y).reshape(uc.size, q)
-        if f:  # Z_iᵀ1 for the intercept column: the row sums of S
-            self.ZtX[uc, :, 0] += np.asarray(S.sum(axis=1)).reshape(uc.size, q)
+        if f:  # Z_iᵀ1 for the intercept column
+            self.ZtX[uc, :, 0] += Z1.reshape(uc.size, q)
 
     def _add_totals(self, X, y, block, f):
         """XᵀX, Xᵀy, yᵀy and N of each fold (the intercept's in row/column 0 when f),

@@ -10,10 +10,12 @@ import pandas as pd
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 
+from .aliasing import column_basis
 from .splicing import _inverse_pd
 
 __all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups",
-           "check_params", "check_support_rank", "warn_constant_columns"]
+           "check_params", "check_support_rank", "warn_constant_columns", "match_columns",
+           "warn_unseen_clusters"]
 
 
 class NonNumericError(ValueError, TypeError):
@@ -254,8 +256,6 @@ def check_support_rank(stats, free, support, k):
     cols = np.r_[free, np.asarray(support) + len(free)].astype(int)
     G = stats.XtX.sum(0)[np.ix_(cols, cols)]
     if support.size < k or _inverse_pd(G, strict=True) is None:
-        from .aliasing import column_basis  # (aliasing imports nothing of this module)
-
         XtX = stats.XtX.sum(0)
         basis = column_basis(XtX)
         names = stats.feature_names
@@ -321,6 +321,53 @@ def check_predict_X(X, n_features):
                          f"{n_features} features as input; pass the same columns as in fit")
     return X
 
+
+def match_columns(X, fitted):
+    """A DataFrame's columns in the fitted order, matched by name (scikit-learn's
+    convention), when the model was fitted on named columns (``fitted``); X as it is
+    otherwise."""
+    if fitted is None or not isinstance(X, pd.DataFrame):
+        return X
+    names = list(map(str, X.columns))
+    missing = [c for c in fitted if c not in names]
+    unknown = [c for c in names if c not in set(fitted)]
+    if missing or unknown:
+        raise ValueError(
+            f"the columns of X do not match the fitted features: missing "
+            f"{_preview(missing)}, unknown {_preview(unknown)}; pass a DataFrame with "
+            f"the {len(fitted)} columns of fit (in any order)")
+    if len(set(names)) != len(names):
+        raise ValueError("X has repeated column names; give each column one name")
+    return X.set_axis(names, axis=1)[list(fitted)]
+
+
+def warn_unseen_clusters(unseen, groups, fitted):
+    """Say how many rows belong to clusters not seen in fit (they get the marginal
+    prediction); when none matched, whether the labels differ only in type (3 and "3"
+    after a CSV round trip)."""
+    if not unseen.any():
+        return
+    n, N = int(unseen.sum()), unseen.size
+    if n < N:
+        warnings.warn(f"{n} of {N} rows belong to clusters not seen in fit; they get the "
+                      f"marginal prediction (random effects 0)", UserWarning, stacklevel=3)
+        return
+    as_text = set(map(str, fitted))
+    hint = (" The labels match the fitted ones as text: they differ in type (e.g. 3 and "
+            "'3'); convert them to the type of the fitted labels "
+            f"({type(fitted[0]).__name__})" if any(str(g) in as_text for g in groups[:1000])
+            else "")
+    warnings.warn(f"none of the {N} rows' clusters was seen in fit, so every prediction "
+                  f"is the marginal one (random effects 0).{hint}", UserWarning,
+                  stacklevel=3)
+
+
+def _preview(names, n=5):
+    """At most n names, and how many more."""
+    if not names:
+        return "none"
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(map(repr, names[:n])) + more
 
 def check_predict_groups(X, groups, Z, q):
     """(Z, groups) for ``predict`` with random effects: Z defaults to an intercept."""

@@ -22,6 +22,8 @@ from ._validation import (
     check_params,
     check_predict_groups,
     check_predict_X,
+    match_columns,
+    warn_unseen_clusters,
 )
 from .dask_stats import DaskMixin
 from .formula import FormulaMixin
@@ -33,34 +35,6 @@ from .streaming import StreamMixin
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
-
-def _warn_unseen(unseen, groups, fitted):
-    """Say how many rows belong to clusters not seen in fit (they get the marginal
-    prediction); when none matched, whether the labels differ only in type (3 and "3"
-    after a CSV round trip)."""
-    if not unseen.any():
-        return
-    n, N = int(unseen.sum()), unseen.size
-    if n < N:
-        warnings.warn(f"{n} of {N} rows belong to clusters not seen in fit; they get the "
-                      f"marginal prediction (random effects 0)", UserWarning, stacklevel=3)
-        return
-    as_text = set(map(str, fitted))
-    hint = (" The labels match the fitted ones as text: they differ in type (e.g. 3 and "
-            "'3'); convert them to the type of the fitted labels "
-            f"({type(fitted[0]).__name__})" if any(str(g) in as_text for g in groups[:1000])
-            else "")
-    warnings.warn(f"none of the {N} rows' clusters was seen in fit, so every prediction "
-                  f"is the marginal one (random effects 0).{hint}", UserWarning,
-                  stacklevel=3)
-
-
-def _preview(names, n=5):
-    """At most n names, and how many more."""
-    if not names:
-        return "none"
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return ", ".join(map(repr, names[:n])) + more
 
 NO_GROUPS_WARNING = (
     "groups not given: every row is treated as its own cluster, so the clustering is "
@@ -101,7 +75,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         neighbour is better, so the choice is a local optimum on the whole grid; ``full``:
         every value. In the accuracy benchmark both chose the same fit in all 1,100
         replicates, the local search evaluating 7 or 8 of the default grid's 11 values
-        in 0.63-0.73× the time (benchmarks/RESULTS.md, session 9).
+        in 0.63-0.73× the time (benchmarks/RESULTS.md, accuracy).
     k_max : int, optional
         Largest support size on the path (default N / (log log N · log p), as abess).
     k_selection : {"ic", "cv"}
@@ -133,8 +107,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         variation between folds that both models share; see
         :meth:`hdlmm.tuning.CVResult.best`). ``True``: the classical one-standard-error
         rule, within one standard error of the chosen cell's mean. ``False``: the
-        choice as it stands. In the accuracy benchmark (benchmarks/RESULTS.md, session
-        12) both rules removed most of EBIC's false positives; ``True`` also dropped
+        choice as it stands. In the accuracy benchmark (benchmarks/RESULTS.md,
+        accuracy) both rules removed most of EBIC's false positives; ``True`` also dropped
         true small coefficients (s3) and ``"paired"`` rarely did.
     a_selection : {"cv", "efficiency"}
         ``cv`` (default): a by the cross-validation. ``efficiency``: after the CV choice
@@ -375,32 +349,16 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         random_effects : bool
         """
         check_is_fitted(self, "coef_")
-        X = check_predict_X(self._by_name(X), self.coef_.size)
+        X = check_predict_X(match_columns(X, getattr(self, "feature_names_in_", None)),
+                            self.coef_.size)
         pred = X @ self.coef_ + self.intercept_
         if groups is None or not random_effects or self.random_effects_ is None:
             return pred
         Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
         gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
-        _warn_unseen(np.isnan(gamma).any(axis=1), groups, self.random_effects_.index)
+        warn_unseen_clusters(np.isnan(gamma).any(axis=1), groups,
+                             self.random_effects_.index)
         return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
-
-    def _by_name(self, X):
-        """A DataFrame's columns in the fitted order, matched by name (scikit-learn's
-        convention), when the model was fitted on named columns; X as it is otherwise."""
-        fitted = getattr(self, "feature_names_in_", None)
-        if fitted is None or not isinstance(X, pd.DataFrame):
-            return X
-        names = list(map(str, X.columns))
-        missing = [c for c in fitted if c not in names]
-        unknown = [c for c in names if c not in set(fitted)]
-        if missing or unknown:
-            raise ValueError(
-                f"the columns of X do not match the fitted features: missing "
-                f"{_preview(missing)}, unknown {_preview(unknown)}; pass a DataFrame with "
-                f"the {len(fitted)} columns of fit (in any order)")
-        if len(set(names)) != len(names):
-            raise ValueError("X has repeated column names; give each column one name")
-        return X.set_axis(names, axis=1)[list(fitted)]
 
     def confint(self, level=0.95):
         """Debiased confidence intervals of the ``inference`` coordinates.

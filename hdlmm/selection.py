@@ -15,7 +15,7 @@ then the neighbours of the choice until it is at least as good as both. Each val
 costs a full-data path, the CV paths and, when the Z_iᵀZ_i differ between clusters, a
 product of the n q × p cluster sums; the local search evaluated 7 or 8 of the default
 grid's 11 values and chose the same (a, k) as the exhaustive search in all 1,100
-replicates of the accuracy benchmark (benchmarks/RESULTS.md, session 9).
+replicates of the accuracy benchmark (benchmarks/RESULTS.md, accuracy).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = ["SelectionMixin", "DEFAULT_A_GRID"]
 
 #: Default grid of the proxy parameter a: 0 (ignore the clustering) and thirds of a
 #: decade from 0.1 to 100 (a is a proxy of the variance ratio Ψ/σ² in the units of Z).
-#: Chosen in the accuracy benchmark (benchmarks/RESULTS.md, session 8): decades chose k
+#: Chosen in the accuracy benchmark (benchmarks/RESULTS.md, accuracy): decades chose k
 #: worse where q equals the cluster sizes (s2: 90% exact recovery against 97%), thirds
 #: beat half-decades there (l2 −0.0032 ± 0.0014 over 300 replicates, 99% recovery) and
 #: quarters gained nothing more. Searched from its decades (see ``a_search``).

@@ -69,20 +69,27 @@ def _first_chunk_standardization(X, intercept):
     are not at hand): it only needs to be near the data's own, which
     :meth:`ClusterStats.standardized` then moves to exactly."""
     shift, scale = column_standardization(X, intercept)
-    if intercept and X.shape[0]:  # constant in this chunk, it may vary later: its size
-        flat = np.flatnonzero(np.ptp(X, axis=0) == 0) + 1
-        scale[flat] = np.where(shift[flat] != 0, np.abs(shift[flat]), 1.0)
+    if intercept:
+        _scale_flat(X, shift[1:], scale[1:])
     return shift, scale
 
 
 def _first_chunk_z_standardization(Z, z_one):
     """As :func:`_first_chunk_standardization`, for Z with intercept column ``z_one``."""
     shift, scale = z_standardization(Z, z_one)
-    if z_one >= 0 and Z.shape[0]:
-        flat = np.flatnonzero(np.ptp(Z, axis=0) == 0)
-        flat = flat[flat != z_one]
-        scale[flat] = np.where(shift[flat] != 0, np.abs(shift[flat]), 1.0)
+    if z_one >= 0:
+        _scale_flat(Z, shift, scale, skip=z_one)
     return shift, scale
+
+
+def _scale_flat(X, shift, scale, skip=-1):
+    """A column constant in a first chunk may vary later: scale it by its size (in
+    place; the intercept column ``skip`` stays)."""
+    if not X.shape[0]:
+        return
+    flat = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    flat = flat[flat != skip]
+    scale[flat] = np.where(shift[flat] != 0, np.abs(shift[flat]), 1.0)
 
 
 def _own(mean, square, centred, one=0):

@@ -294,13 +294,11 @@ class ClusterStats:
                              "rescaled, not shifted")
         D = self.x_scale / scale
         delta = (self.x_shift - shift) / scale
-        XtX = self.XtX * D[None, :, None] * D[None, None, :]
+        shifted = self.intercept and np.any(delta != 0)
+        XtX = _affine_gram(self.XtX, D, delta, 0, self.n_rows, shifted)
         Xty = self.Xty * D
         ZtX = self.ZtX * D
-        if self.intercept and np.any(delta != 0):
-            u = self.XtX[:, 0, :] * D  # D x̃ᵀ1 per block (D = 1 on the intercept)
-            XtX += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
-                    + self.n_rows[:, None, None] * np.outer(delta, delta)[None])
+        if shifted:
             Xty += delta[None, :] * self.Xty[:, :1]
             ZtX += self.ZtX[:, :, :1] * delta[None, None, :]
         return replace(self, XtX=XtX, Xty=Xty, ZtX=ZtX, x_shift=shift.copy(),
@@ -313,13 +311,11 @@ class ClusterStats:
                              "only be rescaled, not shifted")
         D = self.z_scale / scale
         delta = (self.z_shift - shift) / scale
-        ZtZ = self.ZtZ * D[None, :, None] * D[None, None, :]
+        shifted = k0 >= 0 and np.any(delta != 0)
+        ZtZ = _affine_gram(self.ZtZ, D, delta, k0, self.n_obs, shifted)
         ZtX = self.ZtX * D[None, :, None]
         Zty = self.Zty * D
-        if k0 >= 0 and np.any(delta != 0):
-            u = self.ZtZ[:, :, k0] * D  # D Z̃_iᵀ1 (D = 1 at k₀)
-            ZtZ += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
-                    + self.n_obs[:, None, None] * np.outer(delta, delta)[None])
+        if shifted:
             ZtX += delta[None, :, None] * self.ZtX[:, k0:k0 + 1, :]
             Zty += delta[None, :] * self.Zty[:, k0:k0 + 1]
         return replace(self, ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, z_shift=shift.copy(),
@@ -424,6 +420,18 @@ class FoldLayout:
             raise ValueError(f"cluster label {bad!r} was not seen when the folds were "
                              f"laid out; build the layout from every label of the data")
         return self.position[codes]
+
+
+def _affine_gram(G, D, delta, one, n, shifted):
+    """The Gram matrices G (a stack) of columns w mapped to w D + 1δᵀ, where column
+    ``one`` is the constant 1 (so D w'ᵀ1 = u is its column):
+    D G D + u δᵀ + δ uᵀ + n δδᵀ (only D G D when not ``shifted``)."""
+    out = G * D[None, :, None] * D[None, None, :]
+    if shifted:
+        u = G[:, :, one] * D
+        out += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
+                + n[:, None, None] * np.outer(delta, delta)[None])
+    return out
 
 
 def _deal_blocks(n, K, random_state):
