@@ -53,7 +53,8 @@ def tutorial_lmm_scope(X, Z, y, m, a, k):
 
 def hdlmm_pipeline(X, y, groups, Z, a_grid, k):
     """hdlmm from raw arrays: one ClusterStats, one transform, splicing at each a."""
-    stats = ClusterStats.from_arrays(X, y, groups, Z, fit_intercept=False)
+    # raw (unstandardised) sums: the coefficients and the objective in the tutorial's units
+    stats = ClusterStats.from_arrays(X, y, groups, Z, fit_intercept=False, standardize=False)
     tr = ProxyTransform(stats)
     out, prev = [], None
     for a in a_grid:  # each a warm-starts from the previous a's support
