@@ -80,12 +80,12 @@ def variants(m, d):
     """(debiased, se, quantile) of each small-sample variant, from one fitted model.
 
     Centred scores (residuals of the debiased fit, the default of
-    hdlmm.inference.debias): CR2 with Bell-McCaffrey df (cr2bm, the default), with
+    hdlmm.inference.debias.debias): CR2 with Bell-McCaffrey df (cr2bm, the default), with
     t(n − 1) (cr2t) or normal (cr2z) quantiles; CR1 = CR0 · √(n/(n−1)) with t(n − 1);
     CR0 with normal quantiles. Uncentred (residuals of the selected fit): CR2 with
     t(n − 1) (u_cr2t, the default of the previous release)."""
-    from hdlmm.inference import debias
-    from hdlmm.row_pass import row_scores
+    from hdlmm.core.row_pass import row_scores
+    from hdlmm.inference.debias import debias
 
     cols = np.arange(d.X.shape[1])
     n = m.stats_.n_clusters

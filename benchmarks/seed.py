@@ -21,7 +21,7 @@ import numpy as np
 
 import hdlmm
 from hdlmm import ClusterStats, ProxyTransform
-from hdlmm.splicing import best_subset
+from hdlmm.core.splicing import best_subset
 
 M, N_CLUSTERS, P, Q, K = 8, 15, 200, 4, 3
 A_GRID = np.arange(0, 10)

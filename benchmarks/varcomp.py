@@ -17,7 +17,7 @@ import numpy as np
 
 import hdlmm
 from hdlmm import ClusterStats
-from hdlmm.varcomp import fit_variance_components
+from hdlmm.model.varcomp import fit_variance_components
 
 
 def one(n_clusters, seed=0):

@@ -56,7 +56,7 @@ try:
     import matplotlib
 
     matplotlib.use("Agg")
-    from hdlmm.plots import plot_cv_curve, plot_fixed_effects
+    from hdlmm.api.plots import plot_cv_curve, plot_fixed_effects
 
     plot_fixed_effects(data.X @ data.beta, {"hdlmm": model.predict(data.X)},
                        path=out / "fixed_effects.png")

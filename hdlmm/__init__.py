@@ -4,13 +4,13 @@ Everything is computed from per-cluster cross-products (:class:`ClusterStats`); 
 DESIGN.md for the architecture.
 """
 
-from .compare import compare_models
-from .estimator import DEFAULT_A_GRID, SparseLMM
-from .simulate import LMMData, make_lmm_data, make_tutorial_data
-from .splicing import best_subset, best_subset_path
-from .stats import ClusterStats
-from .streaming import TableSpec, stream_stats
-from .transform import ProxyTransform
+from hdlmm.api.estimator import DEFAULT_A_GRID, SparseLMM
+from hdlmm.core.splicing import best_subset, best_subset_path
+from hdlmm.core.stats import ClusterStats
+from hdlmm.core.transform import ProxyTransform
+from hdlmm.inference.compare import compare_models
+from hdlmm.sources.simulate import LMMData, make_lmm_data, make_tutorial_data
+from hdlmm.sources.streaming import TableSpec, stream_stats
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hdlmm import _arrays
+from hdlmm.core import _arrays
 
 
 @pytest.mark.parametrize("parallel_bytes", [64 * 2 ** 20, 1])

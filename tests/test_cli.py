@@ -8,7 +8,7 @@ import hdlmm
 
 
 def test_demo_end_to_end(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "hdlmm.cli", "demo", "--out", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "hdlmm.api.cli", "demo", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -21,7 +21,7 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_cli_error_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "hdlmm.cli", "demo", "--support-size", "-1",
+    out = subprocess.run([sys.executable, "-m", "hdlmm.api.cli", "demo", "--support-size", "-1",
                           "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 2
@@ -30,7 +30,7 @@ def test_cli_error_is_one_line(tmp_path):
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hdlmm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "hdlmm.api.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
@@ -177,7 +177,7 @@ def test_ctrl_c_exits_130_with_one_line_and_no_partial_file(tmp_path):
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "hdlmm.cli", "simulate", "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "hdlmm.api.cli", "simulate", "--out",
                              str(tmp_path / "big.csv"), "--n-clusters", "20000",
                              "--n-obs", "10", "--n-features", "400"],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import hdlmm
-from hdlmm.cli import main
+from hdlmm.api.cli import main
 
 hyp = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import hdlmm
-from hdlmm.dask_stats import dask_stats
-from hdlmm.streaming import TableSpec
+from hdlmm.sources.dask_frames import dask_stats
+from hdlmm.sources.streaming import TableSpec
 
 dask = pytest.importorskip("dask")
 dd = pytest.importorskip("dask.dataframe")

@@ -3,7 +3,7 @@ import pytest
 
 import hdlmm
 from hdlmm import ClusterStats, ProxyTransform
-from hdlmm.efficiency import fixed_effect_variance
+from hdlmm.model.efficiency import fixed_effect_variance
 
 
 def raw_stats(*args, **kwargs):

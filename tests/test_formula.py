@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hdlmm
-from hdlmm.formula import split_bars
+from hdlmm.sources.formula import split_bars
 
 pytest.importorskip("formulaic")
 
@@ -130,7 +130,7 @@ def test_names_flow_into_the_path_plot(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from hdlmm.plots import plot_path
+    from hdlmm.api.plots import plot_path
 
     m = hdlmm.SparseLMM.from_formula("Reaction ~ Days + (1 | Subject)", SLEEP, a=1.0,
                                      support_size=1)

@@ -7,9 +7,9 @@ from sklearn.linear_model import Lasso
 
 import hdlmm
 from hdlmm import SparseLMM
-from hdlmm.inference import adjust_pvalues, debias
-from hdlmm.nodewise import nodewise_lasso
-from hdlmm.row_pass import row_scores
+from hdlmm.core.row_pass import row_scores
+from hdlmm.inference.debias import adjust_pvalues, debias
+from hdlmm.inference.nodewise import nodewise_lasso
 
 sm = pytest.importorskip("statsmodels.api")
 
@@ -209,7 +209,7 @@ def _psd_stack(n, s, scale, seed):
 def test_cr2_matrix_functions_by_power_series_equal_the_eigendecomposition():
     """Clusters of small leverage (tr K_i ≤ SERIES_LEVERAGE) take the series, the others
     the eigendecomposition; both agree with the eigendecomposition everywhere."""
-    from hdlmm.inference import SERIES_LEVERAGE, _cr2_by_eigh, _cr2_functions
+    from hdlmm.inference.debias import SERIES_LEVERAGE, _cr2_by_eigh, _cr2_functions
 
     K, rng = _psd_stack(40, 5, 1.0, 3)
     K *= np.geomspace(1e-9, 40 * SERIES_LEVERAGE, 40)[:, None, None] / 1.0
@@ -231,19 +231,19 @@ def test_inference_is_the_same_with_and_without_the_series(monkeypatch):
                             support_size=3, random_state=2)
     kw = dict(support_size=3, a=1.0, vc_method=None, inference=[0, 1, 2, 9])
     series = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
-    monkeypatch.setattr("hdlmm.inference.SERIES_LEVERAGE", -1.0)
+    monkeypatch.setattr("hdlmm.inference.debias.SERIES_LEVERAGE", -1.0)
     eigh = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
     np.testing.assert_allclose(series.se, eigh.se, rtol=1e-12)
     np.testing.assert_allclose(series.df, eigh.df, rtol=1e-10)
     # the cluster algebra by blocks of 7 clusters: the same sums
-    monkeypatch.setattr("hdlmm.inference.CLUSTERS_AT_ONCE", 7)
+    monkeypatch.setattr("hdlmm.inference.debias.CLUSTERS_AT_ONCE", 7)
     blocks = hdlmm.SparseLMM(**kw).fit(d.X, d.y, groups=d.groups, Z=d.Z).inference_
     np.testing.assert_allclose(blocks.se, eigh.se, rtol=1e-12)
     np.testing.assert_allclose(blocks.df, eigh.df, rtol=1e-10)
 
 
 def test_cr2_warns_when_a_cluster_has_leverage_one():
-    from hdlmm.inference import _cr2_by_eigh
+    from hdlmm.inference.debias import _cr2_by_eigh
 
     K = np.diag([1.0, 0.2])[None]
     with pytest.warns(RuntimeWarning, match="leverage 1.*small_sample='cr1t'"):

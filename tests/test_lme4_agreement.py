@@ -21,8 +21,8 @@ import pytest
 
 import hdlmm
 from hdlmm import ClusterStats
-from hdlmm.formula import parse_formula
-from hdlmm.varcomp import _lower_factor, _Profile
+from hdlmm.model.varcomp import _lower_factor, _Profile
+from hdlmm.sources.formula import parse_formula
 
 pytest.importorskip("formulaic")
 
@@ -162,7 +162,7 @@ def test_support_size_zero_is_the_null_model_of_the_candidates():
     assert m.support_.size == 0 and np.all(m.coef_ == 0) and m.inference_ is None
     ones = np.zeros((len(d.y), 0))
     null = ClusterStats.from_arrays(ones, d.y, d.groups, d.Z)
-    vc = hdlmm.varcomp.fit_variance_components(null, "REML")
+    vc = hdlmm.model.varcomp.fit_variance_components(null, "REML")
     np.testing.assert_allclose(m.intercept_, vc.coef[0] + null.y_shift, rtol=1e-8)
     np.testing.assert_allclose(m.variance_components_.criterion, vc.criterion, atol=1e-8)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import hdlmm
-from hdlmm._validation import check_lmm_arrays
-from hdlmm.screening import default_keep, screen
+from hdlmm.core.checks import check_lmm_arrays
+from hdlmm.core.screening import default_keep, screen
 
 
 def _explicit_scores(X, y, groups, Z, a):

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hdlmm.splicing import best_subset, best_subset_path, profile_out
+from hdlmm.core.splicing import best_subset, best_subset_path, profile_out
 
 
 def exhaustive(G, c, d, k):

@@ -23,7 +23,7 @@ def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product
                                         monkeypatch):
     """Chunks of 5 rows, and cluster products over sub-chunks of 2 rows, split clusters;
     sorted rows take the sliced adds (consecutive clusters), shuffled rows the indexed."""
-    from hdlmm._accumulate import _Accumulator
+    from hdlmm.core._accumulate import _Accumulator
     monkeypatch.setattr(_Accumulator, "product_rows", product_rows)
     d = unbalanced
     order = {"as generated": np.arange(d.groups.size),
@@ -63,7 +63,7 @@ def test_stats_equal_direct_computation(unbalanced, intercept, n_blocks, product
 def test_fold_totals_in_gathered_pieces(unbalanced, monkeypatch):
     """Rows of a fold gathered in pieces of 2p rows (chunks of 64 rows, 3 folds) give
     the same fold totals as whole folds."""
-    from hdlmm._accumulate import _Accumulator
+    from hdlmm.core._accumulate import _Accumulator
     d = unbalanced
     whole = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
     monkeypatch.setattr(_Accumulator, "gather_bytes", 0)

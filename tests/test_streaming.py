@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import hdlmm
-from hdlmm.streaming import TableSpec, stream_stats
+from hdlmm.sources.streaming import TableSpec, stream_stats
 
 pytest.importorskip("pyarrow")
 
@@ -72,7 +72,7 @@ def test_streamed_statistics_equal_the_in_memory_ones(tmp_path, frame, monkeypat
     """Row groups decoded 25 columns at a time (33 columns here), or, when a row group
     is too large for that (forced by row_group_bytes=0), in batches."""
     if row_group_bytes is not None:
-        monkeypatch.setattr(hdlmm.streaming, "PARQUET_ROW_GROUP_BYTES", row_group_bytes)
+        monkeypatch.setattr(hdlmm.sources.streaming, "PARQUET_ROW_GROUP_BYTES", row_group_bytes)
     src = tmp_path / "d.parquet"
     frame.to_parquet(src, row_group_size=50)
     spec = TableSpec("y", "g", XCOLS, ["1", "t"])

@@ -155,7 +155,7 @@ def test_distinct_eigenvalues_make_one_pass_per_a(unbalanced):
 
 
 def test_eigenvalue_levels_ignore_round_off():
-    from hdlmm.transform import _eigenvalue_levels
+    from hdlmm.core.transform import _eigenvalue_levels
     lam = np.array([[2.0, 10.0], [2.0 * (1 + 1e-15), 10.0], [3.0, 10.0 * (1 - 1e-15)]])
     values, level = _eigenvalue_levels(lam)
     np.testing.assert_allclose(values, [2.0, 3.0, 10.0])

@@ -3,8 +3,8 @@ import pytest
 
 import hdlmm
 from hdlmm import SparseLMM
-from hdlmm.path import fit_path
-from hdlmm.tuning import information_criterion
+from hdlmm.model.path import fit_path
+from hdlmm.model.tuning import information_criterion
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -36,7 +36,7 @@ def test_cv_results_table_and_one_se():
 def test_one_se_rule_lowers_k_at_the_chosen_a():
     """Closed-form cases of CVResult.best: the best (allowed) cell, then the sparsest k
     at its a within one standard error of it."""
-    from hdlmm.tuning import CVResult
+    from hdlmm.model.tuning import CVResult
 
     # two values of a, 2 folds, k = 1..4; means (fold average) and SEs by construction
     mean = np.array([[5.0, 3.0, 2.05, 2.0], [4.0, 2.5, 2.2, 2.1]])
@@ -58,7 +58,7 @@ def test_one_se_rule_lowers_k_at_the_chosen_a():
 def test_paired_one_se_rule_uses_the_fold_by_fold_difference():
     """The paired rule keeps a larger model that wins in every fold by little, where the
     cell rule (whose SE includes the variation between folds) drops it."""
-    from hdlmm.tuning import PAIRED_Z, CVResult
+    from hdlmm.model.tuning import PAIRED_Z, CVResult
 
     chosen = np.array([1.0, 2.0, 3.0, 4.0])  # k = 3, four folds: cell SE 0.645
     consistent = chosen + np.array([0.1, 0.3, 0.2, 0.2])  # k = 2: worse in every fold
@@ -126,7 +126,7 @@ def test_ic_path_matches_the_chosen_k():
 
 def test_plots_write_files(tmp_path):
     pytest.importorskip("matplotlib")
-    from hdlmm.plots import plot_cv_curve, plot_fixed_effects, plot_path
+    from hdlmm.api.plots import plot_cv_curve, plot_fixed_effects, plot_path
 
     d = hdlmm.make_lmm_data(n_clusters=20, n_obs=6, n_features=30, random_state=1)
     m = SparseLMM(random_state=0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
@@ -162,8 +162,8 @@ def test_ic_path_stops_early_without_changing_the_choice(seed):
     full path to k_max (N > p, so the least-squares bound is informative)."""
     from functools import partial
 
-    from hdlmm.path import fit_path
-    from hdlmm.tuning import information_criterion
+    from hdlmm.model.path import fit_path
+    from hdlmm.model.tuning import information_criterion
 
     d = hdlmm.make_lmm_data(n_clusters=30, n_obs=(4, 10), n_features=40, n_re=2,
                             support_size=3, random_state=seed)
@@ -181,9 +181,9 @@ def test_ic_path_stops_early_without_changing_the_choice(seed):
 @pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
 def test_proxy_ml_k_is_the_fixed_point_of_its_definition():
     """k = argmin IC(n = N) at the a maximising the working likelihood at k, by brute force."""
-    from hdlmm.stats import ClusterStats
-    from hdlmm.transform import ProxyTransform
-    from hdlmm.tuning import proxy_ml_k
+    from hdlmm.core.stats import ClusterStats
+    from hdlmm.core.transform import ProxyTransform
+    from hdlmm.model.tuning import proxy_ml_k
 
     d = hdlmm.make_tutorial_data(m=8, n=30, p=300, q=8, seed=1)
     stats = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
@@ -220,7 +220,7 @@ def test_ml_rule_in_the_estimator():
 
 
 def test_coarse_grid_and_neighbours():
-    from hdlmm.selection import _coarse, _new_neighbours
+    from hdlmm.model.selection import _coarse, _new_neighbours
 
     grid = hdlmm.DEFAULT_A_GRID
     np.testing.assert_allclose(_coarse(grid), [0.0, 0.1, 1.0, 10.0, 100.0])

@@ -9,7 +9,7 @@ import pytest
 
 import hdlmm
 from hdlmm import ClusterStats, SparseLMM
-from hdlmm.varcomp import blups, fit_variance_components
+from hdlmm.model.varcomp import blups, fit_variance_components
 
 SLEEP = pd.read_csv(Path(__file__).parent / "data" / "sleepstudy.csv")
 
@@ -163,7 +163,7 @@ def test_boundary_fit_warns_and_returns():
 @pytest.mark.parametrize("method", ["REML", "ML"])
 @pytest.mark.parametrize("structure", ["unstructured", "diagonal", "scalar", "blocks"])
 def test_analytic_gradient_matches_finite_differences(method, structure):
-    from hdlmm.varcomp import _Profile
+    from hdlmm.model.varcomp import _Profile
 
     d = hdlmm.make_lmm_data(n_clusters=50, n_obs=(2, 12), n_features=4, n_re=3,
                             support_size=2,
@@ -187,7 +187,7 @@ def test_analytic_gradient_matches_finite_differences(method, structure):
 
 @pytest.mark.parametrize("q", [1, 2, 3])
 def test_batched_inverse_and_logdet_match_numpy(q):
-    from hdlmm.varcomp import _inv_logdet
+    from hdlmm.model.varcomp import _inv_logdet
     rng = np.random.default_rng(q)
     A = rng.standard_normal((50, q, q))
     M = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(q)

@@ -222,7 +222,7 @@ def results_dict(model, level=0.95, argv=None):
     import scipy
     import sklearn
 
-    from . import __version__
+    from hdlmm import __version__
 
     vc = model.variance_components_
     free = 1 if model.stats_.intercept else 0
@@ -275,7 +275,7 @@ def write_results(model, out, level=0.95, argv=None, plots=True):
                                                      indent=2, allow_nan=False))
         if plots:
             try:
-                from .plots import plot_cv_curve, plot_path
+                from hdlmm.api.plots import plot_cv_curve, plot_path
 
                 plot_path(model, path=tmp / "coef_path.png")
                 if model.cv_results_ is not None:

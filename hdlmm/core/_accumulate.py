@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from ._arrays import runs, zeros
-from ._validation import all_finite
-from .standardize import _first_chunk_standardization, _first_chunk_z_standardization
+from hdlmm.core._arrays import runs, zeros
+from hdlmm.core.checks import all_finite
+from hdlmm.core.standardize import _first_chunk_standardization, _first_chunk_z_standardization
 
 __all__ = ["_Accumulator"]
 

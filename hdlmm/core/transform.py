@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import thin_product, zeros
-from ._validation import check_a
+from hdlmm.core._arrays import thin_product, zeros
+from hdlmm.core.checks import check_a
 
 __all__ = ["ProxyTransform", "Quadratic"]
 

@@ -4,21 +4,21 @@ The debiased estimates need, for every cluster, sums over its rows of products o
 fitted model's columns x_S, the directions X u_j, the tested columns and the residuals
 r = y − Xβ̂ (:func:`row_sums` lists them). They are additive over rows, so they are
 computed chunk by chunk (from arrays, files or Dask partitions) and added into
-per-cluster arrays; :func:`hdlmm.inference.debias` turns them into whitened sums.
+per-cluster arrays; :func:`hdlmm.inference.debias.debias` turns them into whitened sums.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import thin_product, zeros
+from hdlmm.core._arrays import thin_product, zeros
 
 __all__ = ["row_scores", "row_sums", "row_chunks", "chunk_sums", "local_chunk_sums",
            "add_cluster_sums", "standard_pieces"]
 
 
 def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
-    """A ``rows`` callable for :func:`hdlmm.inference.debias` over in-memory arrays
+    """A ``rows`` callable for :func:`hdlmm.inference.debias.debias` over in-memory arrays
     (see :func:`row_sums`).
 
     Parameters
@@ -44,7 +44,7 @@ def row_chunks(X, y, cluster_index, chunk_rows=65536):
 
 
 def row_sums(chunks, n_clusters, coef, intercept, standardization=None):
-    """A ``rows`` callable for :func:`hdlmm.inference.debias` from a stream of row chunks.
+    """A ``rows`` callable for :func:`hdlmm.inference.debias.debias` from a stream of row chunks.
 
     ``rows(U, S, cols)`` makes one pass over ``chunks()`` (an iterable of
     ``(X, y, cluster_index)``, X without the intercept column) and returns per-cluster
@@ -75,7 +75,7 @@ def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTE
                     buffer=None):
     """Yield ``(X̃, y − y₀, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
     ``standardization = (s, c, y₀)`` (as the statistics were built, see
-    :class:`hdlmm.stats.ClusterStats`); the rows as they are when it is None.
+    :class:`hdlmm.core.stats.ClusterStats`); the rows as they are when it is None.
 
     The columns are standardised before any product: X u computed as X(u/c) − sᵀ(u/c)
     would lose a column's spread to cancellation when its mean is large. The pieces

@@ -2,7 +2,7 @@
 
 Two passes over a Parquet or CSV/TSV file (or a folder of Parquet files), read in
 chunks by pyarrow: the first reads the grouping column only and lays out the folds
-(:class:`hdlmm.stats.FoldLayout`), the second adds each chunk's cross-products into
+(:class:`hdlmm.core.stats.FoldLayout`), the second adds each chunk's cross-products into
 one accumulator. Rows of one cluster may be spread over any number of chunks (the
 cross-products are additive). Memory: O(p² · folds + n · q · p) for the statistics plus
 one chunk of rows, never the whole data. The debiased inference, when asked for, makes
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._accumulate import _Accumulator
-from ._validation import _sort_order
-from .stats import ClusterStats, FoldLayout, _feature_names
+from hdlmm.core._accumulate import _Accumulator
+from hdlmm.core.checks import _sort_order
+from hdlmm.core.stats import ClusterStats, FoldLayout, _feature_names
 
 __all__ = ["TableSpec", "read_batches", "stream_stats", "StreamMixin"]
 
@@ -381,7 +381,7 @@ class StreamMixin:
             Names of the random effects (columns of Z).
         """
         t0 = time.perf_counter()
-        from ._validation import check_params
+        from hdlmm.core.checks import check_params
 
         check_params(self)
         self._reset_fitted()
@@ -435,7 +435,7 @@ class StreamMixin:
 
     def _stats_options(self):
         """Checked parameters, and how the statistics must be built for them."""
-        from ._validation import check_params
+        from hdlmm.core.checks import check_params
 
         check_params(self)
         return dict(fit_intercept=self.fit_intercept, random_state=self.random_state,

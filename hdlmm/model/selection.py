@@ -1,6 +1,6 @@
 """How SparseLMM chooses the proxy parameter a and the support size k, and fits at them.
 
-A mixin of :class:`~hdlmm.estimator.SparseLMM` (it reads the estimator's parameters):
+A mixin of :class:`~hdlmm.api.estimator.SparseLMM` (it reads the estimator's parameters):
 
 * a given, k given: one path at a;
 * k by an information criterion (``k_selection="ic"``): full-data paths at every a of the
@@ -25,18 +25,18 @@ import functools
 import numpy as np
 import pandas as pd
 
-from ._postfit import random_part
-from ._validation import (
+from hdlmm.core.aliasing import warn_aliased_columns
+from hdlmm.core.checks import (
     check_a,
     check_support_rank,
     check_support_size,
     warn_constant_columns,
 )
-from .aliasing import warn_aliased_columns
-from .efficiency import most_efficient_a
-from .path import default_k_max, fit_path
-from .transform import ProxyTransform
-from .tuning import choose_from_cv, cross_validate, information_criterion, proxy_ml_k
+from hdlmm.core.transform import ProxyTransform
+from hdlmm.model.efficiency import most_efficient_a
+from hdlmm.model.path import default_k_max, fit_path
+from hdlmm.model.random_part import random_part
+from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion, proxy_ml_k
 
 __all__ = ["SelectionMixin", "DEFAULT_A_GRID"]
 
@@ -54,8 +54,8 @@ class SelectionMixin:
 
     def _fit_stats(self, stats, re_names=None, no_groups=False, re_blocks=None):
         """Choose (a, k) and fit, from the cross-products only (of the standardised
-        columns: :meth:`~hdlmm.stats.ClusterStats.standardized`; the estimator maps the
-        fit back to the user's units, :mod:`hdlmm._units`). Returns the transform."""
+        columns: :meth:`~hdlmm.core.stats.ClusterStats.standardized`; the estimator maps the
+        fit back to the user's units, :mod:`hdlmm.api._units`). Returns the transform."""
         stats = stats.standardized()
         self.stats_ = stats
         free = [0] if stats.intercept else []
@@ -144,7 +144,7 @@ class SelectionMixin:
     def _efficient_a(self, transform, a_grid, k_max, free, p):
         """``a_selection="efficiency"``: refit the chosen k at the a of the grid with the
         most efficient fixed effects under the fitted Ψ, σ²
-        (:func:`~hdlmm.efficiency.most_efficient_a`). True if a changed."""
+        (:func:`~hdlmm.model.efficiency.most_efficient_a`). True if a changed."""
         if self.cov_re_ is None:
             self.selection_ += "; a not revised (no variance components to judge it by)"
             return False
@@ -181,7 +181,7 @@ class SelectionMixin:
         description, and the a the choice rests on (None if none).
 
         ``ic_samples="ml"``: one k for every a, chosen with n = N at the working model's
-        maximum-likelihood a among ``a_values`` (:func:`~hdlmm.tuning.proxy_ml_k`);
+        maximum-likelihood a among ``a_values`` (:func:`~hdlmm.model.tuning.proxy_ml_k`);
         otherwise each a gets its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N
         (``"rows"``).
         """

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .path import fit_path
-from .transform import objective
+from hdlmm.core.transform import objective
+from hdlmm.model.path import fit_path
 
 __all__ = ["information_criterion", "proxy_ml_k", "CVResult", "cross_validate",
            "choose_from_cv", "IC_TYPES", "CV_CRITERIA"]

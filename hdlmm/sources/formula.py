@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .coltypes import check_columns, column_types
+from hdlmm.sources.coltypes import check_columns, column_types
 
 __all__ = ["FormulaDesign", "parse_formula", "split_bars", "FormulaMixin"]
 

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from ._accumulate import _Accumulator
-from ._arrays import zeros
-from ._validation import _sort_order, check_lmm_arrays
-from .standardize import _own, column_standardization, intercept_column, z_standardization
+from hdlmm.core._accumulate import _Accumulator
+from hdlmm.core._arrays import zeros
+from hdlmm.core.checks import _sort_order, check_lmm_arrays
+from hdlmm.core.standardize import _own, column_standardization, intercept_column, z_standardization
 
 __all__ = ["ClusterStats", "FoldLayout"]
 
@@ -187,7 +187,7 @@ class ClusterStats:
     def from_checked(cls, X, y, Z, codes, labels, *, fit_intercept=True, n_blocks=1,
                      random_state=None, chunk_rows=65536, feature_names=None,
                      standardize=True):
-        """Build from the output of :func:`hdlmm._validation.check_lmm_arrays`."""
+        """Build from the output of :func:`hdlmm.core.checks.check_lmm_arrays`."""
         layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
         p, q = X.shape[1] + fit_intercept, Z.shape[1]
@@ -394,7 +394,7 @@ class FoldLayout:
     Parameters
     ----------
     labels : ndarray of object
-        All cluster labels, in sorted order (as :func:`hdlmm._validation.check_groups`).
+        All cluster labels, in sorted order (as :func:`hdlmm.core.checks.check_groups`).
     n_blocks : int
     random_state : int, RandomState or None
     """

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .estimator import SparseLMM
-from .simulate import make_tutorial_data
+from hdlmm.api.estimator import SparseLMM
+from hdlmm.sources.simulate import make_tutorial_data
 
 __all__ = ["run_demo"]
 
@@ -71,7 +71,7 @@ def run_demo(out="demo_output", support_size=None, random_state=0, echo=print):
 
 def _figure(out, data, model, sm_coef, echo):
     try:
-        from .plots import plot_fixed_effects
+        from hdlmm.api.plots import plot_fixed_effects
         fitted = {"hdlmm": data.X @ model.coef_ + model.intercept_}
         if sm_coef is not None:
             fitted = {"statsmodels MixedLM": data.X @ sm_coef, **fitted}
@@ -82,7 +82,7 @@ def _figure(out, data, model, sm_coef, echo):
         echo(f"\nfigure skipped: {exc}")
         return None
     echo(f"\nfigure (fitted vs true fixed effects): {fig_path.resolve()}")
-    from .plots import plot_cv_curve, plot_path
+    from hdlmm.api.plots import plot_cv_curve, plot_path
     if model.cv_results_ is not None:
         plot_cv_curve(model, path=Path(out) / "cv_curve.png")
         echo(f"figure (cross-validation curve over k for each a): "

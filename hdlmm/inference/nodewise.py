@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from .splicing import _inverse_pd
+from hdlmm.core.splicing import _inverse_pd
 
 __all__ = ["nodewise_lasso", "NodewiseResult"]
 

@@ -91,9 +91,9 @@ def _simulate_parser(sub):
 
 
 def _run_fit(args, argv):
-    from .estimator import SparseLMM
-    from .formula import split_bars
-    from .io import read_table, write_results
+    from hdlmm.api.estimator import SparseLMM
+    from hdlmm.sources.files import read_table, write_results
+    from hdlmm.sources.formula import split_bars
 
     try:
         group_columns = [c.strip() for _, g, _ in split_bars(args.formula)[1]
@@ -134,8 +134,8 @@ def _parse_n_obs(text):
 def _run_simulate(args):
     import pandas as pd
 
-    from .io import write_table, write_text
-    from .simulate import make_lmm_data
+    from hdlmm.sources.files import write_table, write_text
+    from hdlmm.sources.simulate import make_lmm_data
 
     d = make_lmm_data(n_clusters=args.n_clusters, n_obs=_parse_n_obs(args.n_obs),
                       n_features=args.n_features, n_re=args.n_re,
@@ -172,7 +172,7 @@ def main(argv=None):
             warnings.simplefilter("default")
             warnings.formatwarning = _one_line_warning
             if args.command == "demo":
-                from .demo import run_demo
+                from hdlmm.api.demo import run_demo
 
                 run_demo(out=args.out, support_size=args.support_size,
                          random_state=args.random_state)

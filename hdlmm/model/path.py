@@ -1,6 +1,6 @@
 """Support-size paths on one whitened problem, with unpenalised columns profiled out.
 
-This is the glue between a :class:`~hdlmm.transform.Quadratic` (which knows clusters)
+This is the glue between a :class:`~hdlmm.core.transform.Quadratic` (which knows clusters)
 and the splicing solver (which does not): it removes the unpenalised columns (the
 intercept) by their Schur complement, solves, and maps the coefficients back.
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aliasing import least_squares_rss
-from .splicing import best_subset_path, profile_out
+from hdlmm.core.aliasing import least_squares_rss
+from hdlmm.core.splicing import best_subset_path, profile_out
 
 __all__ = ["PathFit", "fit_path", "default_k_max"]
 

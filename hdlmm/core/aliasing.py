@@ -4,7 +4,7 @@ A column that is a linear combination of others (a dummy that is a function of a
 factor, a total next to its parts) leaves XᵀX singular. Nothing in the selection
 breaks (splicing never takes a support whose Gram is singular), but two things need
 the rank: the information-criterion bound that stops the support-size path early
-(:func:`hdlmm.path.fit_path`), which needs the least-squares RSS on all columns, and
+(:func:`hdlmm.model.path.fit_path`), which needs the least-squares RSS on all columns, and
 the user, who should hear which columns are aliased with which.
 
 Both come from the pivoted Cholesky factorisation of the Gram scaled to a unit diagonal

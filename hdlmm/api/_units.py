@@ -1,7 +1,7 @@
 """The fitted model in the user's units.
 
 Every estimator behind :class:`hdlmm.SparseLMM` works on statistics of standardised
-columns x̃_j = (x_j − s_j) / c_j (:class:`hdlmm.stats.ClusterStats`), so that nothing
+columns x̃_j = (x_j − s_j) / c_j (:class:`hdlmm.core.stats.ClusterStats`), so that nothing
 it decides depends on the units or offsets of a column. With an intercept the two
 parametrisations are the same model:
 
@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._postfit import likelihood_summaries
+from hdlmm.model.random_part import likelihood_summaries
 
 __all__ = ["to_user_units"]
 

@@ -1,8 +1,8 @@
 """SparseLMM: best-subset fixed effects of a linear mixed model (scikit-learn API).
 
-The estimator only orchestrates: it builds a :class:`~hdlmm.stats.ClusterStats`, the
-:class:`~hdlmm.transform.ProxyTransform`, chooses (a, k) and fits
-(:mod:`hdlmm.selection`), then fits the random part and the inference (:mod:`hdlmm._postfit`).
+The estimator only orchestrates: it builds a :class:`~hdlmm.core.stats.ClusterStats`, the
+:class:`~hdlmm.core.transform.ProxyTransform`, chooses (a, k) and fits
+(:mod:`hdlmm.model.selection`), then fits the random part and the inference (:mod:`hdlmm.model.random_part`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._postfit import fixed_effect_inference
-from ._units import to_user_units
-from ._validation import (
+from hdlmm.api._units import to_user_units
+from hdlmm.core.checks import (
     check_lmm_arrays,
     check_params,
     check_predict_groups,
@@ -25,13 +24,14 @@ from ._validation import (
     match_columns,
     warn_unseen_clusters,
 )
-from .dask_stats import DaskMixin
-from .formula import FormulaMixin
-from .row_pass import row_chunks
-from .screening import expand_screened, screened_columns
-from .selection import DEFAULT_A_GRID, SelectionMixin
-from .stats import ClusterStats
-from .streaming import StreamMixin
+from hdlmm.core.row_pass import row_chunks
+from hdlmm.core.screening import expand_screened, screened_columns
+from hdlmm.core.stats import ClusterStats
+from hdlmm.model.random_part import fixed_effect_inference
+from hdlmm.model.selection import DEFAULT_A_GRID, SelectionMixin
+from hdlmm.sources.dask_frames import DaskMixin
+from hdlmm.sources.formula import FormulaMixin
+from hdlmm.sources.streaming import StreamMixin
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -86,14 +86,14 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
     ic_samples : {"ml", "effective", "rows"}
         Sample size n in the criterion. ``ml`` (default): n = N at the working model's
         maximum-likelihood a on the grid, one k for every a, then a by CV at that k
-        (:func:`hdlmm.tuning.proxy_ml_k`); ``effective``: n = tr(Σ_a⁻¹) and ``rows``:
+        (:func:`hdlmm.model.tuning.proxy_ml_k`); ``effective``: n = tr(Σ_a⁻¹) and ``rows``:
         n = N, each a with its own k. In the accuracy benchmark (benchmarks/RESULTS.md)
         ``effective`` under-selects when q is close to the cluster sizes and ``rows``
         over-selects at large a; ``ml`` avoids both.
     cv : int
         Number of grouped folds (whole clusters).
     cv_criterion : {"loglik", "marginal"}
-        Held-out criterion of the cross-validation (see :mod:`hdlmm.tuning`). The
+        Held-out criterion of the cross-validation (see :mod:`hdlmm.model.tuning`). The
         default ``loglik`` chose a better in the accuracy benchmark (benchmarks/RESULTS.md):
         the marginal prediction error hardly depends on a and picked too small an a
         when Ψ is large relative to σ².
@@ -105,7 +105,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         bound. ``"paired"`` (default): not beaten at the one-sided 5% level fold by fold
         (the standard error of the paired difference over the same folds, without the
         variation between folds that both models share; see
-        :meth:`hdlmm.tuning.CVResult.best`). ``True``: the classical one-standard-error
+        :meth:`hdlmm.model.tuning.CVResult.best`). ``True``: the classical one-standard-error
         rule, within one standard error of the chosen cell's mean. ``False``: the
         choice as it stands. In the accuracy benchmark (benchmarks/RESULTS.md,
         accuracy) both rules removed most of EBIC's false positives; ``True`` also dropped
@@ -114,7 +114,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         ``cv`` (default): a by the cross-validation. ``efficiency``: after the CV choice
         and the variance components, refit the chosen k at the a of the grid whose
         estimator of the fixed effects has the smallest variance under the fitted Ψ̂, σ̂²
-        (:mod:`hdlmm.efficiency`; ``efficiency_`` holds the traces). Needs the variance
+        (:mod:`hdlmm.model.efficiency`; ``efficiency_`` holds the traces). Needs the variance
         components (kept at the CV choice when they are not identified).
     max_exchange : int
         Largest number of variables exchanged at once by splicing (C_max).
@@ -133,7 +133,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         the same either way.
     inference : "support", "all", list or None
         Coordinates given debiased estimates, cluster-robust standard errors and
-        p-values (:mod:`hdlmm.inference`): the selected support (default), all
+        p-values (:mod:`hdlmm.inference.debias`): the selected support (default), all
         features, or the support plus the listed column indices or names. None: skip.
     nodewise_penalty : "scaled" or float
         Penalty of the nodewise lasso behind the debiased estimates (scaled lasso by
@@ -149,7 +149,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         Multiple-testing adjustment of ``pvalues_`` (Holm or Benjamini-Hochberg).
     screening : "auto", int or None
         Sure independence screening in the whitened space before the p × p statistics
-        (:mod:`hdlmm.screening`): "auto" screens when p > 5000 to the default size
+        (:mod:`hdlmm.core.screening`): "auto" screens when p > 5000 to the default size
         min(⌊N/log N⌋, 2000) per a; an int screens to that many columns per a; None
         never screens. Screened-out columns get coefficient 0 and NaN p-values.
     random_state : int, RandomState or None
@@ -378,8 +378,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         return self.inference_.confint(level)
 
     def summary(self):
-        """A readable summary of the fitted model (see :func:`hdlmm.summary.summarize`)."""
-        from .summary import summarize
+        """A readable summary of the fitted model (see :func:`hdlmm.api.summary.summarize`)."""
+        from hdlmm.api.summary import summarize
 
         check_is_fitted(self, "coef_")
         return summarize(self)

@@ -1,7 +1,7 @@
 """Cross-products of a Dask DataFrame, computed on a Dask cluster.
 
 Each partition's rows become a :class:`ClusterStats` of the clusters it holds (the
-folds come from one :class:`hdlmm.stats.FoldLayout` of all the labels, so partitions
+folds come from one :class:`hdlmm.core.stats.FoldLayout` of all the labels, so partitions
 agree on them); a tree reduction adds them (``split_every`` at a time), so no worker
 ever holds more than a few partial statistics. A cluster's rows may be spread over any
 number of partitions. The fit then runs on the driver from the statistics alone; the
@@ -30,10 +30,10 @@ import operator
 import numpy as np
 import pandas as pd
 
-from ._accumulate import _Accumulator
-from .row_pass import add_cluster_sums, local_chunk_sums, standard_pieces
-from .stats import ClusterStats, FoldLayout
-from .streaming import TableSpec, sorted_labels
+from hdlmm.core._accumulate import _Accumulator
+from hdlmm.core.row_pass import add_cluster_sums, local_chunk_sums, standard_pieces
+from hdlmm.core.stats import ClusterStats, FoldLayout
+from hdlmm.sources.streaming import TableSpec, sorted_labels
 
 __all__ = ["dask_stats", "DaskMixin", "DaskRows"]
 
@@ -69,7 +69,7 @@ def _add(*parts):
 
 def _standardized(stats):
     """The merged statistics in the data's own column standardisation (each partition
-    had its own, see :class:`hdlmm.stats.ClusterStats`)."""
+    had its own, see :class:`hdlmm.core.stats.ClusterStats`)."""
     return None if stats is None else stats.standardized()
 
 
@@ -163,7 +163,7 @@ class DaskMixin:
 class DaskRows:
     """The rows of a Dask DataFrame for the inference's second pass: :meth:`row_sums`
     computes each partition's per-cluster sums on the workers (in place of the driver's
-    pass over row chunks, :func:`hdlmm.row_pass.row_sums`).
+    pass over row chunks, :func:`hdlmm.core.row_pass.row_sums`).
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ class DaskRows:
         self.index = pd.Index(labels)
 
     def row_sums(self, n_clusters, coef, intercept, standardization=None):
-        """A ``rows(U, S, cols)`` callable as :func:`hdlmm.row_pass.row_sums`'s."""
+        """A ``rows(U, S, cols)`` callable as :func:`hdlmm.core.row_pass.row_sums`'s."""
         dask = _dask()
 
         def rows(U, S, cols):
@@ -200,7 +200,7 @@ class DaskRows:
 
 def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept,
                         standardization=None):
-    """(clusters, their sums) of :func:`hdlmm.row_pass.chunk_sums` for one partition
+    """(clusters, their sums) of :func:`hdlmm.core.row_pass.chunk_sums` for one partition
     (its rows standardised as the statistics were)."""
     if len(frame) == 0:
         return None

@@ -9,7 +9,7 @@ whitened space with the intercept profiled out,
 (the absolute marginal correlation of x̃_{a,j} with ỹ_a, times ‖ỹ_a‖), computed from
 the diagonal of G(a) and from c(a) only: per block of columns, the column sums of
 squares, Xᵀ1, Xᵀy and the per-cluster Z_iᵀX_i of that block (Woodbury, as in
-:mod:`hdlmm.transform`). Memory O(n · q · block), time O(N · p). The ``keep`` best
+:mod:`hdlmm.core.transform`). Memory O(n · q · block), time O(N · p). The ``keep`` best
 columns at each a are kept (their union over the grid), then the usual cross-products
 are built on those only.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from .standardize import column_standardization
+from hdlmm.core.standardize import column_standardization
 
 __all__ = ["screen", "default_keep", "screened_columns", "expand_screened",
            "SCREEN_ABOVE"]

@@ -1,4 +1,4 @@
-"""The standardisation of columns behind :class:`hdlmm.stats.ClusterStats`: each
+"""The standardisation of columns behind :class:`hdlmm.core.stats.ClusterStats`: each
 column's shift and scale (its mean and SD, or its RMS without an intercept), computed
 so that a large offset loses nothing to cancellation.
 """

@@ -2,7 +2,7 @@
 
 In the whitened space (x_a = Σ_a^{-1/2}x, r = Σ_a^{-1/2}(y − Xβ̂)), for a coordinate j
 with decorrelating direction w_j = x_{a,j} − X_{a,−j}κ̂_j = X_a u_j (nodewise lasso,
-:mod:`hdlmm.nodewise`):
+:mod:`hdlmm.inference.nodewise`):
 
     β̃_j = β̂_j + w_jᵀr / (w_jᵀx_{a,j}) = β̂_j + u_jᵀ(c − Gβ̂) / (G u_j)_j
     V̂_j  = Σ_i (w_{j,i}ᵀ r_i)² / (G u_j)_j²                 (cluster-robust, see below)
@@ -10,7 +10,7 @@ with decorrelating direction w_j = x_{a,j} − X_{a,−j}κ̂_j = X_a u_j (nodew
 Everything but the per-cluster scores w_{j,i}ᵀr_i comes from G(a) and c(a). Those scores
 are u_jᵀ s_i with s_i = X_iᵀΣ_{a,i}⁻¹r_i = X_iᵀr_i − B_iᵀ diag(w_i(a)) V_iᵀZ_iᵀr_i: the
 Woodbury part comes from the cluster statistics, the first term needs one pass over the
-rows of X u_j (N × J numbers, never N × p) — see :mod:`hdlmm.row_pass`.
+rows of X u_j (N × J numbers, never N × p) — see :mod:`hdlmm.core.row_pass`.
 
 The intercept (unpenalised) is profiled out of the nodewise regressions (it is always in
 the model), so u_j has an intercept entry −G_00⁻¹G_{0,·}u_j.
@@ -48,8 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .nodewise import nodewise_lasso
-from .splicing import profile_out
+from hdlmm.core.splicing import profile_out
+from hdlmm.inference.nodewise import nodewise_lasso
 
 __all__ = ["DebiasedInference", "debias", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
 
@@ -130,9 +130,9 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
         Coordinates (indices into the features, intercept excluded).
     rows : callable
         ``rows(U, S)`` returns the per-cluster sums over the rows in the cluster order
-        of ``transform.stats`` (see :func:`hdlmm.row_pass.row_scores`).
+        of ``transform.stats`` (see :func:`hdlmm.core.row_pass.row_scores`).
     penalty : "scaled" or float
-        Nodewise lasso penalty (:func:`hdlmm.nodewise.nodewise_lasso`).
+        Nodewise lasso penalty (:func:`hdlmm.inference.nodewise.nodewise_lasso`).
     small_sample : {"cr2bm", "cr2t", "cr2", "cr1t", "cr1s", "none"}
     p_adjust : {None, "holm", "bh"}
     names : list of str, optional

@@ -1,7 +1,7 @@
 """What a fitted SparseLMM computes after selection: the random part and the inference.
 
 Each function returns the fitted attributes as a dict; the estimator sets them. Kept
-apart from :mod:`hdlmm.estimator` so that the estimator only orchestrates.
+apart from :mod:`hdlmm.api.estimator` so that the estimator only orchestrates.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._validation import _sort_order
-from .inference import debias
-from .row_pass import row_sums
-from .varcomp import VarianceComponentsError, blups, fit_variance_components
+from hdlmm.core.checks import _sort_order
+from hdlmm.core.row_pass import row_sums
+from hdlmm.inference.debias import debias
+from hdlmm.model.varcomp import VarianceComponentsError, blups, fit_variance_components
 
 
 def random_part(model, stats, free, re_names=None, skip=False, re_blocks=None):
@@ -116,11 +116,11 @@ def inference_columns(spec, support, names):
 
 
 def fixed_effect_inference(model, transform, chunks):
-    """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference`).
+    """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference.debias`).
 
     ``chunks()`` yields ``(X, y, cluster_index)`` chunks of the rows (the second pass
-    over the data; see :func:`hdlmm.row_pass.row_sums`), or ``chunks.row_sums(n,
-    coef, intercept)`` returns the sums itself (e.g. :class:`hdlmm.dask_stats.DaskRows`,
+    over the data; see :func:`hdlmm.core.row_pass.row_sums`), or ``chunks.row_sums(n,
+    coef, intercept)`` returns the sums itself (e.g. :class:`hdlmm.sources.dask_frames.DaskRows`,
     computed where the rows are); None: no row access, and the inference is skipped
     with a warning.
 

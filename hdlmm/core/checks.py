@@ -10,8 +10,8 @@ import pandas as pd
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 
-from .aliasing import column_basis
-from .splicing import _inverse_pd
+from hdlmm.core.aliasing import column_basis
+from hdlmm.core.splicing import _inverse_pd
 
 __all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups",
            "check_params", "check_support_rank", "warn_constant_columns", "match_columns",
@@ -286,9 +286,9 @@ def _positive_int(value, name, minimum, allow_none=False):
 
 def check_params(est):
     """Validate a SparseLMM's parameters before any work is done."""
-    from .inference import P_ADJUST, SMALL_SAMPLE
-    from .tuning import CV_CRITERIA, IC_TYPES
-    from .varcomp import STRUCTURES
+    from hdlmm.inference.debias import P_ADJUST, SMALL_SAMPLE
+    from hdlmm.model.tuning import CV_CRITERIA, IC_TYPES
+    from hdlmm.model.varcomp import STRUCTURES
 
     if est.support_size is not None:
         check_support_size(est.support_size, np.inf, np.inf)

@@ -282,7 +282,7 @@ def best_subset_path(G, c, d, k_max, max_exchange=2, k_min=1, n_candidates=20,
     A forward sweep warm-starts each k from the (k − 1)-solution, then a backward sweep
     restarts each k from the (k + 1)-solution, keeping the better of the two. ``stop``,
     if given, is called as ``stop(k, rss)`` after each k of the forward sweep and ends
-    it when it returns True (see :func:`hdlmm.path.fit_path`).
+    it when it returns True (see :func:`hdlmm.model.path.fit_path`).
 
     Returns
     -------
