@@ -1,9 +1,11 @@
 """hdlmm: sparse, high-dimensional linear mixed models.
 
 Everything is computed from per-cluster cross-products (:class:`ClusterStats`); see
-DESIGN.md for the architecture.
+docs/design.md for the architecture: the layers are the subpackages
+``core`` → ``model``, ``sources`` → ``inference`` → ``api``.
 """
 
+from hdlmm._version import __version__
 from hdlmm.api.estimator import DEFAULT_A_GRID, SparseLMM
 from hdlmm.core.splicing import best_subset, best_subset_path
 from hdlmm.core.stats import ClusterStats
@@ -11,8 +13,6 @@ from hdlmm.core.transform import ProxyTransform
 from hdlmm.inference.compare import compare_models
 from hdlmm.sources.simulate import LMMData, make_lmm_data, make_tutorial_data
 from hdlmm.sources.streaming import TableSpec, stream_stats
-
-__version__ = "0.1.0"
 
 __all__ = ["SparseLMM", "ClusterStats", "ProxyTransform", "best_subset",
            "best_subset_path", "make_lmm_data", "make_tutorial_data", "LMMData",

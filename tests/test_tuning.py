@@ -221,6 +221,7 @@ def test_ml_rule_in_the_estimator():
 
 def test_coarse_grid_and_neighbours():
     from hdlmm.model.selection import _coarse, _new_neighbours
+    from hdlmm.model.settings import SelectionSettings
 
     grid = hdlmm.DEFAULT_A_GRID
     np.testing.assert_allclose(_coarse(grid), [0.0, 0.1, 1.0, 10.0, 100.0])
@@ -230,7 +231,8 @@ def test_coarse_grid_and_neighbours():
     assert _new_neighbours(grid, 0.0, [0.0, 0.1]) == []
     assert _new_neighbours(grid, 100.0, [100.0]) == [grid[-2]]
     m = SparseLMM(a_grid=[3.0, 0.0, 1.0, 3.0])
-    np.testing.assert_array_equal(m._a_grid(), [0.0, 1.0, 3.0])  # sorted, no repeats
+    grid = SelectionSettings.from_params(m.get_params()).grid()
+    np.testing.assert_array_equal(grid, [0.0, 1.0, 3.0])  # sorted, no repeats
 
 
 @pytest.mark.parametrize("seed", [0, 3, 5])

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from hdlmm.core.stats import ClusterStats
 from hdlmm.model.random_part import likelihood_summaries
 
 __all__ = ["to_user_units"]
@@ -38,9 +39,10 @@ def _linear_map(shift, scale, columns, intercept):
     return A
 
 
-def to_user_units(model, stats):
-    """The fitted attributes of ``model`` (fitted on the standardised ``stats``) in the
-    units of the user's columns, as a dict of attributes to set."""
+def to_user_units(fitted: dict, stats: ClusterStats, refit: bool) -> dict:
+    """The ``fitted`` attributes of a :class:`hdlmm.SparseLMM` (fitted on the
+    standardised ``stats``) in the units of the user's columns, as a dict of the
+    attributes that change; ``refit`` is the estimator's parameter."""
     f = int(stats.intercept)
     shift, scale, y0 = stats.x_shift, stats.x_scale, stats.y_shift
     if not np.any(shift) and np.all(scale == 1) and not y0:
@@ -48,15 +50,15 @@ def to_user_units(model, stats):
     c = scale[f:]
     out = {}
     for coef_name, icpt_name in (("coef_", "intercept_"), ("coef_proxy_", "intercept_proxy_")):
-        beta = getattr(model, coef_name) / c
+        beta = fitted[coef_name] / c
         out[coef_name] = beta
         if f:
-            out[icpt_name] = float(getattr(model, icpt_name) - beta @ shift[f:] + y0)
-    if getattr(model, "bse_", None) is not None:
-        out["bse_"] = model.bse_ / c
-    vc = getattr(model, "variance_components_", None)
+            out[icpt_name] = float(fitted[icpt_name] - beta @ shift[f:] + y0)
+    if fitted.get("bse_") is not None:
+        out["bse_"] = fitted["bse_"] / c
+    vc = fitted.get("variance_components_")
     if vc is not None:
-        cols = np.r_[np.arange(f), model.support_ + f].astype(np.intp)
+        cols = np.r_[np.arange(f), fitted["support_"] + f].astype(np.intp)
         A = _linear_map(shift, scale, cols, f)
         criterion = vc.criterion
         if vc.method == "REML":  # its log|XᵀV⁻¹X| term: log|det A⁻¹| = Σ log c_j smaller
@@ -66,13 +68,13 @@ def to_user_units(model, stats):
         vc = replace(vc, coef=coef, cov_coef=A @ vc.cov_coef @ A.T, criterion=criterion)
         out["variance_components_"] = vc
         out.update(likelihood_summaries(vc))
-        if f and model.refit:
+        if f and refit:
             out["intercept_bse_"] = float(vc.bse[0])
-    if getattr(model, "path_", None) is not None:
-        path = model.path_.copy()
+    if fitted.get("path_") is not None:
+        path = fitted["path_"].copy()
         path["coef"] = [cf / c for cf in path["coef"]]
         out["path_"] = path
-    inf = getattr(model, "inference_", None)
+    inf = fitted.get("inference_")
     if inf is not None:
         cj = c[inf.columns]
         out["inference_"] = replace(inf, estimate=inf.estimate / cj,

@@ -92,7 +92,8 @@ def _simulate_parser(sub):
 
 def _run_fit(args, argv):
     from hdlmm.api.estimator import SparseLMM
-    from hdlmm.sources.files import read_table, write_results
+    from hdlmm.api.output import write_results
+    from hdlmm.sources.files import read_table
     from hdlmm.sources.formula import split_bars
 
     try:
@@ -134,7 +135,7 @@ def _parse_n_obs(text):
 def _run_simulate(args):
     import pandas as pd
 
-    from hdlmm.sources.files import write_table, write_text
+    from hdlmm.api.output import write_table, write_text
     from hdlmm.sources.simulate import make_lmm_data
 
     d = make_lmm_data(n_clusters=args.n_clusters, n_obs=_parse_n_obs(args.n_obs),

@@ -1,8 +1,9 @@
 """SparseLMM: best-subset fixed effects of a linear mixed model (scikit-learn API).
 
-The estimator only orchestrates: it builds a :class:`~hdlmm.core.stats.ClusterStats`, the
-:class:`~hdlmm.core.transform.ProxyTransform`, chooses (a, k) and fits
-(:mod:`hdlmm.model.selection`), then fits the random part and the inference (:mod:`hdlmm.model.random_part`).
+Every front end (arrays, formulas, files, Dask, statistics built elsewhere) builds a
+:class:`~hdlmm.core.stats.ClusterStats` and calls the one fit on statistics,
+:func:`hdlmm.api._fitting.fit_statistics`; the estimator only stores parameters, routes
+data and sets the fitted attributes.
 """
 
 from __future__ import annotations
@@ -15,23 +16,28 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from hdlmm.api._units import to_user_units
-from hdlmm.core.checks import (
-    check_lmm_arrays,
+from hdlmm.api._fitting import expand_screened, fit_statistics
+from hdlmm.api.params import (
     check_params,
     check_predict_groups,
     check_predict_X,
     match_columns,
     warn_unseen_clusters,
 )
+from hdlmm.core.checks import check_lmm_arrays
 from hdlmm.core.row_pass import row_chunks
-from hdlmm.core.screening import expand_screened, screened_columns
+from hdlmm.core.screening import screened_columns
 from hdlmm.core.stats import ClusterStats
-from hdlmm.model.random_part import fixed_effect_inference
-from hdlmm.model.selection import DEFAULT_A_GRID, SelectionMixin
-from hdlmm.sources.dask_frames import DaskMixin
-from hdlmm.sources.formula import FormulaMixin
-from hdlmm.sources.streaming import StreamMixin
+from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
+from hdlmm.sources.dask_frames import DaskRows, check_dask_frame, dask_stats
+from hdlmm.sources.formula import FormulaDesign, design_rows, parse_formula
+from hdlmm.sources.streaming import (
+    INTERCEPT,
+    StreamRows,
+    TableSpec,
+    check_chunk_rows,
+    stream_stats,
+)
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -44,8 +50,7 @@ NO_GROUPS_WARNING = (
     "SparseLMM().set_fit_request(groups=True))")
 
 
-class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorMixin,
-                BaseEstimator):
+class SparseLMM(RegressorMixin, BaseEstimator):
     """Sparse fixed effects of a linear mixed model by best-subset selection.
 
     Model: y_i = X_i β + Z_i γ_i + ε_i for clusters i = 1..n, γ_i ~ (0, Ψ),
@@ -54,7 +59,7 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
 
         minimise ‖Σ_a^{-1/2}(y − 1β₀ − Xβ)‖²  subject to  ‖β‖₀ ≤ k,
 
-    solved by splicing (Zhu et al. 2020) on the cross-products (see DESIGN.md).
+    solved by splicing (Zhu et al. 2020) on the cross-products (see docs/design.md).
 
     Parameters
     ----------
@@ -249,8 +254,8 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         self.screening = screening
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ fit
-    def fit(self, X, y, groups=None, Z=None):
+    # ------------------------------------------------------------ front ends
+    def fit(self, X, y, groups=None, Z=None) -> SparseLMM:
         """Fit on rows (X, y) in clusters ``groups`` with random-effect design ``Z``.
 
         Parameters
@@ -264,11 +269,137 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
             ``groups`` to ``fit`` with metadata routing (see the README).
         Z : array-like of shape (N, q), optional
             Row-wise random-effect design; default a random intercept.
-        """
-        return self._fit(X, y, groups, Z)
 
-    def _fit(self, X, y, groups, Z, re_names=None, re_blocks=None,
-             allow_no_features=False):
+        Returns
+        -------
+        self
+        """
+        return self._fit_arrays(X, y, groups, Z)
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, *, missing: str = "raise",
+                     **params) -> SparseLMM:
+        """Fit ``SparseLMM(**params)`` to ``data`` described by an lme4-style formula.
+
+        Parameters
+        ----------
+        formula : str
+            e.g. ``"y ~ x1 + x2 + (1 + t | subject)"`` or ``"y ~ . + (1 | g)"``
+            (:mod:`hdlmm.sources.formula`).
+        data : pandas.DataFrame
+        missing : {"raise", "drop"}
+        **params : SparseLMM parameters
+
+        Returns
+        -------
+        SparseLMM, fitted; column names flow into ``feature_names_in_``, ``params_``,
+        ``summary()`` and the plots.
+        """
+        design = parse_formula(formula, data, missing=missing)
+        params.setdefault("fit_intercept", design.fit_intercept)
+        return cls(**params)._fit_design(formula, design)
+
+    def fit_formula(self, formula: str, data: pd.DataFrame, *,
+                    missing: str = "raise") -> SparseLMM:
+        """Fit this estimator on ``data`` described by ``formula`` (see from_formula)."""
+        return self._fit_design(formula, parse_formula(formula, data, missing=missing))
+
+    def fit_source(self, source, *, y: str, groups: str, X: list | None = None,
+                   Z: list | None = None, chunk_rows: int = 50_000, sep: str | None = None,
+                   progress: bool | None = None) -> SparseLMM:
+        """Fit on a Parquet/CSV file (or a folder of Parquet files) too big for memory
+        (:mod:`hdlmm.sources.streaming`).
+
+        Parameters
+        ----------
+        source : str or Path
+        y, groups : str
+            Response and cluster-label columns.
+        X : list of str, optional
+            Candidate predictors (default: every other column except the Z columns).
+        Z : list of str, optional
+            Random-effect columns, ``"1"`` for the intercept (default: ``["1"]``).
+        chunk_rows : int
+        sep : str, optional
+        progress : bool or None
+            Progress bars on the passes (None: only on a terminal).
+
+        Returns
+        -------
+        self
+        """
+        chunk_rows = check_chunk_rows(chunk_rows)
+        spec = TableSpec(y, groups, X, Z)
+        stats = stream_stats(source, spec, chunk_rows=chunk_rows, sep=sep,
+                             progress=progress, **self._stats_options())
+        return self._fit_table(spec, stats, StreamRows(source, spec, stats, chunk_rows,
+                                                       sep, progress))
+
+    def fit_dask(self, ddf, *, y: str, groups: str, X: list | None = None,
+                 Z: list | None = None, split_every: int = 8) -> SparseLMM:
+        """Fit on a Dask DataFrame (on the current Dask client, if any;
+        :mod:`hdlmm.sources.dask_frames`).
+
+        Parameters
+        ----------
+        ddf : dask.dataframe.DataFrame
+        y, groups : str
+            Response and cluster-label columns.
+        X : list of str, optional
+            Candidate predictors (default: every other column except the Z columns).
+        Z : list of str, optional
+            Random-effect columns, ``"1"`` for the intercept (default ``["1"]``).
+        split_every : int
+            Fan-in of the tree reduction.
+
+        Returns
+        -------
+        self
+        """
+        check_dask_frame(ddf)
+        spec = TableSpec(y, groups, X, Z)
+        stats = dask_stats(ddf, spec, split_every=split_every, **self._stats_options())
+        return self._fit_table(spec, stats, DaskRows(ddf, spec, stats.labels))
+
+    def fit_stats(self, stats: ClusterStats, chunks=None,
+                  re_names: list | None = None) -> SparseLMM:
+        """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
+
+        Parameters
+        ----------
+        stats : ClusterStats
+            Built with ``n_blocks=cv`` (and this ``random_state``) when a or k is chosen
+            by cross-validation, else with any number of blocks.
+        chunks : callable, optional
+            ``chunks()`` yields ``(X, y, cluster_index)`` row chunks, needed for the
+            debiased inference (a second pass over the rows); without it, ``inference``
+            is skipped with a warning.
+        re_names : list of str, optional
+            Names of the random effects (columns of Z).
+
+        Returns
+        -------
+        self
+        """
+        t0 = time.perf_counter()
+        check_params(self)
+        self._reset_fitted()
+        if not isinstance(stats, ClusterStats):
+            raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
+        needs_cv = self._settings().needs_cv
+        if needs_cv and stats.n_blocks != self.cv:
+            raise ValueError(f"the statistics have {stats.n_blocks} fold(s) but cv={self.cv} "
+                             f"is needed to choose a or k; build them with n_blocks={self.cv}")
+        if not needs_cv and stats.n_blocks > 1:
+            stats = stats.merge_blocks()
+        self._set(fit_statistics(stats, chunks, self.get_params(), re_names=re_names))
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    # ------------------------------------------------------- the front ends' parts
+    def _fit_arrays(self, X, y, groups, Z, re_names=None, re_blocks=None,
+                    allow_no_features=False):
+        """fit on arrays (and on the design of a formula)."""
         t0 = time.perf_counter()
         self._reset_fitted()
         no_groups = groups is None
@@ -276,30 +407,63 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
             warnings.warn(NO_GROUPS_WARNING, UserWarning, stacklevel=3)
             groups = np.arange(_num_samples(X))
         check_params(self)
-        names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
-        frame_names = names
+        settings = self._settings()
+        frame_names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
                                                   allow_no_features=allow_no_features)
         p = X.shape[1]
-        all_names = names if names is not None else [f"x{j}" for j in range(p)]
-        kept = screened_columns(self, X, y, Z, codes, labels.size)
+        names = all_names = frame_names or [f"x{j}" for j in range(p)]
+        a_values = [float(self.a)] if self.a is not None else settings.grid()
+        kept = screened_columns(self.screening, a_values, X, y, Z, codes, labels.size)
         if kept is not None:
             X, names = X[:, kept], [all_names[j] for j in kept]
         stats = ClusterStats.from_checked(
             X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
-            n_blocks=self.cv if self._needs_cv() else 1, random_state=self.random_state,
-            feature_names=names)
+            n_blocks=self.cv if settings.needs_cv else 1, random_state=self.random_state,
+            feature_names=names if frame_names is not None or kept is not None else None)
         index = stats.cluster_index(labels)[codes]
-        self._fit_and_test(stats, lambda: row_chunks(X, y, index), re_names, no_groups,
-                           re_blocks)
-        self.residual_quantiles_ = self._residual_quantiles(X, y, Z, labels[codes])
-        self.screened_features_ = None
+        fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), self.get_params(),
+                                re_names=re_names, re_blocks=re_blocks, no_groups=no_groups)
+        fitted["residual_quantiles_"] = _residual_quantiles(fitted, X, y, Z, labels[codes])
+        fitted["screened_features_"] = None
         if kept is not None:
-            expand_screened(self, kept, p, all_names)
+            fitted.update(expand_screened(fitted, kept, p, all_names))
         if frame_names is not None:
-            self.feature_names_in_ = np.asarray(frame_names, dtype=object)
+            fitted["feature_names_in_"] = np.asarray(frame_names, dtype=object)
+        self._set(fitted)
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _fit_design(self, formula, design: FormulaDesign):
+        """fit on the design of a formula."""
+        if design.fit_intercept != self.fit_intercept:
+            raise ValueError(
+                f"the formula {'has' if design.fit_intercept else 'removes'} an intercept "
+                f"but fit_intercept={self.fit_intercept}; make them agree (write "
+                f"'0 +' in the formula to remove it)")
+        self._fit_arrays(design.X, design.y, design.groups, design.Z, design.re_names,
+                         re_blocks=design.re_blocks, allow_no_features=True)
+        self.formula_ = formula
+        self.group_name_ = design.group_column
+        self.formula_design_ = design
+        self.column_types_ = design.column_types
+        return self
+
+    def _fit_table(self, spec, stats, rows):
+        """fit_stats with the names of a TableSpec (fit_source, fit_dask)."""
+        self.fit_stats(stats, rows, re_names=["(Intercept)" if c == INTERCEPT else c
+                                              for c in spec.Z])
+        self.feature_names_in_ = np.asarray(spec.X, dtype=object)
+        return self
+
+    def _stats_options(self):
+        """Checked parameters, and how the statistics must be built for them."""
+        check_params(self)
+        return dict(fit_intercept=self.fit_intercept, random_state=self.random_state,
+                    n_blocks=self.cv if self._settings().needs_cv else 1)
+
+    def _settings(self):
+        return SelectionSettings.from_params(self.get_params())
 
     def _reset_fitted(self):
         """Forget every fitted attribute of an earlier fit (scikit-learn's contract: a
@@ -308,32 +472,12 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 
-    def _residual_quantiles(self, X, y, Z, row_labels):
-        """Min, quartiles and max of the conditional residuals over σ̂ (lme4's
-        "scaled residuals"); None without variance components."""
-        if self.random_effects_ is None:
-            return None
-        gamma = self.random_effects_.reindex(pd.Index(row_labels)).to_numpy()
-        fitted = X @ self.coef_ + self.intercept_ + np.einsum("ij,ij->i", Z, gamma)
-        return np.quantile((y - fitted) / np.sqrt(self.scale_), [0, 0.25, 0.5, 0.75, 1])
-
-    def _needs_cv(self):
-        return self.a is None or (self.support_size is None and self.k_selection == "cv")
-
-    def _fit_and_test(self, stats, chunks, re_names, no_groups, re_blocks=None):
-        transform = self._fit_stats(stats, re_names, no_groups, re_blocks)
-        self._set(fixed_effect_inference(self, transform, chunks))
-        self._set(to_user_units(self, transform.stats))
-        self.params_ = pd.Series(
-            np.r_[[self.intercept_], self.coef_] if stats.intercept else self.coef_,
-            index=stats.feature_names, name="coef")
-
     def _set(self, attributes):
         for name, value in attributes.items():
             setattr(self, name, value)
 
     # -------------------------------------------------------------- predict
-    def predict(self, X, groups=None, Z=None, random_effects=True):
+    def predict(self, X, groups=None, Z=None, random_effects: bool = True) -> np.ndarray:
         """Predict y.
 
         Without ``groups`` (or with ``random_effects=False``): the marginal prediction
@@ -347,6 +491,10 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
         Z : array-like of shape (N, q), optional
             Random-effect design of the rows (default: a random intercept).
         random_effects : bool
+
+        Returns
+        -------
+        ndarray of shape (N,)
         """
         check_is_fitted(self, "coef_")
         X = check_predict_X(match_columns(X, getattr(self, "feature_names_in_", None)),
@@ -360,7 +508,19 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
                              self.random_effects_.index)
         return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
 
-    def confint(self, level=0.95):
+    def predict_frame(self, data: pd.DataFrame, random_effects: bool = True) -> np.ndarray:
+        """Predict for the rows of a DataFrame, encoded as in ``fit_formula``.
+
+        Rows of clusters seen in fit add their BLUPs (unless ``random_effects=False``).
+        """
+        design = getattr(self, "formula_design_", None)
+        if design is None:
+            raise ValueError("predict_frame needs a model fitted by from_formula or "
+                             "fit_formula; use predict(X, groups, Z) otherwise")
+        X, groups, Z = design_rows(design, data, random_effects)
+        return self.predict(X, groups=groups, Z=Z, random_effects=random_effects)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Debiased confidence intervals of the ``inference`` coordinates.
 
         Intervals β̃_j ± t · se_j from the debiased estimator of Li, Cai & Li (2022) with
@@ -377,10 +537,19 @@ class SparseLMM(SelectionMixin, FormulaMixin, StreamMixin, DaskMixin, RegressorM
                              "'all' or a list of columns")
         return self.inference_.confint(level)
 
-    def summary(self):
+    def summary(self) -> str:
         """A readable summary of the fitted model (see :func:`hdlmm.api.summary.summarize`)."""
         from hdlmm.api.summary import summarize
 
         check_is_fitted(self, "coef_")
         return summarize(self)
 
+
+def _residual_quantiles(fitted, X, y, Z, row_labels):
+    """Min, quartiles and max of the conditional residuals over σ̂ (lme4's "scaled
+    residuals"); None without variance components."""
+    if fitted["random_effects_"] is None:
+        return None
+    gamma = fitted["random_effects_"].reindex(pd.Index(row_labels)).to_numpy()
+    pred = X @ fitted["coef_"] + fitted["intercept_"] + np.einsum("ij,ij->i", Z, gamma)
+    return np.quantile((y - pred) / np.sqrt(fitted["scale_"]), [0, 0.25, 0.5, 0.75, 1])

@@ -1,4 +1,6 @@
-"""Input validation in one place, with one message style: name the problem and the fix."""
+"""Checks of the data arrays (X, y, groups, Z, a), with one message style: name the
+problem and the fix. The checks of parameters and of fitted supports are in
+:mod:`hdlmm.model.checks` and :mod:`hdlmm.api.params`."""
 
 from __future__ import annotations
 
@@ -10,17 +12,11 @@ import pandas as pd
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 
-from hdlmm.core.aliasing import column_basis
-from hdlmm.core.splicing import _inverse_pd
-
-__all__ = ["check_lmm_arrays", "check_support_size", "check_a", "check_groups",
-           "check_params", "check_support_rank", "warn_constant_columns", "match_columns",
-           "warn_unseen_clusters"]
+__all__ = ["NonNumericError", "all_finite", "check_a", "check_groups", "check_lmm_arrays"]
 
 
 class NonNumericError(ValueError, TypeError):
     """Input that cannot be converted to numbers (both a ValueError and a TypeError)."""
-
 
 def _as_float_matrix(A, name, n_rows=None, allow_1d=True, allow_no_columns=False):
     """2-D float array, or a ValueError naming ``name``.
@@ -71,7 +67,6 @@ def _as_float_matrix(A, name, n_rows=None, allow_1d=True, allow_no_columns=False
     _check_finite(arr, name)
     return arr
 
-
 def all_finite(arr):
     """Whether every value of ``arr`` is finite. A finite sum proves it (NaN and inf
     propagate) at the cost of one read; only an overflowing sum or a bad value pays
@@ -81,7 +76,6 @@ def all_finite(arr):
             return True
     return bool(np.all(np.isfinite(arr)))
 
-
 def _check_finite(arr, name):
     if not all_finite(arr):
         bad = ~np.isfinite(arr)
@@ -90,7 +84,6 @@ def _check_finite(arr, name):
         raise ValueError(
             f"{name} contains {kind} values in {rows.size} row(s) (first: row {rows[0]}); "
             f"drop or impute them before fitting (hdlmm never drops rows silently)")
-
 
 def check_groups(groups, n_rows):
     """Validate cluster labels; return (codes, labels) with labels in sorted order.
@@ -119,7 +112,6 @@ def check_groups(groups, n_rows):
     relabel[order] = np.arange(len(labels))
     return relabel[codes], np.asarray(labels, dtype=object)[order]
 
-
 def _label_array(groups):
     """A 1-D object array of labels; tuples (e.g. (site, patient)) stay one label each."""
     arr = np.asarray(groups, dtype=object)
@@ -128,7 +120,6 @@ def _label_array(groups):
         arr[:] = list(groups)
     return arr
 
-
 def _sort_order(labels):
     """Order that sorts labels; by (type name, repr) when the labels are not comparable."""
     try:
@@ -136,7 +127,6 @@ def _sort_order(labels):
     except TypeError:
         keys = [(type(v).__name__, repr(v)) for v in labels]
         return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.intp)
-
 
 def check_lmm_arrays(X, y, groups, Z=None, allow_no_features=False):
     """Validate (X, y, groups, Z) for fitting.
@@ -194,7 +184,6 @@ def check_lmm_arrays(X, y, groups, Z=None, allow_no_features=False):
         _reject_block_diagonal(Z, codes, labels.size)
     return X, y, Z, codes, labels
 
-
 def _reject_block_diagonal(Z, codes, n_clusters):
     """Raise if Z is the N × (n·q) block-diagonal layout instead of row-wise N × q."""
     width, rem = divmod(Z.shape[1], n_clusters)
@@ -211,25 +200,6 @@ def _reject_block_diagonal(Z, codes, n_clusters):
             f"({Z.shape[0]}, {width}) instead, like statsmodels' exog_re (for a "
             f"block-diagonal Zb: Zb.reshape(len(Zb), -1, {width}).sum(axis=1))")
 
-
-def check_support_size(k, n_features, n_samples):
-    """Validate a support size against the data."""
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool):
-        raise ValueError(f"support_size must be a non-negative integer or None; got "
-                         f"{k!r}")
-    if k < 0:
-        raise ValueError(f"support_size must be at least 0 (0: the null model, no "
-                         f"candidate predictor); got {k}")
-    if k > n_features:
-        raise ValueError(f"support_size={k} exceeds the number of features "
-                         f"({n_features}); pass at most {n_features}")
-    if k >= n_samples:
-        raise ValueError(f"support_size={k} is not below the number of rows "
-                         f"({n_samples}); the fit on the support would be exact. "
-                         f"Pass at most {n_samples - 1}")
-    return int(k)
-
-
 def check_a(a, name="a"):
     """Validate one proxy parameter a ≥ 0."""
     if isinstance(a, bool) or not isinstance(a, numbers.Real):
@@ -238,144 +208,3 @@ def check_a(a, name="a"):
         raise ValueError(f"{name} must be finite and ≥ 0 (0 ignores the clustering); "
                          f"got {a}")
     return float(a)
-
-
-def warn_constant_columns(stats, free):
-    """Warn about columns of X that are constant (they duplicate the intercept): on
-    standardised statistics, the columns whose values are all equal."""
-    const = stats.constant_columns()
-    if free and const.size:
-        names = [stats.feature_names[j + len(free)] for j in const[:5]]
-        warnings.warn(f"{const.size} column(s) of X are constant ({names}"
-                      f"{', ...' if const.size > 5 else ''}): they duplicate the intercept "
-                      f"and cannot be selected; drop them", UserWarning, stacklevel=4)
-
-
-def check_support_rank(stats, free, support, k):
-    """Raise if the selected columns (with the intercept) are linearly dependent."""
-    cols = np.r_[free, np.asarray(support) + len(free)].astype(int)
-    G = stats.XtX.sum(0)[np.ix_(cols, cols)]
-    if support.size < k or _inverse_pd(G, strict=True) is None:
-        XtX = stats.XtX.sum(0)
-        basis = column_basis(XtX)
-        names = stats.feature_names
-        redundant = [names[j] for j in np.r_[basis.zero, basis.dependent].astype(int)
-                     if j >= len(free)]
-        rank = basis.basis.size - len(free)
-        raise ValueError(
-            f"no {k} columns of X are linearly independent of each other and of the "
-            f"intercept: X has {rank} independent columns; constant or redundant "
-            f"(combinations of others): {redundant[:10]}"
-            f"{' and more' if len(redundant) > 10 else ''}. Pass support_size ≤ {rank} or "
-            f"drop the redundant columns")
-
-
-def _one_of(value, name, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {options}; got {value!r}")
-
-
-def _positive_int(value, name, minimum, allow_none=False):
-    if value is None and allow_none:
-        return
-    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
-            or value < minimum):
-        raise ValueError(f"{name} must be an integer ≥ {minimum}"
-                         f"{' or None' if allow_none else ''}; got {value!r}")
-
-
-def check_params(est):
-    """Validate a SparseLMM's parameters before any work is done."""
-    from hdlmm.inference.debias import P_ADJUST, SMALL_SAMPLE
-    from hdlmm.model.tuning import CV_CRITERIA, IC_TYPES
-    from hdlmm.model.varcomp import STRUCTURES
-
-    if est.support_size is not None:
-        check_support_size(est.support_size, np.inf, np.inf)
-    if est.a is not None:
-        check_a(est.a)
-    _one_of(est.k_selection, "k_selection", ("ic", "cv"))
-    _one_of(est.ic, "ic", IC_TYPES)
-    _one_of(est.cv_criterion, "cv_criterion", CV_CRITERIA)
-    _one_of(est.small_sample, "small_sample", SMALL_SAMPLE)
-    _one_of(est.p_adjust, "p_adjust", P_ADJUST)
-    _one_of(est.vc_method, "vc_method", ("REML", "ML", None))
-    _one_of(est.cov_structure, "cov_structure", STRUCTURES)
-    _one_of(est.ic_samples, "ic_samples", ("ml", "effective", "rows"))
-    _one_of(est.a_selection, "a_selection", ("cv", "efficiency"))
-    _one_of(est.a_search, "a_search", ("refine", "full"))
-    _one_of(est.one_se, "one_se", (True, False, "paired"))
-    _positive_int(est.cv, "cv", 2)
-    _positive_int(est.k_max, "k_max", 1, allow_none=True)
-    _positive_int(est.max_exchange, "max_exchange", 1)
-    if est.screening != "auto":
-        _positive_int(est.screening, "screening", 1, allow_none=True)
-
-
-def check_predict_X(X, n_features):
-    """X for ``predict``: a float matrix with the fitted number of columns (none for
-    the null model of a formula)."""
-    X = _as_float_matrix(X, "X", allow_1d=False, allow_no_columns=n_features == 0)
-    if X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but SparseLMM is expecting "
-                         f"{n_features} features as input; pass the same columns as in fit")
-    return X
-
-
-def match_columns(X, fitted):
-    """A DataFrame's columns in the fitted order, matched by name (scikit-learn's
-    convention), when the model was fitted on named columns (``fitted``); X as it is
-    otherwise."""
-    if fitted is None or not isinstance(X, pd.DataFrame):
-        return X
-    names = list(map(str, X.columns))
-    missing = [c for c in fitted if c not in names]
-    unknown = [c for c in names if c not in set(fitted)]
-    if missing or unknown:
-        raise ValueError(
-            f"the columns of X do not match the fitted features: missing "
-            f"{_preview(missing)}, unknown {_preview(unknown)}; pass a DataFrame with "
-            f"the {len(fitted)} columns of fit (in any order)")
-    if len(set(names)) != len(names):
-        raise ValueError("X has repeated column names; give each column one name")
-    return X.set_axis(names, axis=1)[list(fitted)]
-
-
-def warn_unseen_clusters(unseen, groups, fitted):
-    """Say how many rows belong to clusters not seen in fit (they get the marginal
-    prediction); when none matched, whether the labels differ only in type (3 and "3"
-    after a CSV round trip)."""
-    if not unseen.any():
-        return
-    n, N = int(unseen.sum()), unseen.size
-    if n < N:
-        warnings.warn(f"{n} of {N} rows belong to clusters not seen in fit; they get the "
-                      f"marginal prediction (random effects 0)", UserWarning, stacklevel=3)
-        return
-    as_text = set(map(str, fitted))
-    hint = (" The labels match the fitted ones as text: they differ in type (e.g. 3 and "
-            "'3'); convert them to the type of the fitted labels "
-            f"({type(fitted[0]).__name__})" if any(str(g) in as_text for g in groups[:1000])
-            else "")
-    warnings.warn(f"none of the {N} rows' clusters was seen in fit, so every prediction "
-                  f"is the marginal one (random effects 0).{hint}", UserWarning,
-                  stacklevel=3)
-
-
-def _preview(names, n=5):
-    """At most n names, and how many more."""
-    if not names:
-        return "none"
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return ", ".join(map(repr, names[:n])) + more
-
-def check_predict_groups(X, groups, Z, q):
-    """(Z, groups) for ``predict`` with random effects: Z defaults to an intercept."""
-    Z = np.ones((X.shape[0], 1)) if Z is None else _as_float_matrix(Z, "Z")
-    if Z.shape != (X.shape[0], q):
-        raise ValueError(f"Z has shape {Z.shape} but the model has {q} random effects "
-                         f"and X has {X.shape[0]} rows; pass Z of shape ({X.shape[0]}, {q})")
-    groups = np.asarray(groups, dtype=object)
-    if groups.shape != (X.shape[0],):
-        raise ValueError(f"groups has {groups.size} labels but X has {X.shape[0]} rows")
-    return Z, groups

@@ -25,7 +25,7 @@ from scipy import sparse
 
 from hdlmm.core.standardize import column_standardization
 
-__all__ = ["screen", "default_keep", "screened_columns", "expand_screened",
+__all__ = ["screen", "default_keep", "screened_columns",
            "SCREEN_ABOVE"]
 
 SCREEN_ABOVE = 5000
@@ -96,36 +96,10 @@ def screen(X, y, Z, codes, n_clusters, a_grid, keep=None, block_cols=2048):
     return np.unique(top)
 
 
-def screened_columns(model, X, y, Z, codes, n_clusters):
-    """Columns a SparseLMM keeps by its ``screening`` parameter (None: no screening)."""
-    if model.screening is None or (model.screening == "auto"
-                                   and X.shape[1] <= SCREEN_ABOVE):
+def screened_columns(screening, a_values, X, y, Z, codes, n_clusters):
+    """The columns kept by the ``screening`` parameter of :class:`hdlmm.SparseLMM`
+    ("auto", an int or None) over the proxy parameters ``a_values``; None: no screening."""
+    if screening is None or (screening == "auto" and X.shape[1] <= SCREEN_ABOVE):
         return None
-    keep = None if model.screening == "auto" else model.screening
-    grid = [float(model.a)] if model.a is not None else model._a_grid()
-    return screen(X, y, Z, codes, n_clusters, grid, keep=keep)
-
-
-def expand_screened(model, cols, p, names):
-    """Map a model fitted on the screened columns ``cols`` back to all p columns."""
-    cols = np.asarray(cols, dtype=int)
-
-    def full(v, fill):
-        out = np.full(p, fill, dtype=float)
-        out[cols] = v
-        return out
-
-    model.coef_ = full(model.coef_, 0.0)
-    model.coef_proxy_ = full(model.coef_proxy_, 0.0)
-    model.support_ = cols[model.support_]
-    model.pvalues_ = full(model.pvalues_, np.nan)
-    if model.bse_ is not None:
-        model.bse_ = full(model.bse_, np.nan)
-    model.path_["support"] = [cols[s] for s in model.path_["support"]]
-    model.path_["coef"] = [full(c, 0.0) for c in model.path_["coef"]]
-    if model.inference_ is not None:
-        model.inference_.columns = cols[model.inference_.columns]
-    lead = list(model.params_.index[:model.params_.size - cols.size])  # the intercept
-    model.params_ = model.params_.reindex(lead + list(names), fill_value=0.0)
-    model.n_features_in_ = p
-    model.screened_features_ = cols
+    keep = None if screening == "auto" else screening
+    return screen(X, y, Z, codes, n_clusters, list(a_values), keep=keep)

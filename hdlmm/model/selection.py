@@ -1,6 +1,7 @@
-"""How SparseLMM chooses the proxy parameter a and the support size k, and fits at them.
+"""The choice of the proxy parameter a and the support size k, and the fit at them.
 
-A mixin of :class:`~hdlmm.api.estimator.SparseLMM` (it reads the estimator's parameters):
+:class:`Selector` works on the cross-products only (of standardised columns), with its
+settings given explicitly (:class:`~hdlmm.model.settings.SelectionSettings`):
 
 * a given, k given: one path at a;
 * k by an information criterion (``k_selection="ic"``): full-data paths at every a of the
@@ -13,92 +14,158 @@ Full-data paths are computed once per a and shared by the criterion and the fina
 The grid is searched locally by default (``a_search="refine"``): every third value,
 then the neighbours of the choice until it is at least as good as both. Each value of a
 costs a full-data path, the CV paths and, when the Z_iᵀZ_i differ between clusters, a
-product of the n q × p cluster sums; the local search evaluated 7 or 8 of the default
-grid's 11 values and chose the same (a, k) as the exhaustive search in all 1,100
-replicates of the accuracy benchmark (benchmarks/RESULTS.md, accuracy).
+product of the n q × p cluster sums; on the accuracy benchmark the local search chose
+the same (a, k) as the exhaustive one (docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from hdlmm.core.aliasing import warn_aliased_columns
-from hdlmm.core.checks import (
-    check_a,
-    check_support_rank,
-    check_support_size,
-    warn_constant_columns,
-)
+from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
+from hdlmm.model.checks import check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
 from hdlmm.model.path import default_k_max, fit_path
-from hdlmm.model.random_part import random_part
-from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion, proxy_ml_k
+from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
+from hdlmm.model.tuning import (
+    choose_from_cv,
+    cross_validate,
+    information_criterion,
+    proxy_ml_k,
+)
 
-__all__ = ["SelectionMixin", "DEFAULT_A_GRID"]
-
-#: Default grid of the proxy parameter a: 0 (ignore the clustering) and thirds of a
-#: decade from 0.1 to 100 (a is a proxy of the variance ratio Ψ/σ² in the units of Z).
-#: Chosen in the accuracy benchmark (benchmarks/RESULTS.md, accuracy): decades chose k
-#: worse where q equals the cluster sizes (s2: 90% exact recovery against 97%), thirds
-#: beat half-decades there (l2 −0.0032 ± 0.0014 over 300 replicates, 99% recovery) and
-#: quarters gained nothing more. Searched from its decades (see ``a_search``).
-DEFAULT_A_GRID = np.r_[0.0, np.logspace(-1, 2, 10)]
+__all__ = ["DEFAULT_A_GRID", "Selection", "Selector"]
 
 
-class SelectionMixin:
-    """Choice of (a, k) and the final best-subset fit, from ClusterStats only."""
+@dataclass
+class Selection:
+    """The chosen (a, k) and the proxy fit at them (of the standardised columns).
 
-    def _fit_stats(self, stats, re_names=None, no_groups=False, re_blocks=None):
-        """Choose (a, k) and fit, from the cross-products only (of the standardised
-        columns: :meth:`~hdlmm.core.stats.ClusterStats.standardized`; the estimator maps the
-        fit back to the user's units, :mod:`hdlmm.api._units`). Returns the transform."""
-        stats = stats.standardized()
-        self.stats_ = stats
-        free = [0] if stats.intercept else []
-        p = stats.n_features - len(free)
-        self.n_features_in_ = p
-        warn_constant_columns(stats, free)
-        warn_aliased_columns(stats.XtX.sum(0), stats.feature_names, free, stats.n_samples,
-                             stacklevel=4)
-        if self.support_size is not None:
-            check_support_size(self.support_size, p, stats.n_samples)
-        transform = ProxyTransform(stats)
+    Attributes
+    ----------
+    a : float
+        The proxy parameter (NaN for a formula without candidate predictors).
+    k : int
+        The support size (the intercept not counted).
+    how : str
+        How a and k were chosen, in words.
+    coef : ndarray of shape (p,)
+        Proxy estimate of the fixed effects, zero off the support.
+    intercept : float
+    n_eff : float
+        tr(Σ_a⁻¹).
+    path : pandas.DataFrame
+        Per k at a: RSS, information criterion, support and coefficients.
+    cv_results : pandas.DataFrame or None
+        Per (a, k): mean and standard error of the held-out criterion.
+    """
+
+    a: float
+    k: int
+    how: str
+    coef: np.ndarray
+    intercept: float
+    n_eff: float
+    path: pd.DataFrame
+    cv_results: pd.DataFrame | None = None
+
+    @property
+    def support(self) -> np.ndarray:
+        """Indices of the selected fixed effects."""
+        return np.flatnonzero(self.coef)
+
+    def attributes(self) -> dict:
+        """The fitted attributes of :class:`hdlmm.SparseLMM` that the selection sets."""
+        return dict(a_=self.a, support_size_=self.k, n_eff_=self.n_eff,
+                    selection_=self.how, intercept_=self.intercept,
+                    intercept_proxy_=self.intercept, coef_=self.coef.copy(),
+                    coef_proxy_=self.coef.copy(), support_=self.support,
+                    path_=self.path, cv_results_=self.cv_results)
+
+
+class Selector:
+    """Chooses (a, k) on standardised statistics and fits at them.
+
+    Parameters
+    ----------
+    stats : ClusterStats
+        Standardised statistics (:meth:`ClusterStats.standardized`), with ``settings.cv``
+        fold blocks when the settings need the cross-validation.
+    settings : SelectionSettings
+
+    Attributes
+    ----------
+    transform : ProxyTransform
+        The proxy transform of ``stats`` (shared with the inference).
+    free : list of int
+        The unpenalised columns (the intercept).
+    n_candidates : int
+        The number of candidate predictors p.
+    """
+
+    def __init__(self, stats: ClusterStats, settings: SelectionSettings) -> None:
+        self.stats = stats
+        self.settings = settings
+        self.free = [0] if stats.intercept else []
+        self.n_candidates = stats.n_features - len(self.free)
+        if settings.support_size is not None:
+            check_support_size(settings.support_size, self.n_candidates, stats.n_samples)
+        self.transform = ProxyTransform(stats)
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
-        self.cv_results_ = None
-        if p == 0:  # a formula without candidate predictors: nothing to select
-            a, k, k_max = (np.nan if self.a is None else float(self.a)), 0, 0
-            how = "no candidate predictors: the null model"
-        elif self.a is None:
-            k_max = self._k_max(stats.n_samples, p)
-            a_grid = self._a_grid()
-            a, k, how = self._search(transform, a_grid, k_max, free, p)
-        else:
-            k_max = self._k_max(stats.n_samples, p)
-            a, k, how = float(self.a), self.support_size, f"a = {self.a} given"
-            if k is None and self.k_selection == "cv":
-                cvres = cross_validate(transform, [a], k_max, free=free,
-                                       criterion=self.cv_criterion,
-                                       max_exchange=self.max_exchange)
-                self.cv_results_ = cvres.table()
-                k = int(cvres.ks[cvres.best(self.one_se)[1]])
-                how += f"; k by {self.cv}-fold grouped CV ({self.cv_criterion})"
-        self._final_fit(transform, a, k, k_max, free, p, how)
-        self._set(random_part(self, stats, free, re_names, skip=no_groups,
-                              re_blocks=re_blocks))
-        if p and self.a is None and self.a_selection == "efficiency":
-            if self._efficient_a(transform, a_grid, k_max, free, p):
-                self._set(random_part(self, stats, free, re_names, skip=no_groups,
-                                      re_blocks=re_blocks))
-        del self._paths
-        return transform
 
-    def _search(self, transform, a_grid, k_max, free, p):
-        """(a, k, description) when a is not given: a by grouped CV over ``a_grid`` (k by
-        the information criterion, by the CV, or given).
+    def choose(self) -> Selection:
+        """Choose a and k as the settings say, and fit at them."""
+        s, p = self.settings, self.n_candidates
+        if p == 0:  # a formula without candidate predictors: nothing to select
+            a = np.nan if s.a is None else float(s.a)
+            return self.fit_at(a, 0, "no candidate predictors: the null model", k_max=0)
+        k_max = self.k_max()
+        if s.a is None:
+            return self._search(s.grid(), k_max)
+        a, k, how, cv_results = float(s.a), s.support_size, f"a = {s.a} given", None
+        if k is None and s.k_selection == "cv":
+            cvres = cross_validate(self.transform, [a], k_max, free=self.free,
+                                   criterion=s.cv_criterion, max_exchange=s.max_exchange)
+            cv_results = cvres.table()
+            k = int(cvres.ks[cvres.best(s.one_se)[1]])
+            how += f"; k by {s.cv}-fold grouped CV ({s.cv_criterion})"
+        return self.fit_at(a, k, how, k_max, cv_results)
+
+    def most_efficient(self, selection: Selection, cov_re: np.ndarray,
+                       scale: float) -> tuple[Selection | None, pd.DataFrame]:
+        """``a_selection="efficiency"``: the selection's k refitted at the a of the grid
+        with the most efficient fixed effects under the fitted Ψ, σ²
+        (:func:`~hdlmm.model.efficiency.most_efficient_a`), or None if that is the
+        selection's a; and the table of the traces."""
+        grid = self.settings.grid()
+        S = np.r_[self.free, selection.support + len(self.free)].astype(np.intp)
+        a, traces = most_efficient_a(self.transform, grid, S, len(self.free), cov_re, scale)
+        table = pd.DataFrame({"a": grid, "trace_var": traces})
+        if a == selection.a:
+            selection.how += "; also the most efficient a for its support"
+            return None, table
+        how = (f"{selection.how}; then a = {a:g}, the most efficient for the fixed "
+               f"effects of that support (smallest tr Var(β̂) under the fitted Ψ, σ²)")
+        return self.fit_at(a, selection.k, how, self.k_max(), selection.cv_results), table
+
+    def k_max(self) -> int:
+        """The largest support size on the paths."""
+        s, N = self.settings, self.stats.n_samples
+        if s.support_size is not None and s.k_max is None:
+            return s.support_size
+        k_max = s.k_max or default_k_max(N * (s.cv - 1) // s.cv, self.n_candidates)
+        if s.support_size is not None:
+            k_max = max(k_max, s.support_size)
+        return check_support_size(int(k_max), self.n_candidates, N)
+
+    def _search(self, a_grid, k_max):
+        """The selection when a is not given: a by grouped CV over ``a_grid`` (k by the
+        information criterion, by the CV, or given).
 
         ``a_search="refine"`` evaluates every third value of the grid, then the grid
         neighbours of the current choice until both of its neighbours have been
@@ -106,13 +173,14 @@ class SelectionMixin:
         ``ic_samples="ml"``), then of the CV's a. The result is a local optimum on the
         whole grid; ``"full"`` evaluates every value.
         """
-        full = self.a_search == "full"
+        s, transform = self.settings, self.transform
+        full = s.a_search == "full"
         seen = list(a_grid) if full else _coarse(a_grid)
         transform.prepare(seen)  # the G(a) of several a in one pass over the rows
-        use_ic = self.support_size is None and self.k_selection == "ic"
+        use_ic = s.support_size is None and s.k_selection == "ic"
         k_index, ic_how = None, ""  # a -> the k the criterion allows at a
         while use_ic:
-            k_index, ic_how, focus = self._ic_choices(transform, seen, k_max, free, p)
+            k_index, ic_how, focus = self._ic_choices(seen, k_max)
             new = [] if full or focus is None else _new_neighbours(a_grid, focus, seen)
             if not new:
                 break
@@ -120,63 +188,26 @@ class SelectionMixin:
         cvres, todo = None, seen
         while True:
             ks = k_max if k_index is None else [k_index[a] for a in todo]
-            part = cross_validate(transform, todo, ks, free=free,
-                                  criterion=self.cv_criterion,
-                                  max_exchange=self.max_exchange)
+            part = cross_validate(transform, todo, ks, free=self.free,
+                                  criterion=s.cv_criterion, max_exchange=s.max_exchange)
             cvres = part if cvres is None else cvres.merge(part)
             k_of_a = None if k_index is None else np.array([k_index[a]
                                                             for a in cvres.a_grid])
-            a, k, how = choose_from_cv(self, cvres, k_of_a, ic_how)
+            a, k, how = choose_from_cv(s, cvres, k_of_a, ic_how)
             todo = [] if full else _new_neighbours(a_grid, a, seen)
             if not todo:
                 break
             seen = _evaluate(transform, seen, todo)
-            if k_index is not None and self.ic_samples == "ml":  # one k for every a
+            if k_index is not None and s.ic_samples == "ml":  # one k for every a
                 k_index.update(dict.fromkeys(todo, k_index[a]))
             elif k_index is not None:
-                k_index.update(self._ic_choices(transform, todo, k_max, free, p)[0])
-        self.cv_results_ = cvres.table()
+                k_index.update(self._ic_choices(todo, k_max)[0])
         if not full:
             how += (f"; {len(seen)} of the {len(a_grid)} values of a evaluated (every "
                     f"third, then the neighbours of the choice)")
-        return a, k, how
+        return self.fit_at(a, k, how, k_max, cvres.table())
 
-    def _efficient_a(self, transform, a_grid, k_max, free, p):
-        """``a_selection="efficiency"``: refit the chosen k at the a of the grid with the
-        most efficient fixed effects under the fitted Ψ, σ²
-        (:func:`~hdlmm.model.efficiency.most_efficient_a`). True if a changed."""
-        if self.cov_re_ is None:
-            self.selection_ += "; a not revised (no variance components to judge it by)"
-            return False
-        S = np.r_[free, self.support_ + len(free)].astype(np.intp)
-        a, traces = most_efficient_a(transform, a_grid, S, len(free), self.cov_re_,
-                                     self.scale_)
-        self.efficiency_ = pd.DataFrame({"a": a_grid, "trace_var": traces})
-        if a == self.a_:
-            self.selection_ += "; also the most efficient a for its support"
-            return False
-        how = (f"{self.selection_}; then a = {a:g}, the most efficient for the fixed "
-               f"effects of that support (smallest tr Var(β̂) under the fitted Ψ, σ²)")
-        self._final_fit(transform, a, self.support_size_, k_max, free, p, how)
-        return True
-
-    def _k_max(self, n_samples, p):
-        if self.support_size is not None and self.k_max is None:
-            return self.support_size
-        k_max = self.k_max or default_k_max(n_samples * (self.cv - 1) // self.cv, p)
-        if self.support_size is not None:
-            k_max = max(k_max, self.support_size)
-        return check_support_size(int(k_max), p, n_samples)
-
-    def _a_grid(self):
-        """The grid of a, sorted, without repeats."""
-        grid = DEFAULT_A_GRID if self.a_grid is None else np.atleast_1d(self.a_grid)
-        if grid.size == 0:
-            raise ValueError("a_grid is empty; pass at least one value of a ≥ 0, or "
-                             "None for the default grid")
-        return np.unique([check_a(float(v), "a_grid values") for v in grid])
-
-    def _ic_choices(self, transform, a_values, k_max, free, p):
+    def _ic_choices(self, a_values, k_max):
         """The index of the k the information criterion allows at each a (a dict), a
         description, and the a the choice rests on (None if none).
 
@@ -185,66 +216,66 @@ class SelectionMixin:
         otherwise each a gets its own k, with n = tr(Σ_a⁻¹) (``"effective"``) or N
         (``"rows"``).
         """
-        paths, n_ic, n_eff = zip(*(self._full_path(transform, a, k_max, free)
-                                   for a in a_values))
-        if self.ic_samples != "ml":
+        s, p = self.settings, self.n_candidates
+        paths, n_ic, n_eff = zip(*(self._full_path(a, k_max) for a in a_values))
+        if s.ic_samples != "ml":
             k_of_a = {a: int(np.argmin(information_criterion(path.rss, path.ks, n, p,
-                                                             self.ic)))
+                                                             s.ic)))
                       for a, path, n in zip(a_values, paths, n_ic)}
-            return k_of_a, f" at the k chosen by {self.ic.upper()} for each a", None
+            return k_of_a, f" at the k chosen by {s.ic.upper()} for each a", None
         rss = np.full((len(a_values), k_max + 1), np.inf)
         for row, path in zip(rss, paths):
             row[:path.rss.size] = path.rss
-        logdet = np.array([transform.logdet_blocks(a).sum() for a in a_values])
-        k, ia = proxy_ml_k(rss, logdet, np.array(n_eff), transform.stats.n_samples, p,
-                           self.ic)
+        logdet = np.array([self.transform.logdet_blocks(a).sum() for a in a_values])
+        k, ia = proxy_ml_k(rss, logdet, np.array(n_eff), self.stats.n_samples, p, s.ic)
         return (dict.fromkeys(a_values, k),
-                f"; k by {self.ic.upper()} with n = N at the maximum-likelihood "
+                f"; k by {s.ic.upper()} with n = N at the maximum-likelihood "
                 f"a = {a_values[ia]:g} of the working model", a_values[ia])
 
-    def _full_path(self, transform, a, k_max, free):
+    def _full_path(self, a, k_max):
         """(path, IC sample size, tr(Σ_a⁻¹)): the best-subset path on all the data at one
         a (cached: the final fit reuses the path computed while choosing k for each a).
         An undefined a (the null model of a formula without candidates, where a has no
         role) is evaluated at a = 0."""
         key = (float(a), int(k_max))
         if key not in self._paths:
-            G, c, d, n_eff, n_rows = transform.at(0.0 if np.isnan(a) else a).total()
-            n_ic, p = self._ic_n(n_eff, n_rows), G.shape[0] - len(free)
+            s = self.settings
+            G, c, d, n_eff, n_rows = self.transform.at(0.0 if np.isnan(a) else a).total()
+            n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
             ic = None  # the IC path stops where no larger k can win (exact bound)
-            if self.support_size is None and self.k_selection == "ic":
-                ic = functools.partial(information_criterion, n_eff=n_ic, p=p, kind=self.ic)
-            path = fit_path(G, c, d, k_max, free=free, max_exchange=self.max_exchange,
+            if s.support_size is None and s.k_selection == "ic":
+                ic = functools.partial(information_criterion, n_eff=n_ic,
+                                       p=self.n_candidates, kind=s.ic)
+            path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
                             ic=ic)
             self._paths[key] = (path, n_ic, n_eff)
         return self._paths[key]
 
-    def _ic_n(self, n_eff, n_rows):
-        return n_eff if self.ic_samples == "effective" else float(n_rows)
-
-    def _final_fit(self, transform, a, k, k_max, free, p, how):
-        path, n_ic, n_eff = self._full_path(transform, a, k_max, free)
+    def fit_at(self, a: float, k: int | None, how: str, k_max: int,
+               cv_results: pd.DataFrame | None = None) -> Selection:
+        """The best-subset fit of size k at a (k None: by the information criterion on
+        the full-data path)."""
+        s, p, free = self.settings, self.n_candidates, self.free
+        path, n_ic, n_eff = self._full_path(a, k_max)
         if k is not None and path.ks.size <= k:  # the IC path stopped short of k at a
-            G, c, d, _, _ = transform.at(a).total()  # (a is defined: k > 0)
-            path = fit_path(G, c, d, k, free=free, max_exchange=self.max_exchange)
-        ic = (information_criterion(path.rss, path.ks, n_ic, p, self.ic) if p
+            G, c, d, _, _ = self.transform.at(a).total()  # (a is defined: k > 0)
+            path = fit_path(G, c, d, k, free=free, max_exchange=s.max_exchange)
+        ic = (information_criterion(path.rss, path.ks, n_ic, p, s.ic) if p
               else np.full(path.ks.size, np.nan))
         if k is None:
             k = int(path.ks[np.argmin(ic)])
-            n_text = (f"n = tr(Σ_a⁻¹) = {n_eff:.1f}" if self.ic_samples == "effective"
+            n_text = (f"n = tr(Σ_a⁻¹) = {n_eff:.1f}" if s.ic_samples == "effective"
                       else f"n = N = {n_ic:g}")
-            how += f"; k by {self.ic.upper()} ({n_text})"
-        coef = path.coefs[k]  # _k_max guarantees k ≤ k_max
-        check_support_rank(self.stats_, free, np.flatnonzero(coef[len(free):]), k)
-        self.a_, self.support_size_, self.n_eff_, self.selection_ = a, k, n_eff, how
-        self.intercept_ = self.intercept_proxy_ = float(coef[0]) if free else 0.0
-        self.coef_ = coef[len(free):].copy()
-        self.coef_proxy_ = self.coef_.copy()
-        self.support_ = np.flatnonzero(self.coef_)
-        self.path_ = pd.DataFrame({
+            how += f"; k by {s.ic.upper()} ({n_text})"
+        coef = path.coefs[k]  # k_max() guarantees k ≤ k_max
+        check_support_rank(self.stats, free, np.flatnonzero(coef[len(free):]), k)
+        table = pd.DataFrame({
             "k": path.ks, "rss": path.rss, "ic": ic,
             "support": [np.flatnonzero(cf[len(free):]) for cf in path.coefs],
             "coef": [cf[len(free):] for cf in path.coefs]})
+        return Selection(a=a, k=k, how=how, coef=coef[len(free):].copy(),
+                         intercept=float(coef[0]) if free else 0.0, n_eff=n_eff,
+                         path=table, cv_results=cv_results)
 
 
 def _coarse(grid, step=3):

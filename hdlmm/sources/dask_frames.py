@@ -33,9 +33,9 @@ import pandas as pd
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.row_pass import add_cluster_sums, local_chunk_sums, standard_pieces
 from hdlmm.core.stats import ClusterStats, FoldLayout
-from hdlmm.sources.streaming import TableSpec, sorted_labels
+from hdlmm.sources.streaming import sorted_labels
 
-__all__ = ["dask_stats", "DaskMixin", "DaskRows"]
+__all__ = ["dask_stats", "DaskRows", "check_dask_frame"]
 
 
 def _dask():
@@ -125,39 +125,14 @@ def dask_stats(ddf, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
     return total.compute() if compute else total
 
 
-class DaskMixin:
-    """``fit_dask``: the SparseLMM fit of a Dask DataFrame."""
-
-    def fit_dask(self, ddf, *, y, groups, X=None, Z=None, split_every=8):
-        """Fit on a Dask DataFrame (on the current Dask client, if any).
-
-        Parameters
-        ----------
-        ddf : dask.dataframe.DataFrame
-        y, groups : str
-            Response and cluster-label columns.
-        X : list of str, optional
-            Candidate predictors (default: every other column except the Z columns).
-        Z : list of str, optional
-            Random-effect columns, ``"1"`` for the intercept (default ``["1"]``).
-        split_every : int
-            Fan-in of the tree reduction.
-
-        Returns
-        -------
-        self
-        """
-        dask = _dask()
-        if not isinstance(ddf, dask.dataframe.DataFrame):
-            raise TypeError(
-                f"fit_dask needs a Dask DataFrame; got {type(ddf).__module__}."
-                f"{type(ddf).__name__}. For a pandas DataFrame use fit (arrays) or "
-                f"from_formula, or wrap it: dask.dataframe.from_pandas(df, npartitions=8)")
-        spec = TableSpec(y, groups, X, Z)
-        stats = dask_stats(ddf, spec, split_every=split_every,
-                           **self._stats_options())  # see StreamMixin
-
-        return self._fit_spec(spec, stats, DaskRows(ddf, spec, stats.labels))
+def check_dask_frame(ddf) -> None:
+    """Raise unless ``ddf`` is a Dask DataFrame, saying how to fit other frames."""
+    dask = _dask()
+    if not isinstance(ddf, dask.dataframe.DataFrame):
+        raise TypeError(
+            f"fit_dask needs a Dask DataFrame; got {type(ddf).__module__}."
+            f"{type(ddf).__name__}. For a pandas DataFrame use fit (arrays) or "
+            f"from_formula, or wrap it: dask.dataframe.from_pandas(df, npartitions=8)")
 
 
 class DaskRows:

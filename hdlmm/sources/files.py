@@ -1,24 +1,16 @@
-"""Reading data files and writing a fitted model's results (CSV, JSON, Parquet).
+"""Reading data files (CSV, TSV, Parquet, folders of Parquet files) into data frames.
 
 Parquet needs the optional dependency pyarrow (``pip install 'hdlmm[io]'``).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import json
-import os
-import platform
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["read_table", "write_table", "coefficient_table", "results_dict",
-           "write_results"]
+__all__ = ["read_table"]
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -142,169 +134,3 @@ def _check_delimiter(df, path, sep):
                 raise ValueError(
                     f"data file {str(path)!r} was read as one column named {name[:40]!r}; "
                     f"it looks {other!r}-separated: pass --sep {other!r}")
-
-
-def _temporary(path):
-    """A name beside ``path`` for writing it first (renamed over it when complete)."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path to write; on success it replaces ``path`` in one rename,
-    on any failure or interrupt it is removed, so ``path`` is never half-written."""
-    tmp = _temporary(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_table(df, path):
-    """Write a DataFrame to CSV or Parquet (by extension), atomically."""
-    kind = _kind(path)
-    with atomic_path(path) as tmp:
-        if kind == "parquet":
-            _pyarrow()
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-
-
-def write_text(text, path):
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def coefficient_table(model, level=0.95):
-    """Every candidate fixed effect: estimate, selected, GLS SE, and debiased inference."""
-    names = list(model.params_.index)
-    free = 1 if model.stats_.intercept else 0
-    tab = pd.DataFrame({"feature": names, "estimate": model.params_.to_numpy(),
-                        "selected": [True] * free + list(model.coef_ != 0)})
-    bse = model.bse_ if model.bse_ is not None else np.full(model.coef_.size, np.nan)
-    tab["gls_std_err"] = np.r_[[getattr(model, "intercept_bse_", np.nan)] * free, bse]
-    tab["proxy_estimate"] = np.r_[[model.intercept_proxy_] * free, model.coef_proxy_]
-    inf = model.inference_
-    if inf is not None:
-        inf_tab = inf.table(level).reset_index()
-        inf_tab.columns = ["feature"] + [f"debiased_{c}" if c != "debiased" else c
-                                         for c in inf_tab.columns[1:]]
-        tab = tab.merge(inf_tab, on="feature", how="left")
-    return tab
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    return obj
-
-
-def results_dict(model, level=0.95, argv=None):
-    """Everything a report needs, as plain JSON-able values."""
-    import scipy
-    import sklearn
-
-    from hdlmm import __version__
-
-    vc = model.variance_components_
-    free = 1 if model.stats_.intercept else 0
-    names = list(model.params_.index)
-    out = {
-        "formula": getattr(model, "formula_", None),
-        "column_types": getattr(model, "column_types_", None),
-        "n_observations": model.stats_.n_samples,
-        "n_clusters": model.stats_.n_clusters,
-        "a": model.a_, "support_size": model.support_size_,
-        "selection": model.selection_,
-        "support": [names[j + free] for j in model.support_],
-        "intercept": model.intercept_ if free else None,
-        "estimates": {names[j + free]: model.coef_[j] for j in model.support_},
-        "variance_components": None if vc is None else {
-            "method": vc.method, "cov_re": vc.cov_re,
-            "random_effects": list(model.random_effects_.columns),
-            "residual_variance": vc.scale, "criterion": vc.criterion,
-            "boundary": vc.boundary},
-        "inference": None,
-        "cv_results": None if model.cv_results_ is None else
-        model.cv_results_.to_dict(orient="list"),
-        "params": model.get_params(),
-        "versions": {"hdlmm": __version__, "python": platform.python_version(),
-                     "numpy": np.__version__, "scipy": scipy.__version__,
-                     "pandas": pd.__version__, "scikit-learn": sklearn.__version__},
-        "command_line": list(sys.argv if argv is None else argv),
-    }
-    if model.inference_ is not None:
-        tab = model.inference_.table(level)
-        out["inference"] = {"method": model.inference_.method, "level": level,
-                            "table": tab.reset_index().to_dict(orient="records")}
-    return _jsonable(out)
-
-
-def write_results(model, out, level=0.95, argv=None, plots=True):
-    """Write coefficients.csv, results.json and (with matplotlib) the plots to ``out``.
-
-    Returns
-    -------
-    list of the written paths
-    """
-    out = Path(out)
-    _check_output_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:  # the whole folder of one run, or nothing
-        tmp.mkdir()
-        coefficient_table(model, level).to_csv(tmp / "coefficients.csv", index=False)
-        (tmp / "results.json").write_text(json.dumps(results_dict(model, level, argv),
-                                                     indent=2, allow_nan=False))
-        if plots:
-            try:
-                from hdlmm.api.plots import plot_cv_curve, plot_path
-
-                plot_path(model, path=tmp / "coef_path.png")
-                if model.cv_results_ is not None:
-                    plot_cv_curve(model, path=tmp / "cv_curve.png")
-            except ImportError:
-                pass
-        written = sorted(p.name for p in tmp.iterdir())
-        if out.exists():  # last: an earlier run's results stay until this one is whole
-            _retire(out)
-    return [out / name for name in written]
-
-
-#: the files ``write_results`` writes: an existing --out folder may hold only these
-OUTPUT_FILES = {"coefficients.csv", "results.json", "coef_path.png", "cv_curve.png"}
-
-
-def _check_output_folder(out):
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the results")
-    if out.is_dir():
-        other = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
-        if other:
-            raise ValueError(f"--out folder {str(out)!r} holds files that are not hdlmm "
-                             f"results ({other[:5]}); give an empty or new folder")
-
-
-def _retire(out):
-    """Move an earlier run's results folder aside (removed once the new one is in
-    place), so that the folder never mixes two runs."""
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
-    os.replace(out, old)
-    atexit.register(shutil.rmtree, old, ignore_errors=True)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from hdlmm.sources.coltypes import check_columns, column_types
 
-__all__ = ["FormulaDesign", "parse_formula", "split_bars", "FormulaMixin"]
+__all__ = ["FormulaDesign", "parse_formula", "split_bars", "design_rows"]
 
 MISSING = ("raise", "drop")
 
@@ -151,7 +151,7 @@ def parse_formula(formula, data, missing="raise"):
     fit_intercept = "Intercept" in X.columns
     X = X.drop(columns=["Intercept"]) if fit_intercept else X
     Z, names, blocks, re_specs = _random_design(fm, bars, data)
-    labels = _group_labels(data, group)
+    labels = group_labels(data, group)
     if pd.unique(labels).size < 2:
         raise ValueError(f"grouping column {group!r} has one level "
                          f"({labels[0]!r}); a mixed model needs at least 2 clusters")
@@ -185,7 +185,7 @@ def _grouping_factor(bars, data):
     return ":".join(c.strip() for c in group.split(":"))
 
 
-def _group_labels(data, group):
+def group_labels(data, group):
     """Cluster label of each row: the column, or the combination of the columns of an
     interaction ``a:b`` (as text ``"a_value:b_value"``)."""
     cols = group.split(":")
@@ -281,68 +281,18 @@ def _preview(columns, n=12):
     return str(cols) if len(cols) <= n else str(cols[:n])[:-1] + f", … ({len(cols)} in all)]"
 
 
-class FormulaMixin:
-    """Formula methods of :class:`~hdlmm.SparseLMM`."""
-
-    @classmethod
-    def from_formula(cls, formula, data, *, missing="raise", **params):
-        """Fit ``SparseLMM(**params)`` to ``data`` described by an lme4-style formula.
-
-        Parameters
-        ----------
-        formula : str
-            e.g. ``"y ~ x1 + x2 + (1 + t | subject)"`` or ``"y ~ . + (1 | g)"``.
-        data : pandas.DataFrame
-        missing : {"raise", "drop"}
-        **params : SparseLMM parameters
-
-        Returns
-        -------
-        SparseLMM, fitted; column names flow into ``feature_names_in_``, ``params_``,
-        ``summary()`` and the plots.
-        """
-        design = parse_formula(formula, data, missing=missing)
-        params.setdefault("fit_intercept", design.fit_intercept)
-        return cls(**params)._fit_design(formula, design)
-
-    def fit_formula(self, formula, data, *, missing="raise"):
-        """Fit this estimator on ``data`` described by ``formula`` (see from_formula)."""
-        return self._fit_design(formula, parse_formula(formula, data, missing=missing))
-
-    def _fit_design(self, formula, design):
-        if design.fit_intercept != self.fit_intercept:
-            raise ValueError(
-                f"the formula {'has' if design.fit_intercept else 'removes'} an intercept "
-                f"but fit_intercept={self.fit_intercept}; make them agree (write "
-                f"'0 +' in the formula to remove it)")
-        self._fit(design.X, design.y, design.groups, design.Z, design.re_names,
-                  re_blocks=design.re_blocks, allow_no_features=True)
-        self.formula_ = formula
-        self.group_name_ = design.group_column
-        self.formula_design_ = design
-        self.column_types_ = design.column_types
-        return self
-
-    def predict_frame(self, data, random_effects=True):
-        """Predict for the rows of a DataFrame, encoded as in ``fit_formula``.
-
-        Rows of clusters seen in fit add their BLUPs (unless ``random_effects=False``).
-        """
-        design = getattr(self, "formula_design_", None)
-        if design is None:
-            raise ValueError("predict_frame needs a model fitted by from_formula or "
-                             "fit_formula; use predict(X, groups, Z) otherwise")
-        if any(not isinstance(c, str) for c in data.columns):
-            data = data.rename(columns=str)
-        X = design.fixed_spec.get_model_matrix(data, na_action="raise")
-        X = X.drop(columns=["Intercept"]) if "Intercept" in X.columns else X
-        if not random_effects:
-            return self.predict(X, random_effects=False)
-        absent = [c for c in design.group_column.split(":") if c not in data.columns]
-        if absent:
-            raise ValueError(f"data has no grouping column {absent[0]!r}: add it to "
-                             f"predict with the fitted random effects, or pass "
-                             f"random_effects=False for the marginal prediction")
-        Z = random_design_matrix(design, data)
-        return self.predict(X, groups=_group_labels(data, design.group_column), Z=Z,
-                            random_effects=random_effects)
+def design_rows(design: FormulaDesign, data: pd.DataFrame, random_effects: bool = True):
+    """(X, groups, Z) of new rows of ``data``, encoded as the fitted ``design``;
+    ``groups`` and ``Z`` are None when ``random_effects`` is False."""
+    if any(not isinstance(c, str) for c in data.columns):
+        data = data.rename(columns=str)
+    X = design.fixed_spec.get_model_matrix(data, na_action="raise")
+    X = X.drop(columns=["Intercept"]) if "Intercept" in X.columns else X
+    if not random_effects:
+        return X, None, None
+    absent = [c for c in design.group_column.split(":") if c not in data.columns]
+    if absent:
+        raise ValueError(f"data has no grouping column {absent[0]!r}: add it to "
+                         f"predict with the fitted random effects, or pass "
+                         f"random_effects=False for the marginal prediction")
+    return X, group_labels(data, design.group_column), random_design_matrix(design, data)

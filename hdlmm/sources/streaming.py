@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.checks import _sort_order
 from hdlmm.core.stats import ClusterStats, FoldLayout, _feature_names
 
-__all__ = ["TableSpec", "read_batches", "stream_stats", "StreamMixin"]
+__all__ = ["TableSpec", "read_batches", "stream_stats", "StreamRows", "check_chunk_rows"]
 
 INTERCEPT = "1"
 
@@ -361,89 +360,37 @@ def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=N
                                   spec.feature_names(fit_intercept)).standardized()
 
 
-class StreamMixin:
-    """``fit_stats`` and ``fit_source``: SparseLMM fits from statistics built elsewhere
-    and from a file read in chunks."""
+class StreamRows:
+    """The rows of a file for the inference's second pass: calling it yields
+    ``(X, y, cluster_index)`` chunks (the positions of the chunk's clusters in ``stats``).
 
-    def fit_stats(self, stats, chunks=None, re_names=None):
-        """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
+    Parameters
+    ----------
+    source : str or Path
+    spec : TableSpec
+        Resolved against the source's columns.
+    stats : ClusterStats
+        The statistics of the source (their cluster order).
+    chunk_rows : int
+    sep : str, optional
+    progress : bool or None
+    """
 
-        Parameters
-        ----------
-        stats : ClusterStats
-            Built with ``n_blocks=cv`` (and this ``random_state``) when a or k is chosen
-            by cross-validation, else with any number of blocks.
-        chunks : callable, optional
-            ``chunks()`` yields ``(X, y, cluster_index)`` row chunks, needed for the
-            debiased inference (a second pass over the rows); without it, ``inference``
-            is skipped with a warning.
-        re_names : list of str, optional
-            Names of the random effects (columns of Z).
-        """
-        t0 = time.perf_counter()
-        from hdlmm.core.checks import check_params
+    def __init__(self, source, spec: TableSpec, stats: ClusterStats, chunk_rows: int = 50_000,
+                 sep: str | None = None, progress: bool | None = None) -> None:
+        self.source, self.spec, self.stats = source, spec, stats
+        self.chunk_rows, self.sep, self.progress = chunk_rows, sep, progress
 
-        check_params(self)
-        self._reset_fitted()
-        if not isinstance(stats, ClusterStats):
-            raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
-        if self._needs_cv() and stats.n_blocks != self.cv:
-            raise ValueError(f"the statistics have {stats.n_blocks} fold(s) but cv={self.cv} "
-                             f"is needed to choose a or k; build them with n_blocks={self.cv}")
-        if not self._needs_cv() and stats.n_blocks > 1:
-            stats = stats.merge_blocks()
-        self._fit_and_test(stats, chunks, re_names, False)
-        self.fit_time_ = time.perf_counter() - t0
-        return self
+    def __call__(self):
+        for X, y, _, g, _ in _chunks(self.source, self.spec, self.chunk_rows, self.sep,
+                                     self.progress, "inference"):
+            yield X, y, self.stats.cluster_index(g)
 
-    def fit_source(self, source, *, y, groups, X=None, Z=None, chunk_rows=50_000,
-                   sep=None, progress=None):
-        """Fit on a Parquet/CSV file (or a folder of Parquet files) too big for memory.
 
-        Parameters
-        ----------
-        source : str or Path
-        y, groups : str
-            Response and cluster-label columns.
-        X : list of str, optional
-            Candidate predictors (default: every other column except the Z columns).
-        Z : list of str, optional
-            Random-effect columns, ``"1"`` for the intercept (default: ``["1"]``).
-        chunk_rows : int
-        sep : str, optional
-        progress : bool or None
-            Progress bars on the passes (None: only on a terminal).
-
-        Returns
-        -------
-        self
-        """
-        if (not isinstance(chunk_rows, (int, np.integer)) or isinstance(chunk_rows, bool)
-                or chunk_rows < 1):
-            raise ValueError(f"chunk_rows must be a positive integer (rows read at a "
-                             f"time); got {chunk_rows!r}")
-        spec = TableSpec(y, groups, X, Z)
-        stats = stream_stats(source, spec, chunk_rows=chunk_rows, sep=sep,
-                             progress=progress, **self._stats_options())
-
-        def chunks():
-            for Xc, yc, _, g, _ in _chunks(source, spec, chunk_rows, sep, progress,
-                                           "inference"):
-                yield Xc, yc, stats.cluster_index(g)
-
-        return self._fit_spec(spec, stats, chunks)
-
-    def _stats_options(self):
-        """Checked parameters, and how the statistics must be built for them."""
-        from hdlmm.core.checks import check_params
-
-        check_params(self)
-        return dict(fit_intercept=self.fit_intercept, random_state=self.random_state,
-                    n_blocks=self.cv if self._needs_cv() else 1)
-
-    def _fit_spec(self, spec, stats, chunks):
-        """fit_stats with the names of a TableSpec (shared by fit_source, fit_dask)."""
-        self.fit_stats(stats, chunks, re_names=["(Intercept)" if c == INTERCEPT else c
-                                                for c in spec.Z])
-        self.feature_names_in_ = np.asarray(spec.X, dtype=object)
-        return self
+def check_chunk_rows(chunk_rows) -> int:
+    """``chunk_rows`` as a positive integer, or a message saying what it must be."""
+    if (not isinstance(chunk_rows, (int, np.integer)) or isinstance(chunk_rows, bool)
+            or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive integer (rows read at a "
+                         f"time); got {chunk_rows!r}")
+    return int(chunk_rows)

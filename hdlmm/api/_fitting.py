@@ -1,0 +1,112 @@
+"""The one fit behind every front end of :class:`hdlmm.SparseLMM`: from cross-products
+(:class:`~hdlmm.core.stats.ClusterStats`) and a way to reach the rows again, to the
+fitted attributes.
+
+``fit`` (arrays), ``fit_formula`` / ``from_formula`` (data frames), ``fit_source``
+(files), ``fit_dask`` (Dask) and ``fit_stats`` (statistics built elsewhere) each build
+the statistics and call :func:`fit_statistics`, which runs the layers in order: the
+selection of (a, k) (:mod:`hdlmm.model.selection`), the random part
+(:mod:`hdlmm.model.random_part`), the inference (:mod:`hdlmm.inference`), and the map
+back to the user's units (:mod:`hdlmm.api._units`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hdlmm.api._units import to_user_units
+from hdlmm.core.aliasing import warn_aliased_columns
+from hdlmm.core.stats import ClusterStats
+from hdlmm.inference.fixed_effects import fixed_effect_inference
+from hdlmm.model.checks import warn_constant_columns
+from hdlmm.model.random_part import random_part
+from hdlmm.model.selection import Selector
+from hdlmm.model.settings import SelectionSettings
+
+__all__ = ["fit_statistics", "expand_screened"]
+
+
+def fit_statistics(stats: ClusterStats, rows, params: dict, *, re_names=None,
+                   re_blocks=None, no_groups: bool = False) -> dict:
+    """Every fitted attribute of a SparseLMM with parameters ``params`` on ``stats``.
+
+    Parameters
+    ----------
+    stats : ClusterStats
+        In any standardisation (they are moved to the data's own), with ``cv`` fold
+        blocks when the parameters need the cross-validation.
+    rows : callable or object with ``row_sums``, or None
+        The second pass over the rows for the inference (see
+        :func:`hdlmm.inference.fixed_effects.fixed_effect_inference`).
+    params : dict
+        The estimator's parameters (``get_params()``).
+    re_names, re_blocks
+        Names of the random effects and the blocks of Ψ (from a formula).
+    no_groups : bool
+        No clustering was given: no variance components.
+
+    Returns
+    -------
+    dict of fitted attributes, in the user's units.
+    """
+    stats = stats.standardized()
+    free = [0] if stats.intercept else []
+    warn_constant_columns(stats, free)
+    warn_aliased_columns(stats.XtX.sum(0), stats.feature_names, free, stats.n_samples,
+                         stacklevel=5)
+    selector = Selector(stats, SelectionSettings.from_params(params))
+    selection = selector.choose()
+    vc_options = dict(vc_method=params["vc_method"], cov_structure=params["cov_structure"],
+                      refit=params["refit"], re_names=re_names, re_blocks=re_blocks,
+                      skip=no_groups)
+    fitted = dict(stats_=stats, n_features_in_=selector.n_candidates)
+    fitted.update(selection.attributes())
+    fitted.update(random_part(stats, selection, **vc_options))
+    if (selector.n_candidates and params["a"] is None
+            and params["a_selection"] == "efficiency"):
+        if fitted["cov_re_"] is None:
+            selection.how += "; a not revised (no variance components to judge it by)"
+        else:
+            revised, fitted["efficiency_"] = selector.most_efficient(
+                selection, fitted["cov_re_"], fitted["scale_"])
+            if revised is not None:
+                selection = revised
+                fitted.update(selection.attributes())
+                fitted.update(random_part(stats, selection, **vc_options))
+    fitted["selection_"] = selection.how
+    fitted.update(fixed_effect_inference(
+        selector.transform, selection, rows, params["inference"],
+        penalty=params["nodewise_penalty"], small_sample=params["small_sample"],
+        p_adjust=params["p_adjust"]))
+    fitted.update(to_user_units(fitted, stats, params["refit"]))
+    values = ([fitted["intercept_"]] if stats.intercept else []) + list(fitted["coef_"])
+    fitted["params_"] = pd.Series(values, index=stats.feature_names, name="coef")
+    return fitted
+
+
+def expand_screened(fitted: dict, cols, p: int, names: list) -> dict:
+    """The attributes of a model fitted on the screened columns ``cols``, mapped back to
+    all p columns (coefficient 0 and NaN p-values for the screened-out ones)."""
+    cols = np.asarray(cols, dtype=int)
+
+    def full(v, fill):
+        out = np.full(p, fill, dtype=float)
+        out[cols] = v
+        return out
+
+    out = dict(coef_=full(fitted["coef_"], 0.0), coef_proxy_=full(fitted["coef_proxy_"], 0.0),
+               support_=cols[fitted["support_"]], pvalues_=full(fitted["pvalues_"], np.nan),
+               n_features_in_=p, screened_features_=cols)
+    if fitted["bse_"] is not None:
+        out["bse_"] = full(fitted["bse_"], np.nan)
+    path = fitted["path_"].copy()
+    path["support"] = [cols[s] for s in path["support"]]
+    path["coef"] = [full(c, 0.0) for c in path["coef"]]
+    out["path_"] = path
+    if fitted["inference_"] is not None:
+        fitted["inference_"].columns = cols[fitted["inference_"].columns]
+    params = fitted["params_"]
+    lead = list(params.index[:params.size - cols.size])  # the intercept
+    out["params_"] = params.reindex(lead + list(names), fill_value=0.0)
+    return out

@@ -1,0 +1,59 @@
+"""Checks of a support size and of a selected support against the statistics."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from hdlmm.core.aliasing import column_basis
+from hdlmm.core.splicing import _inverse_pd
+
+__all__ = ["check_support_rank", "check_support_size", "warn_constant_columns"]
+
+
+def check_support_size(k, n_features, n_samples):
+    """Validate a support size against the data."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+        raise ValueError(f"support_size must be a non-negative integer or None; got "
+                         f"{k!r}")
+    if k < 0:
+        raise ValueError(f"support_size must be at least 0 (0: the null model, no "
+                         f"candidate predictor); got {k}")
+    if k > n_features:
+        raise ValueError(f"support_size={k} exceeds the number of features "
+                         f"({n_features}); pass at most {n_features}")
+    if k >= n_samples:
+        raise ValueError(f"support_size={k} is not below the number of rows "
+                         f"({n_samples}); the fit on the support would be exact. "
+                         f"Pass at most {n_samples - 1}")
+    return int(k)
+
+def warn_constant_columns(stats, free):
+    """Warn about columns of X that are constant (they duplicate the intercept): on
+    standardised statistics, the columns whose values are all equal."""
+    const = stats.constant_columns()
+    if free and const.size:
+        names = [stats.feature_names[j + len(free)] for j in const[:5]]
+        warnings.warn(f"{const.size} column(s) of X are constant ({names}"
+                      f"{', ...' if const.size > 5 else ''}): they duplicate the intercept "
+                      f"and cannot be selected; drop them", UserWarning, stacklevel=4)
+
+def check_support_rank(stats, free, support, k):
+    """Raise if the selected columns (with the intercept) are linearly dependent."""
+    cols = np.r_[free, np.asarray(support) + len(free)].astype(int)
+    G = stats.XtX.sum(0)[np.ix_(cols, cols)]
+    if support.size < k or _inverse_pd(G, strict=True) is None:
+        XtX = stats.XtX.sum(0)
+        basis = column_basis(XtX)
+        names = stats.feature_names
+        redundant = [names[j] for j in np.r_[basis.zero, basis.dependent].astype(int)
+                     if j >= len(free)]
+        rank = basis.basis.size - len(free)
+        raise ValueError(
+            f"no {k} columns of X are linearly independent of each other and of the "
+            f"intercept: X has {rank} independent columns; constant or redundant "
+            f"(combinations of others): {redundant[:10]}"
+            f"{' and more' if len(redundant) > 10 else ''}. Pass support_size ≤ {rank} or "
+            f"drop the redundant columns")
