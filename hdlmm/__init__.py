@@ -6,11 +6,11 @@ docs/design.md for the architecture: the layers are the subpackages
 """
 
 from hdlmm._version import __version__
+from hdlmm.api.compare import compare_models
 from hdlmm.api.estimator import DEFAULT_A_GRID, SparseLMM
 from hdlmm.core.splicing import best_subset, best_subset_path
 from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
-from hdlmm.inference.compare import compare_models
 from hdlmm.sources.simulate import LMMData, make_lmm_data, make_tutorial_data
 from hdlmm.sources.streaming import TableSpec, stream_stats
 

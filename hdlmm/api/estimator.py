@@ -8,11 +8,15 @@ data and sets the fitted attributes.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
@@ -38,6 +42,9 @@ from hdlmm.sources.streaming import (
     check_chunk_rows,
     stream_stats,
 )
+
+if TYPE_CHECKING:
+    import dask.dataframe
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -224,12 +231,17 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     Zhu, J. et al. (2020). PNAS 117, 33117-33123. doi:10.1073/pnas.2014241117
     """
 
-    def __init__(self, support_size=None, a=None, *, fit_intercept=True, a_grid=None,
-                 a_search="refine", k_max=None, k_selection="ic", ic="ebic", cv=5,
-                 cv_criterion="loglik", one_se="paired", a_selection="cv", max_exchange=2,
-                 vc_method="REML", cov_structure="unstructured", refit=True, ic_samples="ml",
-                 inference="support", nodewise_penalty="scaled", small_sample="cr2bm",
-                 p_adjust=None, screening="auto", random_state=None):
+    def __init__(self, support_size: int | None = None, a: float | None = None, *,
+                 fit_intercept: bool = True, a_grid: ArrayLike | None = None,
+                 a_search: str = "refine", k_max: int | None = None, k_selection: str = "ic",
+                 ic: str = "ebic", cv: int = 5, cv_criterion: str = "loglik",
+                 one_se: bool | str = "paired", a_selection: str = "cv", max_exchange: int = 2,
+                 vc_method: str | None = "REML", cov_structure: str = "unstructured",
+                 refit: bool = True, ic_samples: str = "ml",
+                 inference: str | list | None = "support", nodewise_penalty: str | float = "scaled",
+                 small_sample: str = "cr2bm", p_adjust: str | None = None,
+                 screening: str | int | None = "auto",
+                 random_state: int | np.random.RandomState | None = None) -> None:
         self.support_size = support_size
         self.a = a
         self.fit_intercept = fit_intercept
@@ -255,7 +267,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------ front ends
-    def fit(self, X, y, groups=None, Z=None) -> SparseLMM:
+    def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None,
+            Z: ArrayLike | None = None) -> SparseLMM:
         """Fit on rows (X, y) in clusters ``groups`` with random-effect design ``Z``.
 
         Parameters
@@ -278,7 +291,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
 
     @classmethod
     def from_formula(cls, formula: str, data: pd.DataFrame, *, missing: str = "raise",
-                     **params) -> SparseLMM:
+                     **params: Any) -> SparseLMM:
         """Fit ``SparseLMM(**params)`` to ``data`` described by an lme4-style formula.
 
         Parameters
@@ -304,7 +317,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         """Fit this estimator on ``data`` described by ``formula`` (see from_formula)."""
         return self._fit_design(formula, parse_formula(formula, data, missing=missing))
 
-    def fit_source(self, source, *, y: str, groups: str, X: list | None = None,
+    def fit_source(self, source: str | os.PathLike, *, y: str, groups: str, X: list | None = None,
                    Z: list | None = None, chunk_rows: int = 50_000, sep: str | None = None,
                    progress: bool | None = None) -> SparseLMM:
         """Fit on a Parquet/CSV file (or a folder of Parquet files) too big for memory
@@ -335,7 +348,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         return self._fit_table(spec, stats, StreamRows(source, spec, stats, chunk_rows,
                                                        sep, progress))
 
-    def fit_dask(self, ddf, *, y: str, groups: str, X: list | None = None,
+    def fit_dask(self, ddf: dask.dataframe.DataFrame, *, y: str, groups: str, X: list | None = None,
                  Z: list | None = None, split_every: int = 8) -> SparseLMM:
         """Fit on a Dask DataFrame (on the current Dask client, if any;
         :mod:`hdlmm.sources.dask_frames`).
@@ -361,7 +374,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         stats = dask_stats(ddf, spec, split_every=split_every, **self._stats_options())
         return self._fit_table(spec, stats, DaskRows(ddf, spec, stats.labels))
 
-    def fit_stats(self, stats: ClusterStats, chunks=None,
+    def fit_stats(self, stats: ClusterStats, chunks: Callable | None = None,
                   re_names: list | None = None) -> SparseLMM:
         """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
 
@@ -477,7 +490,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             setattr(self, name, value)
 
     # -------------------------------------------------------------- predict
-    def predict(self, X, groups=None, Z=None, random_effects: bool = True) -> np.ndarray:
+    def predict(self, X: ArrayLike, groups: ArrayLike | None = None, Z: ArrayLike | None = None,
+                random_effects: bool = True) -> np.ndarray:
         """Predict y.
 
         Without ``groups`` (or with ``random_effects=False``): the marginal prediction

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import linalg
 
 __all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out"]
@@ -46,7 +48,7 @@ class SubsetFit:
     coef: np.ndarray
     rss: float
 
-    def full_coef(self, p):
+    def full_coef(self, p: int) -> np.ndarray:
         beta = np.zeros(p)
         beta[self.support] = self.coef
         return beta
@@ -141,7 +143,8 @@ def _shrink(G, c, d, A, k):
     return A
 
 
-def best_subset(G, c, d, k, init=None, max_exchange=2, n_candidates=20, max_iter=1000):
+def best_subset(G: np.ndarray, c: np.ndarray, d: float, k: int, init: ArrayLike | None = None,
+                max_exchange: int = 2, n_candidates: int = 20, max_iter: int = 1000) -> SubsetFit:
     """Best subset of size k for f(β) = d − 2βᵀc + βᵀGβ by splicing.
 
     Parameters
@@ -275,8 +278,9 @@ def _best_double_exchange(G, c, d, st, zeta, I, n_candidates, below=np.inf):
     return _Support(G, c, d, np.concatenate([st.A[keep], C[[j, l]]]), strict=True)
 
 
-def best_subset_path(G, c, d, k_max, max_exchange=2, k_min=1, n_candidates=20,
-                     stop=None):
+def best_subset_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, max_exchange: int = 2,
+                     k_min: int = 1, n_candidates: int = 20,
+                     stop: Callable | None = None) -> list[SubsetFit]:
     """Best subsets for k = k_min..k_max.
 
     A forward sweep warm-starts each k from the (k − 1)-solution, then a backward sweep

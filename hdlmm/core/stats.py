@@ -27,10 +27,12 @@ see does not depend on the user's units or offsets, nor on how the rows were chu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
 from hdlmm.core._accumulate import _Accumulator
@@ -105,7 +107,7 @@ class ClusterStats:
         if self.z_scale is None:
             self.z_scale = np.ones(q)
 
-    def z_map(self):
+    def z_map(self) -> np.ndarray:
         """M with Z̃ = Z M, the standardised random-effect design (Z̃_k = (Z_k − s_k) / c_k,
         the shift carried by the intercept column k₀ of Z): M = diag(1/c) − e_k₀(s/c)ᵀ.
         A random effect γ of Z is M γ̃ (γ̃ of Z̃), and Ψ = M Ψ̃ Mᵀ."""
@@ -114,7 +116,7 @@ class ClusterStats:
             M[self.z_one] -= self.z_shift / self.z_scale
         return M
 
-    def z_map_inv(self):
+    def z_map_inv(self) -> np.ndarray:
         """M⁻¹ = diag(c) + e_k₀ sᵀ (Z = Z̃ M⁻¹)."""
         Minv = np.diag(self.z_scale).astype(float)
         if self.z_one >= 0:
@@ -123,36 +125,38 @@ class ClusterStats:
 
     # ------------------------------------------------------------------ sizes
     @property
-    def n_clusters(self):
+    def n_clusters(self) -> int:
         return self.labels.size
 
     @property
-    def n_samples(self):
+    def n_samples(self) -> int:
         return int(self.n_rows.sum())
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         """Columns of X, including the intercept column if any."""
         return self.XtX.shape[1]
 
     @property
-    def n_re(self):
+    def n_re(self) -> int:
         return self.ZtZ.shape[1]
 
     @property
-    def n_blocks(self):
+    def n_blocks(self) -> int:
         return self.XtX.shape[0]
 
-    def block_slices(self):
+    def block_slices(self) -> list[slice]:
         """Slice of the clusters of each block."""
         edges = np.searchsorted(self.block, np.arange(self.n_blocks + 1))
         return [slice(edges[b], edges[b + 1]) for b in range(self.n_blocks)]
 
     # --------------------------------------------------------------- building
     @classmethod
-    def from_arrays(cls, X, y, groups, Z=None, *, fit_intercept=True, n_blocks=1,
-                    random_state=None, chunk_rows=65536, feature_names=None,
-                    standardize=True):
+    def from_arrays(cls, X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | None = None,
+                    *, fit_intercept: bool = True, n_blocks: int = 1,
+                    random_state: int | np.random.RandomState | None = None,
+                    chunk_rows: int = 65536, feature_names: Sequence[str] | None = None,
+                    standardize: bool = True) -> ClusterStats:
         """Build from arrays (validated), in chunks of rows.
 
         Parameters
@@ -184,9 +188,11 @@ class ClusterStats:
                                 feature_names=feature_names, standardize=standardize)
 
     @classmethod
-    def from_checked(cls, X, y, Z, codes, labels, *, fit_intercept=True, n_blocks=1,
-                     random_state=None, chunk_rows=65536, feature_names=None,
-                     standardize=True):
+    def from_checked(cls, X: np.ndarray, y: np.ndarray, Z: np.ndarray, codes: np.ndarray,
+                     labels: np.ndarray, *, fit_intercept: bool = True, n_blocks: int = 1,
+                     random_state: int | np.random.RandomState | None = None,
+                     chunk_rows: int = 65536, feature_names: Sequence[str] | None = None,
+                     standardize: bool = True) -> ClusterStats:
         """Build from the output of :func:`hdlmm.core.checks.check_lmm_arrays`."""
         layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
@@ -207,7 +213,9 @@ class ClusterStats:
         return stats
 
     @classmethod
-    def from_sums(cls, acc, labels, block, intercept, feature_names, X=None, y=None):
+    def from_sums(cls, acc: _Accumulator, labels: np.ndarray, block: np.ndarray, intercept: bool,
+                  feature_names: Sequence[str] | None, X: np.ndarray | None = None,
+                  y: np.ndarray | None = None) -> ClusterStats:
         """The statistics of an accumulator's sums (clusters in ``labels``/``block``
         order; ``X``, ``y``: the rows, named in an overflow message)."""
         return cls(labels=labels, block=block, intercept=intercept,
@@ -248,7 +256,9 @@ class ClusterStats:
             own_standard=False)
 
     # ----------------------------------------------------------- units
-    def restandardize(self, shift, scale, z_shift=None, z_scale=None, y_shift=None):
+    def restandardize(self, shift: np.ndarray, scale: np.ndarray, z_shift: np.ndarray | None = None,
+                      z_scale: np.ndarray | None = None,
+                      y_shift: float | None = None) -> ClusterStats:
         """The same statistics for the columns standardised by (``shift``, ``scale``)
         (and Z's by (``z_shift``, ``z_scale``), y shifted by ``y_shift``; None keeps
         them).
@@ -321,7 +331,7 @@ class ClusterStats:
         return replace(self, ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, z_shift=shift.copy(),
                        z_scale=scale.copy(), own_standard=False)
 
-    def standardized(self):
+    def standardized(self) -> ClusterStats:
         """The statistics re-expressed in their own column means and standard
         deviations, of X and of Z (no change when they already are; without an
         intercept, in their own root mean squares, unshifted). Constant columns keep
@@ -348,22 +358,22 @@ class ClusterStats:
                                     y_shift=self.y_shift + float(self.Xty[:, 0].sum()) / N)
         return replace(out, own_standard=True)
 
-    def constant_columns(self):
+    def constant_columns(self) -> np.ndarray:
         """Columns of X (intercept excluded) whose standardised values are all zero."""
         f = int(self.intercept)
         return np.flatnonzero(np.diag(self.XtX.sum(0))[f:] == 0)
 
-    def cluster_index(self, labels):
+    def cluster_index(self, labels: ArrayLike) -> np.ndarray:
         """Position in this statistics' cluster order of each label (−1 if absent)."""
         return pd.Index(self.labels).get_indexer(pd.Index(labels))
 
-    def merge_blocks(self):
+    def merge_blocks(self) -> ClusterStats:
         """The same statistics with all blocks merged into one."""
         return replace(self, block=np.zeros_like(self.block), XtX=self.XtX.sum(0)[None],
                        Xty=self.Xty.sum(0)[None], yty=self.yty.sum(0, keepdims=True),
                        n_rows=self.n_rows.sum(0, keepdims=True))
 
-    def select_blocks(self, blocks):
+    def select_blocks(self, blocks: ArrayLike) -> ClusterStats:
         """Statistics of the clusters in the given blocks only (renumbered 0..)."""
         blocks = np.atleast_1d(blocks)
         keep = np.isin(self.block, blocks)
@@ -374,7 +384,7 @@ class ClusterStats:
                        Zty=self.Zty[keep], XtX=self.XtX[blocks], Xty=self.Xty[blocks],
                        yty=self.yty[blocks], n_rows=self.n_rows[blocks])
 
-    def select_features(self, columns):
+    def select_features(self, columns: ArrayLike) -> ClusterStats:
         """Statistics restricted to the given columns of X (e.g. a selected support)."""
         columns = np.asarray(columns, dtype=int)
         names = None if self.feature_names is None else [self.feature_names[j]
@@ -399,7 +409,8 @@ class FoldLayout:
     random_state : int, RandomState or None
     """
 
-    def __init__(self, labels, n_blocks, random_state):
+    def __init__(self, labels: np.ndarray, n_blocks: int,
+                 random_state: int | np.random.RandomState | None) -> None:
         if n_blocks > labels.size:
             raise ValueError(f"cannot deal {labels.size} clusters into {n_blocks} folds; "
                              f"pass cv ≤ {labels.size}")
@@ -412,7 +423,7 @@ class FoldLayout:
         self.n_blocks = n_blocks
         self._index = pd.Index(labels)
 
-    def positions(self, groups):
+    def positions(self, groups: ArrayLike) -> np.ndarray:
         """Statistics position of each row's label; an error for unknown labels."""
         codes = self._index.get_indexer(pd.Index(groups))
         if np.any(codes < 0):

@@ -45,12 +45,15 @@ doi:10.1080/01621459.2021.1888740
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hdlmm.core._arrays import thin_product, zeros
 from hdlmm.core.checks import check_a
+from hdlmm.core.stats import ClusterStats
 
 __all__ = ["ProxyTransform", "Quadratic"]
 
@@ -77,7 +80,7 @@ class Quadratic:
     trace: np.ndarray
     n_rows: np.ndarray
 
-    def total(self):
+    def total(self) -> tuple:
         """(G, c, d, trace, n_rows) summed over blocks (views when there is one)."""
         if self.G.shape[0] == 1:
             return (self.G[0], self.c[0], float(self.d[0]), float(self.trace[0]),
@@ -85,13 +88,13 @@ class Quadratic:
         return (self.G.sum(0), self.c.sum(0), float(self.d.sum()),
                 float(self.trace.sum()), int(self.n_rows.sum()))
 
-    def without(self, block):
+    def without(self, block: int) -> tuple:
         """(G, c, d, trace, n_rows) of all blocks except ``block``: total − block."""
         G, c, d, tr, n = self.total()
         return (G - self.G[block], c - self.c[block], d - self.d[block],
                 tr - self.trace[block], n - int(self.n_rows[block]))
 
-    def block(self, block):
+    def block(self, block: int) -> tuple:
         """(G, c, d, trace, n_rows) of one block."""
         return (self.G[block], self.c[block], float(self.d[block]),
                 float(self.trace[block]), int(self.n_rows[block]))
@@ -129,7 +132,7 @@ class ProxyTransform:
     #: over the rows per value of a (see the module docstring)
     level_bytes = 256 * 2 ** 20
 
-    def __init__(self, stats):
+    def __init__(self, stats: ClusterStats) -> None:
         self.stats = stats
         self._cache = {}
         # the proxy is a Z Zᵀ + I in the user's Z: the statistics hold Z̃ = Z M
@@ -149,27 +152,27 @@ class ProxyTransform:
         self.levels, self._level_of = _eigenvalue_levels(self.lam)
         self._level_sums = None
 
-    def rotate(self, A):
+    def rotate(self, A: np.ndarray) -> np.ndarray:
         """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
         (n, q, J) for (p, J)."""
         ZXA = thin_product(self.stats.ZtX, A.reshape(A.shape[0], -1)).reshape(
             self.stats.ZtX.shape[:2] + A.shape[1:])  # A is often sparse (u_j, β̂)
         return np.einsum("nij,nj...->ni...", self.Vt, ZXA)
 
-    def rotate_columns(self, cols):
+    def rotate_columns(self, cols: ArrayLike) -> np.ndarray:
         """B_i restricted to the columns ``cols``: shape (n, q, len(cols))."""
         return self.Vt @ self.stats.ZtX[:, :, np.asarray(cols, dtype=np.intp)]
 
-    def weights(self, a):
+    def weights(self, a: float) -> np.ndarray:
         """w_i(a) = a / (1 + a λ_i), shape (n, q)."""
         return a / (1.0 + a * self.lam)
 
-    def logdet_blocks(self, a):
+    def logdet_blocks(self, a: float) -> np.ndarray:
         """log det Σ_a summed over the clusters of each block: Σ_i Σ_k log(1 + a λ_ik)."""
         per_cluster = np.log1p(a * self.lam).sum(axis=1)
         return np.array([per_cluster[sl].sum() for sl in self.slices])
 
-    def at(self, a):
+    def at(self, a: float) -> Quadratic:
         """The whitened problem at one value of a, per block.
 
         Parameters
@@ -193,7 +196,7 @@ class ProxyTransform:
             quad = self._passes([a])[0]
         return self._store(a, quad)
 
-    def prepare(self, a_values):
+    def prepare(self, a_values: Sequence[float]) -> None:
         """Compute the whitened problems of several values of a in one pass over the
         rotated rows (each chunk is rotated once, then weighted and multiplied for every
         a), into the cache that :meth:`at` reads. Values that would not fit in

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
 __all__ = ["LMMData", "make_tutorial_data", "make_lmm_data", "ar1_cov"]
@@ -55,11 +56,11 @@ class LMMData:
     scale: float
 
     @property
-    def support(self):
+    def support(self) -> np.ndarray:
         """Indices of the nonzero true fixed effects."""
         return np.flatnonzero(self.beta)
 
-    def block_diagonal_Z(self):
+    def block_diagonal_Z(self) -> np.ndarray:
         """The N × (n·q) block-diagonal Z the tutorial builds (for comparisons only)."""
         labels, codes = np.unique(self.groups, return_inverse=True)
         q = self.Z.shape[1]
@@ -70,13 +71,14 @@ class LMMData:
         return Zb
 
 
-def ar1_cov(dim, rho):
+def ar1_cov(dim: int, rho: float) -> np.ndarray:
     """AR(1) correlation matrix ``rho ** |i - j|`` of size ``dim``."""
     idx = np.arange(dim)
     return rho ** np.abs(idx[:, None] - idx[None, :])
 
 
-def make_tutorial_data(m=8, n=30, p=300, q=8, sigma=0.25, rho=0.2, seed=0):
+def make_tutorial_data(m: int = 8, n: int = 30, p: int = 300, q: int = 8, sigma: float = 0.25,
+                       rho: float = 0.2, seed: int | None = 0) -> LMMData:
     """The skscope tutorial's generator, reproduced exactly.
 
     Same arguments, same ``numpy.random.default_rng(seed)`` calls in the same order,
@@ -166,9 +168,11 @@ def _cluster_sizes(n_clusters, n_obs, rng):
     return n_obs.astype(int)
 
 
-def make_lmm_data(n_clusters=30, n_obs=8, n_features=300, n_re=2, support_size=3,
-                  coef=None, cov_re=None, scale=0.25, x_corr=0.0, z_design="slope",
-                  intercept=0.0, random_state=None):
+def make_lmm_data(n_clusters: int = 30, n_obs: int | ArrayLike = 8, n_features: int = 300,
+                  n_re: int = 2, support_size: int = 3, coef: ArrayLike | None = None,
+                  cov_re: ArrayLike | None = None, scale: float = 0.25, x_corr: float = 0.0,
+                  z_design: str = "slope", intercept: float = 0.0,
+                  random_state: int | np.random.RandomState | None = None) -> LMMData:
     """Clean simulated LMM: y_i = X_i β + Z_i γ_i + ε_i with valid covariances.
 
     Parameters

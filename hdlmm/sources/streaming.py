@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -212,12 +213,13 @@ class TableSpec:
         (a random intercept).
     """
 
-    def __init__(self, y, groups, X=None, Z=None):
+    def __init__(self, y: str, groups: str, X: Sequence[str] | None = None,
+                 Z: Sequence[str] | None = None) -> None:
         self.y, self.groups = str(y), str(groups)
         self.X = None if X is None else [str(c) for c in X]
         self.Z = [INTERCEPT] if Z is None else [str(c) for c in Z]
 
-    def resolve(self, columns, where):
+    def resolve(self, columns: Sequence[str], where: str) -> TableSpec:
         """Check the names against the source's ``columns``; fill in the default X."""
         cols = list(map(str, columns))
         z_cols = [c for c in self.Z if c != INTERCEPT]
@@ -232,23 +234,23 @@ class TableSpec:
             raise ValueError(f"no predictor columns left in {where}; pass X=[...]")
         return self
 
-    def feature_names(self, intercept):
+    def feature_names(self, intercept: bool) -> list[str]:
         """Names of the statistics' columns (the intercept first when fitted)."""
         return _feature_names(self.X, len(self.X), intercept)
 
     @property
-    def numeric(self):
+    def numeric(self) -> list[str]:
         return list(dict.fromkeys(self.X + [self.y] + [c for c in self.Z if c != INTERCEPT]))
 
-    def z_one(self):
+    def z_one(self) -> int:
         """Position of the intercept among the random effects (−1 if none)."""
         return self.Z.index(INTERCEPT) if INTERCEPT in self.Z else -1
 
     @property
-    def columns(self):
+    def columns(self) -> list[str]:
         return self.numeric + [self.groups]
 
-    def arrays(self, frame, offset, where):
+    def arrays(self, frame: pd.DataFrame, offset: int, where: str) -> tuple:
         """(X, y, Z, groups) of one chunk, with errors naming the column and the row."""
         out = {}
         for name in self.numeric:
@@ -324,8 +326,10 @@ def scan_labels(source, groups, chunk_rows=1_000_000, sep=None):
     return sorted_labels(list(parts), groups, os.fspath(source))
 
 
-def stream_stats(source, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
-                 chunk_rows=50_000, sep=None, progress=None):
+def stream_stats(source: str | os.PathLike, spec: TableSpec, *, fit_intercept: bool = True,
+                 n_blocks: int = 1, random_state: int | np.random.RandomState | None = None,
+                 chunk_rows: int = 50_000, sep: str | None = None,
+                 progress: bool | None = None) -> ClusterStats:
     """ClusterStats of a file (or a folder of Parquet files) read in chunks.
 
     Parameters
@@ -376,8 +380,9 @@ class StreamRows:
     progress : bool or None
     """
 
-    def __init__(self, source, spec: TableSpec, stats: ClusterStats, chunk_rows: int = 50_000,
-                 sep: str | None = None, progress: bool | None = None) -> None:
+    def __init__(self, source: str | os.PathLike, spec: TableSpec, stats: ClusterStats,
+                 chunk_rows: int = 50_000, sep: str | None = None,
+                 progress: bool | None = None) -> None:
         self.source, self.spec, self.stats = source, spec, stats
         self.chunk_rows, self.sep, self.progress = chunk_rows, sep, progress
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+if TYPE_CHECKING:
+    from hdlmm.api.estimator import SparseLMM
+
 __all__ = ["compare_models"]
 
 
-def compare_models(smaller, larger):
+def compare_models(smaller: SparseLMM, larger: SparseLMM) -> pd.DataFrame:
     """Likelihood-ratio test of two nested fitted SparseLMMs on the same data.
 
     χ² = 2 (ℓ₁ − ℓ₀) on df₁ − df₀ degrees of freedom, from ``llf_`` and ``df_model_``.
