@@ -21,7 +21,7 @@ import pytest
 
 import hdlmm
 from hdlmm import ClusterStats
-from hdlmm.model.varcomp import _lower_factor, _Profile
+from hdlmm.model.profile import Profile, lower_factor
 from hdlmm.sources.formula import parse_formula
 
 pytest.importorskip("formulaic")
@@ -60,8 +60,8 @@ def deviance_at_lme4_theta(model, ref):
     L[cols, rows] = _list(ref["theta"])
     p = model.stats_.n_features  # the deviance in the units of the data, as lme4's
     stats = model.stats_.restandardize(np.zeros(p), np.ones(p), y_shift=0.0)
-    prof = _Profile(stats, ref["method"], "unstructured")
-    Lt = _lower_factor(np.linalg.solve(prof.T, L))
+    prof = Profile(stats, ref["method"], "unstructured")
+    Lt = lower_factor(np.linalg.solve(prof.T, L))
     return prof.deviance(Lt[prof.rows, prof.cols])
 
 

@@ -163,7 +163,7 @@ def test_boundary_fit_warns_and_returns():
 @pytest.mark.parametrize("method", ["REML", "ML"])
 @pytest.mark.parametrize("structure", ["unstructured", "diagonal", "scalar", "blocks"])
 def test_analytic_gradient_matches_finite_differences(method, structure):
-    from hdlmm.model.varcomp import _Profile
+    from hdlmm.model.profile import Profile
 
     d = hdlmm.make_lmm_data(n_clusters=50, n_obs=(2, 12), n_features=4, n_re=3,
                             support_size=2,
@@ -171,7 +171,7 @@ def test_analytic_gradient_matches_finite_differences(method, structure):
                             random_state=3)
     blocks = [[0, 2], [1]] if structure == "blocks" else None
     structure = "unstructured" if structure == "blocks" else structure
-    prof = _Profile(raw_stats(d.X, d.y, d.groups, d.Z), method, structure,
+    prof = Profile(raw_stats(d.X, d.y, d.groups, d.Z), method, structure,
                     blocks)
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -187,13 +187,13 @@ def test_analytic_gradient_matches_finite_differences(method, structure):
 
 @pytest.mark.parametrize("q", [1, 2, 3])
 def test_batched_inverse_and_logdet_match_numpy(q):
-    from hdlmm.model.varcomp import _inv_logdet
+    from hdlmm.model.profile import inv_logdet
     rng = np.random.default_rng(q)
     A = rng.standard_normal((50, q, q))
     M = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(q)
-    inv, logdet = _inv_logdet(M)
+    inv, logdet = inv_logdet(M)
     np.testing.assert_allclose(inv, np.linalg.inv(M), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(logdet, np.linalg.slogdet(M)[1], rtol=1e-12)
     M[7] = -M[7]  # one matrix not positive definite
     with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
-        _inv_logdet(M)
+        inv_logdet(M)

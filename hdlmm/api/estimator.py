@@ -87,7 +87,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         neighbour is better, so the choice is a local optimum on the whole grid; ``full``:
         every value. In the accuracy benchmark both chose the same fit in all 1,100
         replicates, the local search evaluating 7 or 8 of the default grid's 11 values
-        in 0.63-0.73× the time (benchmarks/RESULTS.md, accuracy).
+        in 0.63-0.73× the time (docs/decisions.md).
     k_max : int, optional
         Largest support size on the path (default N / (log log N · log p), as abess).
     k_selection : {"ic", "cv"}
@@ -99,14 +99,14 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         Sample size n in the criterion. ``ml`` (default): n = N at the working model's
         maximum-likelihood a on the grid, one k for every a, then a by CV at that k
         (:func:`hdlmm.model.tuning.proxy_ml_k`); ``effective``: n = tr(Σ_a⁻¹) and ``rows``:
-        n = N, each a with its own k. In the accuracy benchmark (benchmarks/RESULTS.md)
+        n = N, each a with its own k. In the accuracy benchmark (docs/decisions.md)
         ``effective`` under-selects when q is close to the cluster sizes and ``rows``
         over-selects at large a; ``ml`` avoids both.
     cv : int
         Number of grouped folds (whole clusters).
     cv_criterion : {"loglik", "marginal"}
         Held-out criterion of the cross-validation (see :mod:`hdlmm.model.tuning`). The
-        default ``loglik`` chose a better in the accuracy benchmark (benchmarks/RESULTS.md):
+        default ``loglik`` chose a better in the accuracy benchmark (docs/decisions.md):
         the marginal prediction error hardly depends on a and picked too small an a
         when Ψ is large relative to σ².
     one_se : {"paired", True, False}
@@ -119,8 +119,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         variation between folds that both models share; see
         :meth:`hdlmm.model.tuning.CVResult.best`). ``True``: the classical one-standard-error
         rule, within one standard error of the chosen cell's mean. ``False``: the
-        choice as it stands. In the accuracy benchmark (benchmarks/RESULTS.md,
-        accuracy) both rules removed most of EBIC's false positives; ``True`` also dropped
+        choice as it stands. In the accuracy benchmark (docs/decisions.md)
+        both rules removed most of EBIC's false positives; ``True`` also dropped
         true small coefficients (s3) and ``"paired"`` rarely did.
     a_selection : {"cv", "efficiency"}
         ``cv`` (default): a by the cross-validation. ``efficiency``: after the CV choice

@@ -125,7 +125,7 @@ class ProxyTransform:
     #: bytes of the buffer that holds a chunk of clusters' rotated Z_iᵀX_i: small enough
     #: to stay in the last-level cache while it is weighted and multiplied for every a
     #: (8 MB: 0.07 × a syrk's time per a for the weighting, against 0.18 × at 32 MB, on a
-    #: 32 MB L3; benchmarks/RESULTS.md, scale)
+    #: 32 MB L3; docs/decisions.md)
     chunk_bytes = 8 * 2 ** 20
 
     #: largest size of the per-level sums (blocks × levels × p × p) that replace a pass

@@ -14,12 +14,8 @@ so with β̂(θ) the GLS estimate and r²(θ) = yᵀV⁻¹y − β̂ᵀXᵀV⁻�
     REML:  −2ℓ_R(θ) = log|V| + log|XᵀV⁻¹X| + (N − p)[1 + log(2π r² / (N − p))]
 
 minimised over θ with L-BFGS-B (diagonal of Λ ≥ 0) and the analytic gradient
-(:meth:`_Profile.deviance_and_gradient`). All cluster algebra is batched
-q × q linear algebra over an (n, q, q) stack; nothing loops over clusters in Python.
-Products of every M_i with the one Λ, and sums over clusters of products, are written
-as single matrix products (:func:`_congruence`, :func:`_left`, :func:`_sum_of_products`):
-a broadcast matmul loops over the clusters (measured at n = 100,000, q = 2, 6 columns:
-47 ms per deviance and gradient instead of 71).
+(:meth:`hdlmm.model.profile.Profile.deviance_and_gradient`, with the batched cluster
+algebra).
 
 BLUPs: γ̂_i = Λ M_i⁻¹ Λᵀ (Z_iᵀy_i − Z_iᵀX_i β̂)  (= Ψ̂ Z_iᵀ V_i⁻¹ (y_i − X_i β̂)).
 
@@ -31,10 +27,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 from scipy import optimize
+
+from hdlmm.model.profile import Profile, lower_factor
 
 __all__ = ["VarianceComponents", "VarianceComponentsError", "fit_variance_components",
            "STRUCTURES"]
@@ -92,253 +89,6 @@ class VarianceComponents:
         return -0.5 * self.criterion
 
 
-class _Profile:
-    """Profiled deviance of θ from the cross-products of a ClusterStats (one block).
-
-    The random-effect design is first expressed in a standardised basis Z̃ = Z T (T from
-    the pooled ZᵀZ / N, see :func:`_preconditioner`), in which θ is optimised: with a
-    slope on an uncentred covariate (age 8-14, time 0-21) the intercept and slope of Z
-    are nearly collinear and θ in the raw basis is badly scaled, which made the
-    optimiser stop short of lme4's optimum. The model is the same (ZΛΛᵀZᵀ = Z̃Λ̃Λ̃ᵀZ̃ᵀ
-    with Λ = TΛ̃), so the optimum is where it was, in any units of Z.
-    """
-
-    def __init__(self, stats, method, structure, blocks=None):
-        self.XtX = stats.XtX.sum(0)
-        self.Xty = stats.Xty.sum(0)
-        self.yty = float(stats.yty.sum())
-        self.N = stats.n_samples
-        self.q, self.p = stats.n_re, self.XtX.shape[0]
-        self.reml = method == "REML"
-        self.structure = structure
-        self.blocks = _check_blocks(blocks, self.q, structure)
-        # the statistics hold Z_s = Z M (standardised, :meth:`ClusterStats.z_map`), in a
-        # form this structure allows; Z̃ = Z_s T_s = Z T with T = M T_s
-        stats = _z_standard_for(stats, structure, self.blocks)
-        T_s = _preconditioner(stats.ZtZ.sum(0) / self.N, structure, self.blocks)
-        self.T = stats.z_map() @ T_s
-        self.ZtZ = _congruence(stats.ZtZ, T_s)  # T_sᵀ Z_s,iᵀZ_s,i T_s
-        self.ZtX = np.einsum("ab,nbp->nap", T_s.T, stats.ZtX) if self.q else stats.ZtX
-        self.Zty = stats.Zty @ T_s
-        self.U = self.ZtX.reshape(-1, self.p)  # the Z̃_iᵀX_i stacked, (n q, p)
-        self.rows, self.cols = self._free_entries()
-
-    # θ ↔ Λ --------------------------------------------------------------
-    def _free_entries(self):
-        """Rows and columns of the free entries of Λ̃ (lower triangle of each block)."""
-        if self.structure != "unstructured":
-            return np.arange(self.q), np.arange(self.q)
-        rows, cols = [], []
-        for idx in self.blocks:
-            r, c = np.tril_indices(idx.size)
-            rows.append(idx[r])
-            cols.append(idx[c])
-        return np.concatenate(rows), np.concatenate(cols)
-
-    def n_theta(self):
-        return 1 if self.structure == "scalar" else self.rows.size
-
-    def lam(self, theta):
-        """Λ̃ (in the standardised basis) from θ."""
-        if self.structure == "scalar":
-            return theta[0] * np.eye(self.q)
-        L = np.zeros((self.q, self.q))
-        L[self.rows, self.cols] = theta
-        return L
-
-    def theta0(self):
-        """lme4's start: Λ̃ = I (here in the standardised basis)."""
-        if self.structure == "scalar":
-            return np.ones(1)
-        return (self.rows == self.cols).astype(float)
-
-    def lam_original(self, theta):
-        """Λ in the units of Z, lower triangular with a non-negative diagonal."""
-        return _lower_factor(self.T @ self.lam(theta))
-
-    # the profiled quantities ---------------------------------------------
-    def solve(self, theta):
-        """GLS pieces at θ: (β̂, r², log|V|, XᵀV⁻¹X, Λ)."""
-        st = self._state(theta)
-        return st.beta, st.r2, st.logdetV, st.A, st.L
-
-    def _state(self, theta):
-        L = self.lam(theta)
-        M = _congruence(self.ZtZ, L) + np.eye(self.q)  # ΛᵀZ_iᵀZ_iΛ + I
-        Minv, logdetM = _inv_logdet(M)  # (n, q, q): cheaper than solves for small q
-        P = _congruence(Minv, L.T)  # P_i = Λ M_i⁻¹ Λᵀ
-        Pz = np.einsum("nab,nb->na", P, self.Zty)  # P_i Z_iᵀy_i
-        A = self.XtX - self.U.T @ (P @ self.ZtX).reshape(-1, self.p)
-        b = self.Xty - self.U.T @ Pz.ravel()
-        cyy = self.yty - float(np.sum(self.Zty * Pz))
-        beta = np.linalg.solve(A, b)
-        r2 = max(float(cyy - beta @ b), np.finfo(float).tiny)
-        return SimpleNamespace(L=L, Minv=Minv, P=P, A=A, beta=beta, r2=r2,
-                               logdetV=float(logdetM.sum()))
-
-    def deviance(self, theta):
-        """−2 × the profiled (restricted) log-likelihood at θ (inf where undefined)."""
-        return self.deviance_and_gradient(theta, gradient=False)[0]
-
-    def deviance_and_gradient(self, theta, gradient=True):
-        """The profiled deviance and its analytic gradient in θ.
-
-        With P_i = Λ M_i⁻¹ Λᵀ (so V_i⁻¹ = I − Z_i P_i Z_iᵀ), every θ-dependent piece is
-        linear in the P_i: dr² = −Σ e_iᵀ dP_i e_i with e_i = Z_iᵀ(y_i − X_i β̂) (β̂ is
-        stationary), d log|XᵀV⁻¹X| = −Σ tr(U_i A⁻¹ U_iᵀ dP_i) with U_i = Z_iᵀX_i, and
-        d log|V| = 2 Σ tr(M_i⁻¹ Λᵀ S_i dΛ) with S_i = Z_iᵀZ_i. From
-        dP_i = W_iᵀ dΛ K_i + K_iᵀ dΛᵀ W_i (K_i = M_i⁻¹Λᵀ, W_i = I − S_i P_i), the
-        gradient in Λ is
-
-            ∂D/∂Λ = 2 Σ_i (S_i + W_i C_i) Λ M_i⁻¹,
-            C_i = −(ν / r²) e_i e_iᵀ − [REML] U_i A⁻¹ U_iᵀ,   ν = N − p (REML) or N (ML),
-
-        then restricted to the free entries of Λ (lower triangle, diagonal or trace).
-        """
-        try:
-            st = self._state(theta)
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros(self.n_theta())
-        nu = self.N - self.p if self.reml else self.N
-        dev = st.logdetV + nu * (1 + np.log(2 * np.pi * st.r2 / nu))
-        if self.reml:
-            dev += np.linalg.slogdet(st.A)[1]
-        if not gradient:
-            return dev, None
-        LMinv = _left(st.L, st.Minv)  # Λ M_i⁻¹, (n, q, q)
-        e = self.Zty - (self.U @ st.beta).reshape(-1, self.q)
-        C = (-nu / st.r2) * (e[:, :, None] * e[:, None, :])
-        if self.reml:
-            UA = (self.U @ np.linalg.inv(st.A)).reshape(self.ZtX.shape)
-            C -= UA @ np.swapaxes(self.ZtX, 1, 2)
-        W = np.eye(self.q) - self.ZtZ @ st.P
-        gL = 2 * (_sum_of_products(self.ZtZ, LMinv) + _sum_of_products(W, C @ LMinv))
-        return dev, self._chain(gL)
-
-    def _chain(self, gL):
-        """Gradient in θ from the gradient in Λ̃."""
-        if self.structure == "scalar":
-            return np.array([np.trace(gL)])
-        return gL[self.rows, self.cols]
-
-
-def _check_blocks(blocks, q, structure):
-    """The blocks of Ψ (lists of Z columns, uncorrelated with each other) as arrays."""
-    if blocks is None:
-        return [np.arange(q)]
-    blocks = [np.asarray(b, dtype=np.intp) for b in blocks]
-    flat = np.sort(np.concatenate(blocks)) if blocks else np.zeros(0, np.intp)
-    if not np.array_equal(flat, np.arange(q)):
-        raise ValueError(f"re_blocks must split the {q} columns of Z into disjoint "
-                         f"groups; got {[b.tolist() for b in blocks]}")
-    if structure == "scalar" and len(blocks) > 1:
-        raise ValueError("cov_structure='scalar' has one variance for every random "
-                         "effect; it cannot be combined with separate random-effect "
-                         "terms")
-    return blocks
-
-
-def _z_standard_for(stats, structure, blocks):
-    """The statistics with Z standardised only as far as the structure of Ψ allows a
-    reparametrisation Z → Z M to leave the model unchanged: a shift of column k by
-    the intercept column k₀ needs an unstructured Ψ with k and k₀ in one block, a
-    rescaling needs an unstructured or diagonal Ψ (scalar Ψ: the raw columns)."""
-    k0 = stats.z_one
-    shift, scale = stats.z_shift.copy(), stats.z_scale.copy()
-    if structure == "scalar":
-        shift[:], scale[:] = 0.0, 1.0
-    elif structure == "diagonal" or k0 < 0:
-        shift[:] = 0.0
-    else:
-        same = next(b for b in blocks if k0 in b)
-        outside = np.setdiff1d(np.arange(stats.n_re), same)
-        shift[outside] = 0.0
-    return stats.restandardize(stats.x_shift, stats.x_scale, shift, scale)
-
-
-def _preconditioner(S, structure, blocks):
-    """T such that Z̃ = Z T has a pooled Gram Z̃ᵀZ̃ / N = I within each block.
-
-    ``S`` is ZᵀZ / N. Unstructured blocks: T_b = R_b⁻¹ with S_b = R_bᵀR_b (Cholesky), so
-    that an intercept and an uncentred slope become an intercept and the centred,
-    scaled slope; any invertible block-diagonal T leaves the model unchanged. Diagonal
-    Ψ: only a scaling per column is allowed; scalar Ψ: T = I.
-    """
-    q = S.shape[0]
-    T = np.eye(q)
-    if structure == "scalar" or q == 0:
-        return T
-    d = np.sqrt(np.diag(S))
-    if structure == "diagonal" or not np.all(d > 0):
-        return np.diag(np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 1.0))
-    for idx in blocks:
-        Sb = S[np.ix_(idx, idx)] / np.outer(d[idx], d[idx])
-        try:
-            R = np.linalg.cholesky(Sb).T
-        except np.linalg.LinAlgError:  # collinear within the pooled data: scale only
-            R = np.eye(idx.size)
-        T[np.ix_(idx, idx)] = np.linalg.inv(R) / d[idx][:, None]
-    return T
-
-
-def _lower_factor(L):
-    """A lower-triangular F with FFᵀ = LLᵀ and diag(F) ≥ 0 (by a QR of Lᵀ; singular
-    LLᵀ allowed), as lme4 reports θ."""
-    if L.size == 0:
-        return L
-    R = np.linalg.qr(L.T, mode="r")
-    F = R.T
-    return F * np.where(np.diag(F) < 0, -1.0, 1.0)[None, :]
-
-
-def _congruence(S, L):
-    """LᵀS_iL for a stack S of shape (n, q, q), as one (n, q²) × (q², q²) product
-    (a broadcast matmul would loop over the n clusters)."""
-    q = L.shape[0]
-    K = np.einsum("ca,db->cdab", L, L).reshape(q * q, q * q)
-    return (S.reshape(-1, q * q) @ K).reshape(S.shape)
-
-
-def _left(L, S):
-    """L S_i for a stack S of shape (n, q, q), as one product."""
-    return np.swapaxes(np.tensordot(S, L, axes=([1], [1])), 1, 2)
-
-
-def _sum_of_products(X, Y):
-    """Σ_i X_i Y_i over stacks of shape (n, q, q), as one (q, n q) × (n q, q) product."""
-    q = X.shape[1]
-    return np.swapaxes(X, 0, 1).reshape(q, -1) @ Y.reshape(-1, Y.shape[2])
-
-
-def _inv_logdet(M):
-    """Inverses and log-determinants of a stack of positive definite matrices (n, q, q).
-
-    Closed forms for q ≤ 2 (the common random intercept and slope): numpy's batched
-    ``inv`` and ``slogdet`` take 15 and 8 ms on 100,000 2 × 2 matrices, the closed form
-    under 1 ms, and the deviance is evaluated a dozen times per fit.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        If some M_i is not positive definite.
-    """
-    q = M.shape[-1]
-    if q == 1:
-        det, inv = M[:, 0, 0], 1.0 / M
-    elif q == 2:
-        a, b, c, d = M[:, 0, 0], M[:, 0, 1], M[:, 1, 0], M[:, 1, 1]
-        det = a * d - b * c
-        inv = np.stack([d, -b, -c, a], axis=1).reshape(M.shape) / det[:, None, None]
-    else:
-        sign, logdet = np.linalg.slogdet(M)
-        if np.any(sign <= 0):
-            raise np.linalg.LinAlgError("M_i not positive definite")
-        return np.linalg.inv(M), logdet
-    if not np.all((det > 0) & (M[:, 0, 0] > 0)):  # negated: NaN fails too
-        raise np.linalg.LinAlgError("M_i not positive definite")
-    return inv, np.log(det)
-
-
 def fit_variance_components(stats, method="REML", structure="unstructured", tol=1e-10,
                             blocks=None):
     """Fit Ψ, σ² and the GLS fixed effects on all columns of ``stats``.
@@ -372,7 +122,7 @@ def fit_variance_components(stats, method="REML", structure="unstructured", tol=
             f"{stats.n_samples} rows leave no residual degrees of freedom for "
             f"{stats.n_features} fixed effects; fewer fixed effects or more rows needed")
     _check_residual_dof(stats)
-    prof = _Profile(stats, method, structure, blocks)
+    prof = Profile(stats, method, structure, blocks)
     res = _optimise(prof, tol)
     return _result(prof, res, method)
 
@@ -426,7 +176,7 @@ def _optimise(prof, tol):
 def _vanished(prof, theta):
     """Positions (among the diagonal entries of Λ̃) of the diagonals below
     ``BOUNDARY_TOL`` in the lower-triangular factor of Λ̃Λ̃ᵀ."""
-    F = _lower_factor(prof.lam(theta))
+    F = lower_factor(prof.lam(theta))
     small = np.flatnonzero(np.abs(np.diag(F)) < BOUNDARY_TOL)
     if prof.structure == "scalar":
         return np.zeros(0, np.intp) if small.size == 0 else np.zeros(1, np.intp)

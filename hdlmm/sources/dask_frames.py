@@ -1,7 +1,7 @@
 """Cross-products of a Dask DataFrame, computed on a Dask cluster.
 
 Each partition's rows become a :class:`ClusterStats` of the clusters it holds (the
-folds come from one :class:`hdlmm.core.stats.FoldLayout` of all the labels, so partitions
+folds come from one :class:`hdlmm.core.folds.FoldLayout` of all the labels, so partitions
 agree on them); a tree reduction adds them (``split_every`` at a time), so no worker
 ever holds more than a few partial statistics. A cluster's rows may be spread over any
 number of partitions. The fit then runs on the driver from the statistics alone; the
@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from hdlmm.core._accumulate import _Accumulator
+from hdlmm.core.folds import FoldLayout
 from hdlmm.core.row_pass import add_cluster_sums, local_chunk_sums, standard_pieces
-from hdlmm.core.stats import ClusterStats, FoldLayout
+from hdlmm.core.stats import ClusterStats
 from hdlmm.sources.streaming import sorted_labels
 
 __all__ = ["dask_stats", "DaskRows", "check_dask_frame"]

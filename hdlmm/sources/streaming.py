@@ -2,7 +2,7 @@
 
 Two passes over a Parquet or CSV/TSV file (or a folder of Parquet files), read in
 chunks by pyarrow: the first reads the grouping column only and lays out the folds
-(:class:`hdlmm.core.stats.FoldLayout`), the second adds each chunk's cross-products into
+(:class:`hdlmm.core.folds.FoldLayout`), the second adds each chunk's cross-products into
 one accumulator. Rows of one cluster may be spread over any number of chunks (the
 cross-products are additive). Memory: O(p² · folds + n · q · p) for the statistics plus
 one chunk of rows, never the whole data. The debiased inference, when asked for, makes
@@ -29,7 +29,8 @@ import pandas as pd
 
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.checks import _sort_order
-from hdlmm.core.stats import ClusterStats, FoldLayout, _feature_names
+from hdlmm.core.folds import FoldLayout
+from hdlmm.core.stats import ClusterStats, _feature_names
 
 __all__ = ["TableSpec", "read_batches", "stream_stats", "StreamRows", "check_chunk_rows"]
 
