@@ -12,5 +12,5 @@ $PY benchmarks/varcomp.py --sizes 1000 > "$out/varcomp.txt" 2>&1
 $PY benchmarks/units.py --problems 20 > "$out/units.txt" 2>&1
 $PY benchmarks/null_model.py --replicates 50 > "$out/null.txt" 2>&1
 $PY benchmarks/accuracy.py --setting s1 --reps 20 --tag "_$tag" > "$out/acc.txt" 2>&1
-$PY benchmarks/coverage.py --setting tutorial --reps 20 > "$out/cov.txt" 2>&1
+$PY benchmarks/interval_coverage.py --setting tutorial --reps 20 > "$out/cov.txt" 2>&1
 $PY benchmarks/scale.py --growth --scale 0.1 > "$out/scale.txt" 2>&1

@@ -32,7 +32,7 @@ with t(n − 1) (CR1 in clubSandwich's naming); ``"cr1s"`` by n/(n − 1) · (N 
 with t(n − 1), s the columns of the fitted support with the intercept (CR1S: the factor
 of Stata's ``vce(cluster)`` and of statsmodels' cluster covariance with its default
 correction, which CR1 is not); ``"none"`` is the asymptotic CR0 with normal quantiles.
-benchmarks/RESULTS.md reports the coverage of the variants (benchmarks/coverage.py).
+benchmarks/RESULTS.md reports the coverage of the variants (benchmarks/interval_coverage.py).
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.

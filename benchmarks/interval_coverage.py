@@ -19,9 +19,9 @@ for nonzeros; for the nulls, the SE of the per-replicate mean, which allows for 
 correlation of coordinates within a replicate). ``--timing`` measures all-p inference at
 p = 1000, N = 10,000.
 
-Run:  python benchmarks/coverage.py --setting tutorial --reps 500
-      python benchmarks/coverage.py --summary
-      python benchmarks/coverage.py --timing
+Run:  python benchmarks/interval_coverage.py --setting tutorial --reps 500
+      python benchmarks/interval_coverage.py --summary
+      python benchmarks/interval_coverage.py --timing
 """
 
 from __future__ import annotations

@@ -1,0 +1,337 @@
+"""The compiled splicing kernel behind :func:`hdlmm.core.splicing.best_subset`.
+
+One call runs a whole best-subset search of size k (grow or shrink the starting
+support, then splicing iterations until no exchange improves f) without returning to
+Python, so a path of hundreds of supports costs no Python work per step. The
+algorithm and its formulas are those documented in :mod:`hdlmm.core.splicing`; every
+quantity is computed by the same formula in the same order of choices (first index
+on ties, as numpy's argmin and argmax), with loops in place of numpy's vectorised
+expressions and numpy's floating-point semantics (``error_model="numpy"``: a division
+by zero gives inf or NaN, not an exception). Compiled by numba on first use and cached
+on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["splice"]
+
+TINY = np.finfo(np.float64).tiny
+EPS = np.finfo(np.float64).eps
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_inverse(B):
+    """(M, ok): the inverse of a symmetric positive-definite B by Cholesky on B scaled to
+    a unit diagonal; ok False if B or the scaled matrix is singular or nearly so (a
+    pivot below 1e-6 of the largest)."""
+    k = B.shape[0]
+    M = np.zeros((k, k))
+    if k == 0:
+        return M, True
+    s = np.empty(k)
+    for i in range(k):
+        if not B[i, i] > 0:
+            return M, False
+        s[i] = 1.0 / np.sqrt(B[i, i])
+    L = np.zeros((k, k))
+    for j in range(k):
+        acc = B[j, j] * s[j] * s[j]
+        for t in range(j):
+            acc -= L[j, t] * L[j, t]
+        if not acc > 0:
+            return M, False
+        L[j, j] = np.sqrt(acc)
+        for i in range(j + 1, k):
+            acc = B[i, j] * s[i] * s[j]
+            for t in range(j):
+                acc -= L[i, t] * L[j, t]
+            L[i, j] = acc / L[j, j]
+    lo, hi = L[0, 0], L[0, 0]
+    for j in range(1, k):
+        lo, hi = min(lo, L[j, j]), max(hi, L[j, j])
+    if not lo > 1e-6 * hi:
+        return M, False
+    Linv = np.zeros((k, k))  # L⁻¹, lower triangular, by forward substitution
+    for j in range(k):
+        Linv[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, k):
+            acc = 0.0
+            for t in range(j, i):
+                acc -= L[i, t] * Linv[t, j]
+            Linv[i, j] = acc / L[i, i]
+    for j in range(k):  # (L⁻¹ D^{-1/2}) scaled columns
+        for i in range(k):
+            Linv[i, j] *= s[j]
+    for a in range(k):  # M = Linvᵀ Linv
+        for b in range(a, k):
+            acc = 0.0
+            for t in range(max(a, b), k):
+                acc += Linv[t, a] * Linv[t, b]
+            M[a, b] = acc
+            M[b, a] = acc
+    return M, True
+
+
+@njit(cache=True, error_model="numpy")
+def _pinvh(B):
+    """Pseudo-inverse of a symmetric matrix (eigenvalues above max|w| · k · eps)."""
+    w, V = np.linalg.eigh(B)
+    cutoff = np.max(np.abs(w)) * B.shape[0] * EPS
+    k = B.shape[0]
+    M = np.zeros((k, k))
+    for t in range(k):
+        if abs(w[t]) > cutoff:
+            for a in range(k):
+                for b in range(k):
+                    M[a, b] += V[a, t] * V[b, t] / w[t]
+    return M
+
+
+@njit(cache=True, error_model="numpy")
+def _support(G, c, d, A, strict):
+    """(M, β, f) on the sorted support A; f = inf when ``strict`` and G_AA is singular."""
+    k = A.size
+    B = np.empty((k, k))
+    for a in range(k):
+        for b in range(k):
+            B[a, b] = G[A[a], A[b]]
+    M, ok = _chol_inverse(B)
+    if not ok:
+        if strict:
+            return M, np.zeros(k), np.inf
+        M = _pinvh(B)
+    beta = np.zeros(k)
+    for a in range(k):
+        acc = 0.0
+        for b in range(k):
+            acc += M[a, b] * c[A[b]]
+        beta[a] = acc
+    rss = d
+    for a in range(k):
+        rss -= c[A[a]] * beta[a]
+    return M, beta, rss
+
+
+@njit(cache=True, error_model="numpy")
+def _inactive(p, A):
+    mask = np.ones(p, dtype=np.bool_)
+    for a in range(A.size):
+        mask[A[a]] = False
+    return np.flatnonzero(mask)
+
+
+@njit(cache=True, error_model="numpy")
+def _sacrifices(G, c, A, M, beta):
+    """ξ on A; ζ, H, g and D on the inactive I (D = inf where the column is aliased)."""
+    k = A.size
+    I = _inactive(G.shape[0], A)
+    L = I.size
+    H = np.zeros((L, k))
+    g = np.empty(L)
+    D = np.empty(L)
+    zeta = np.empty(L)
+    for r in range(L):
+        j = I[r]
+        acc_g = c[j]
+        for b in range(k):
+            acc_g -= G[j, A[b]] * beta[b]
+            h = 0.0
+            for t in range(k):
+                h += G[j, A[t]] * M[t, b]
+            H[r, b] = h
+        acc_d = G[j, j]
+        for b in range(k):
+            acc_d -= H[r, b] * G[j, A[b]]
+        g[r] = acc_g
+        if acc_d > 1e-10 * max(G[j, j], TINY):
+            D[r] = acc_d
+            zeta[r] = acc_g * acc_g / acc_d
+        else:
+            D[r] = np.inf
+            zeta[r] = 0.0
+    xi = np.empty(k)
+    for b in range(k):
+        xi[b] = beta[b] * beta[b] / M[b, b]
+    return xi, zeta, I, H, g, D
+
+
+@njit(cache=True, error_model="numpy")
+def _best_single_exchange(M, beta, xi, H, g, D):
+    """(change of f, position in A, position in I) of the exact best single exchange."""
+    k = beta.size
+    best, bi, bj = np.inf, 0, 0
+    for r in range(H.shape[0]):
+        for b in range(k):
+            num = g[r] + H[r, b] * (beta[b] / M[b, b])
+            den = D[r] + H[r, b] * H[r, b] / M[b, b]
+            v = xi[b] - num * num / den
+            if v < best or (np.isnan(v) and not np.isnan(best)):
+                best, bi, bj = v, b, r
+                if np.isnan(v):
+                    return best, bi, bj
+    return best, bi, bj
+
+
+@njit(cache=True, error_model="numpy")
+def _sorted_with(A, drop, add):
+    """A without the positions ``drop``, with the features ``add``, sorted."""
+    keep = np.ones(A.size, dtype=np.bool_)
+    for t in range(drop.size):
+        keep[drop[t]] = False
+    return np.sort(np.concatenate((A[keep], add)))
+
+
+@njit(cache=True, error_model="numpy")
+def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, n_candidates, below):
+    """The support after the exact best exchange of two active for two inactive
+    variables (entering ones among the ``n_candidates`` largest ζ), or an empty array
+    unless it brings f below ``below``. Entering candidates whose Schur complement after
+    the removal is below 1e-10 of their diagonal are skipped (aliased with the rest)."""
+    k = A.size
+    empty = np.empty(0, dtype=np.int64)
+    if k < 2 or I.size < 2:
+        return empty
+    order = np.argsort(-zeta, kind="mergesort")
+    L = min(n_candidates, I.size)
+    C = I[order[:L]]
+    H = np.zeros((L, k))
+    g = np.empty(L)
+    for r in range(L):
+        acc = c[C[r]]
+        for b in range(k):
+            acc -= G[C[r], A[b]] * beta[b]
+            h = 0.0
+            for t in range(k):
+                h += G[C[r], A[t]] * M[t, b]
+            H[r, b] = h
+        g[r] = acc
+    S = np.empty((L, L))
+    for r in range(L):
+        for s in range(L):
+            acc = G[C[r], C[s]]
+            for b in range(k):
+                acc -= H[r, b] * G[C[s], A[b]]
+            S[r, s] = acc
+    best, bo1, bo2, bj, bl = np.inf, 0, 0, 0, 0
+    h1 = np.empty(L)
+    h2 = np.empty(L)
+    g2 = np.empty(L)
+    w1 = np.empty(L)
+    w2 = np.empty(L)
+    Dd = np.empty(L)
+    valid = np.empty(L, dtype=np.bool_)
+    for o1 in range(k):
+        for o2 in range(o1 + 1, k):
+            m11, m12, m22 = M[o1, o1], M[o1, o2], M[o2, o2]
+            det_o = m11 * m22 - m12 * m12
+            if not abs(det_o) > 1e-12 * abs(m11 * m22) + TINY:
+                continue  # rss_R = inf: every exchange of this pair is infeasible
+            i11, i12, i22 = m22 / det_o, -m12 / det_o, m11 / det_o
+            b1, b2 = beta[o1], beta[o2]
+            u1, u2 = i11 * b1 + i12 * b2, i12 * b1 + i22 * b2
+            rss_R = rss + b1 * u1 + b2 * u2
+            for r in range(L):
+                h1[r], h2[r] = H[r, o1], H[r, o2]
+                g2[r] = g[r] + h1[r] * u1 + h2[r] * u2
+                w1[r] = h1[r] * i11 + h2[r] * i12
+                w2[r] = h1[r] * i12 + h2[r] * i22
+                Dd[r] = S[r, r] + w1[r] * h1[r] + w2[r] * h2[r]
+                # a candidate aliased with the remaining support: its Schur complement
+                # is rounding noise, which must not pass for a large gain
+                valid[r] = Dd[r] > 1e-10 * max(G[C[r], C[r]], TINY)
+            for j in range(L):
+                if not valid[j]:
+                    continue
+                for l in range(j + 1, L):
+                    if not valid[l]:
+                        continue
+                    Sjl = S[j, l] + w1[j] * h1[l] + w2[j] * h2[l]
+                    det = Dd[j] * Dd[l] - Sjl * Sjl
+                    if not det > 1e-10 * abs(Dd[j] * Dd[l]):
+                        continue
+                    quad = (g2[j] * g2[j] * Dd[l] + Dd[j] * g2[l] * g2[l]
+                            - 2 * Sjl * g2[j] * g2[l])
+                    v = rss_R - quad / det
+                    if v < best:
+                        best, bo1, bo2, bj, bl = v, o1, o2, j, l
+    if not best < below:
+        return empty
+    return _sorted_with(A, np.array([bo1, bo2]), np.array([C[bj], C[bl]]))
+
+
+@njit(cache=True, error_model="numpy")
+def _improve(G, c, d, A, M, beta, rss, max_exchange, n_candidates):
+    """One splicing iteration: (A, M, β, f) improved, and whether it improved."""
+    xi, zeta, I, H, g, D = _sacrifices(G, c, A, M, beta)
+    k = A.size
+    tol = 1e-10 * max(abs(rss), 1e-12 * abs(d), TINY)
+    found = False
+    bA, bM, bbeta, brss = A, M, beta, np.inf
+    delta, i, r = _best_single_exchange(M, beta, xi, H, g, D)
+    if delta < -tol:
+        bA = _sorted_with(A, np.array([i]), np.array([I[r]]))
+        bM, bbeta, brss = _support(G, c, d, bA, True)
+        found = True
+    top = min(max_exchange, k, I.size)
+    if top >= 3:
+        order_out = np.argsort(xi, kind="mergesort")
+        order_in = I[np.argsort(-zeta, kind="mergesort")]
+        for s in range(3, top + 1):
+            cA = np.sort(np.concatenate((A[order_out[s:]], order_in[:s])))
+            cM, cbeta, crss = _support(G, c, d, cA, True)
+            if not found or crss < brss:
+                bA, bM, bbeta, brss, found = cA, cM, cbeta, crss, True
+    if not found or brss >= rss - tol:
+        dA = _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, n_candidates,
+                                   rss - tol)
+        if dA.size == 0:
+            return A, M, beta, rss, False
+        bA = dA
+        bM, bbeta, brss = _support(G, c, d, bA, True)
+    if brss >= rss - tol:
+        return A, M, beta, rss, False
+    return bA, bM, bbeta, brss, True
+
+
+@njit(cache=True, error_model="numpy")
+def _grow(G, c, d, A, k):
+    """Add forward-sacrifice winners one at a time until |A| = k."""
+    while A.size < k:
+        A = np.sort(A)
+        M, beta, _ = _support(G, c, d, A, False)
+        _, zeta, I, _, _, _ = _sacrifices(G, c, A, M, beta)
+        A = np.concatenate((A, I[np.argmax(zeta):np.argmax(zeta) + 1]))
+    return np.sort(A)
+
+
+@njit(cache=True, error_model="numpy")
+def _shrink(G, c, d, A, k):
+    """Drop backward-sacrifice losers one at a time until |A| = k (A sorted)."""
+    while A.size > k:
+        M, beta, _ = _support(G, c, d, A, False)
+        xi = np.empty(A.size)
+        for b in range(A.size):
+            xi[b] = beta[b] * beta[b] / M[b, b]
+        A = _sorted_with(A, np.array([np.argmin(xi)]), np.empty(0, dtype=np.int64))
+    return A
+
+
+@njit(cache=True, error_model="numpy")
+def splice(G, c, d, k, init, max_exchange, n_candidates, max_iter):
+    """Best subset of size k by splicing from the sorted support ``init``.
+
+    Returns (support, coefficients, f, converged).
+    """
+    A = _shrink(G, c, d, _grow(G, c, d, init, k), k)
+    M, beta, rss = _support(G, c, d, A, False)
+    if k == G.shape[0]:
+        return A, beta, rss, True
+    for _ in range(max_iter):
+        A, M, beta, rss, improved = _improve(G, c, d, A, M, beta, rss, max_exchange,
+                                             n_candidates)
+        if not improved:
+            return A, beta, rss, True
+    return A, beta, rss, False
