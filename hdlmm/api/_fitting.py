@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hdlmm.api._units import to_user_units
+from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import warn_aliased_columns
 from hdlmm.core.stats import ClusterStats
 from hdlmm.inference.fixed_effects import fixed_effect_inference
@@ -50,6 +51,11 @@ def fit_statistics(stats: ClusterStats, rows, params: dict, *, re_names=None,
     -------
     dict of fitted attributes, in the user's units.
     """
+    with one_blas_thread():  # many small products; the large ones ask for threads
+        return _fit(stats, rows, params, re_names, re_blocks, no_groups)
+
+
+def _fit(stats, rows, params, re_names, re_blocks, no_groups):
     stats = stats.standardized()
     free = [0] if stats.intercept else []
     warn_constant_columns(stats, free)

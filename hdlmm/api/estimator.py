@@ -28,6 +28,7 @@ from hdlmm.api.params import (
     match_columns,
     warn_unseen_clusters,
 )
+from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.checks import check_lmm_arrays
 from hdlmm.core.row_pass import row_chunks
 from hdlmm.core.screening import screened_columns
@@ -430,10 +431,11 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         kept = screened_columns(self.screening, a_values, X, y, Z, codes, labels.size)
         if kept is not None:
             X, names = X[:, kept], [all_names[j] for j in kept]
-        stats = ClusterStats.from_checked(
-            X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
-            n_blocks=self.cv if settings.needs_cv else 1, random_state=self.random_state,
-            feature_names=names if frame_names is not None or kept is not None else None)
+        with default_blas_threads(2.0 * X.shape[0] * X.shape[1] ** 2):  # the XᵀX pass
+            stats = ClusterStats.from_checked(
+                X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
+                n_blocks=self.cv if settings.needs_cv else 1, random_state=self.random_state,
+                feature_names=names if frame_names is not None or kept is not None else None)
         index = stats.cluster_index(labels)[codes]
         fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), self.get_params(),
                                 re_names=re_names, re_blocks=re_blocks, no_groups=no_groups)

@@ -133,18 +133,20 @@ def _sacrifices(G, c, A, M, beta):
     g = np.empty(L)
     D = np.empty(L)
     zeta = np.empty(L)
+    row = np.empty(k)
     for r in range(L):
         j = I[r]
         acc_g = c[j]
         for b in range(k):
-            acc_g -= G[j, A[b]] * beta[b]
-            h = 0.0
-            for t in range(k):
-                h += G[j, A[t]] * M[t, b]
-            H[r, b] = h
+            row[b] = G[j, A[b]]
+            acc_g -= row[b] * beta[b]
+        for t in range(k):  # H[r] = G_jA M, summed over t in order, contiguous in b
+            gt = row[t]
+            for b in range(k):
+                H[r, b] += gt * M[t, b]
         acc_d = G[j, j]
         for b in range(k):
-            acc_d -= H[r, b] * G[j, A[b]]
+            acc_d -= H[r, b] * row[b]
         g[r] = acc_g
         if acc_d > 1e-10 * max(G[j, j], TINY):
             D[r] = acc_d
@@ -199,21 +201,23 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, n_candidates, below
     C = I[order[:L]]
     H = np.zeros((L, k))
     g = np.empty(L)
+    GCA = np.empty((L, k))
     for r in range(L):
         acc = c[C[r]]
         for b in range(k):
-            acc -= G[C[r], A[b]] * beta[b]
-            h = 0.0
-            for t in range(k):
-                h += G[C[r], A[t]] * M[t, b]
-            H[r, b] = h
+            GCA[r, b] = G[C[r], A[b]]
+            acc -= GCA[r, b] * beta[b]
+        for t in range(k):
+            gt = GCA[r, t]
+            for b in range(k):
+                H[r, b] += gt * M[t, b]
         g[r] = acc
     S = np.empty((L, L))
     for r in range(L):
         for s in range(L):
             acc = G[C[r], C[s]]
             for b in range(k):
-                acc -= H[r, b] * G[C[s], A[b]]
+                acc -= H[r, b] * GCA[s, b]
             S[r, s] = acc
     best, bo1, bo2, bj, bl = np.inf, 0, 0, 0, 0
     h1 = np.empty(L)

@@ -178,14 +178,23 @@ def profile_out(G, c, d, free):
     """
     p = G.shape[0]
     U = np.asarray(free, dtype=np.intp)
-    R = np.setdiff1d(np.arange(p), U)
     if U.size == 0:
-        return G, c, d, R, lambda beta_R: np.zeros(0)
-    GUU_inv = _inverse_pd(G[np.ix_(U, U)])
-    GRU = G[np.ix_(R, U)]
-    T = GRU @ GUU_inv
-    Gt = G[np.ix_(R, R)] - T @ GRU.T
-    Gt = 0.5 * (Gt + Gt.T)
+        return G, c, d, np.arange(p), lambda beta_R: np.zeros(0)
+    if np.array_equal(U, np.arange(U.size)):  # the usual case (the intercept first):
+        u = U.size                              # slices, no fancy-index copies
+        R = np.arange(u, p)
+        GUU_inv = _inverse_pd(G[:u, :u])
+        GRU = G[u:, :u]
+        T = GRU @ GUU_inv
+        Gt = G[u:, u:] - T @ GRU.T
+    else:
+        R = np.setdiff1d(np.arange(p), U)
+        GUU_inv = _inverse_pd(G[np.ix_(U, U)])
+        GRU = G[np.ix_(R, U)]
+        T = GRU @ GUU_inv
+        Gt = G[np.ix_(R, R)] - T @ GRU.T
+    Gt += Gt.T  # symmetrise in place (numpy buffers the overlapping transpose)
+    Gt *= 0.5
     ct = c[R] - T @ c[U]
     dt = float(d - c[U] @ GUU_inv @ c[U])
 

@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from hdlmm.core._arrays import thin_product, zeros
+from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.checks import check_a
 from hdlmm.core.stats import ClusterStats
 
@@ -220,6 +221,15 @@ class ProxyTransform:
 
     def _passes(self, a_values):
         """The quadratics of some a > 0 from one pass over the rotated rows."""
+        with default_blas_threads(self._pass_flops() * len(a_values)):
+            return self._passes_threads(a_values)
+
+    def _pass_flops(self):
+        """Flops of one pass's products for one a: 2 n q p² (the rotated rows)."""
+        s = self.stats
+        return 2.0 * s.ZtX.shape[0] * s.ZtX.shape[1] * s.n_features ** 2
+
+    def _passes_threads(self, a_values):
         s = self.stats
         W = [self.weights(a) for a in a_values]
         G = [s.XtX.copy() for _ in W]
@@ -248,7 +258,8 @@ class ProxyTransform:
         """G(a), c(a), d(a) from the per-level sums: XᵀX − Σ_ℓ w_ℓ(a) (Σ_ℓ bᵀb)."""
         s = self.stats
         if self._level_sums is None:
-            self._level_sums = self._sum_levels()
+            with default_blas_threads(self._pass_flops()):
+                self._level_sums = self._sum_levels()
         GL, cL, dL = self._level_sums  # (K, L, p, p), (K, L, p), (K, L)
         K, L, p = GL.shape[0], GL.shape[1], GL.shape[2]
         wl = a / (1.0 + a * self.levels)  # (L,)

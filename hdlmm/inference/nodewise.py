@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import _inverse_pd
 
 __all__ = ["nodewise_lasso", "NodewiseResult"]
@@ -83,7 +84,8 @@ def nodewise_lasso(G, cols, n_samples, penalty="scaled", max_iter=5000, tol=1e-4
             raise ValueError(f"penalty must be 'scaled' or a number ≥ 0; got {penalty!r}")
     if lam0 == 0.0 or p == 1:
         return _projection(G, cols)
-    return _scaled_fista(G, cols, n_samples, lam0, max_iter, tol, n_scale_iter)
+    with default_blas_threads(100.0 * G.shape[0] ** 2 * cols.size):  # ~50 products
+        return _scaled_fista(G, cols, n_samples, lam0, max_iter, tol, n_scale_iter)
 
 
 def _projection(G, cols):

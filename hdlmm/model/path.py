@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.splicing import best_subset_path, profile_out
 
@@ -36,7 +37,7 @@ def _expand(fit, p, rest, recover, free):
     return coef
 
 
-def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None):
+def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None):
     """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
@@ -52,16 +53,22 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None):
         every RSS is at least that of least squares on all columns, RSS_LS, so once
         ic(RSS_LS, k + 1) exceeds the best criterion so far, no larger k can win. The
         bound is exact (it holds for any subset); it needs N > p (else RSS_LS = 0).
+    n_rows : int, optional
+        N, the rows behind the quadratic: with no more rows than columns RSS_LS is 0
+        and the bound is skipped without computing it.
 
     Returns
     -------
     PathFit
     """
     p = G.shape[0]
-    Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
-    stop = None if ic is None else _ic_stop(Gt, ct, dt, ic)
-    fits = (best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
-            if k_max >= 1 and rest.size else [])
+    with one_blas_thread():
+        Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
+    exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
+    stop = None if ic is None or exact_fit else _ic_stop(Gt, ct, dt, ic)
+    with one_blas_thread():
+        fits = (best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
+                if k_max >= 1 and rest.size else [])
     null = np.zeros(p)
     null[list(free)] = recover(np.zeros(rest.size))
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])

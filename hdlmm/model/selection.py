@@ -247,7 +247,7 @@ class Selector:
                 ic = functools.partial(information_criterion, n_eff=n_ic,
                                        p=self.n_candidates, kind=s.ic)
             path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
-                            ic=ic)
+                            ic=ic, n_rows=n_rows)
             self._paths[key] = (path, n_ic, n_eff)
         return self._paths[key]
 
