@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 import hdlmm
-from hdlmm import SparseLMM
+from hdlmm import ClusterStats, SparseLMM
 from hdlmm.model.path import fit_path
-from hdlmm.model.tuning import information_criterion
+from hdlmm.model.tuning import information_criterion, proxy_ml_k
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -263,3 +263,30 @@ def test_refined_search_is_a_local_optimum_of_the_full_grid(seed, k_selection):
     # a is chosen at the best cell; the one-SE rule may then lower k at that a
     chosen = tab[tab.a == part.a_]["mean"].min()
     assert chosen <= tab[tab.a.isin(neighbours)]["mean"].min() + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lazy_ml_choice_equals_proxy_ml_k_on_whole_paths(seed):
+    """The Selector's lazy evaluation of the maximum-likelihood choice of k (long paths
+    only where the alternation needs them) gives proxy_ml_k's k and a on whole paths,
+    on data where the paths run far (p close to N)."""
+    from hdlmm.model.selection import Selector
+    from hdlmm.model.settings import SelectionSettings
+
+    d = hdlmm.make_lmm_data(n_clusters=25, n_obs=(6, 12), n_features=120, n_re=2,
+                            support_size=4, scale=1.0, random_state=seed)
+    stats = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=5,
+                                     random_state=0).standardized()
+    grid = [0.0, 0.1, 1.0, 10.0, 100.0]
+    lazy = Selector(stats, SelectionSettings())
+    k_max = lazy.k_max()
+    k, ia = lazy._ml_k(grid, k_max)
+    whole = Selector(stats, SelectionSettings())
+    paths = [whole._full_path(a, k_max) for a in grid]
+    rss = np.full((len(grid), k_max + 1), np.inf)
+    for row, (path, _, _) in zip(rss, paths):
+        row[:path.rss.size] = path.rss
+    logdet = np.array([whole.transform.logdet_blocks(a).sum() for a in grid])
+    n_eff = np.array([n for _, _, n in paths])
+    assert (k, ia) == proxy_ml_k(rss, logdet, n_eff, stats.n_samples, 120, "ebic")
+    assert len(lazy._paths) < len(grid)  # some whole paths were skipped

@@ -22,11 +22,13 @@ __all__ = ["PathFit", "fit_path", "default_k_max"]
 class PathFit:
     """Fits along k = 0..k_max: ``coefs[k]`` (all p columns, unpenalised ones included)
     and ``rss[k]`` for support size ``ks[k] = k`` (penalised columns only; k = 0 is the
-    null model of the unpenalised columns alone)."""
+    null model of the unpenalised columns alone). ``k_max`` is how far the path was
+    asked to go (it may stop earlier at the criterion's bound)."""
 
     ks: np.ndarray
     coefs: np.ndarray
     rss: np.ndarray
+    k_max: int = 0
 
 
 def _expand(fit, p, rest, recover, free):
@@ -73,7 +75,7 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None):
     null[list(free)] = recover(np.zeros(rest.size))
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
-                   rss=np.array([dt] + [f.rss for f in fits]))
+                   rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
 
 
 def _ic_stop(G, c, d, ic):

@@ -32,12 +32,7 @@ from hdlmm.model.checks import check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
 from hdlmm.model.path import default_k_max, fit_path
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
-from hdlmm.model.tuning import (
-    choose_from_cv,
-    cross_validate,
-    information_criterion,
-    proxy_ml_k,
-)
+from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion
 
 __all__ = ["DEFAULT_A_GRID", "Selection", "Selector"]
 
@@ -117,6 +112,7 @@ class Selector:
             check_support_size(settings.support_size, self.n_candidates, stats.n_samples)
         self.transform = ProxyTransform(stats)
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
+        self._short = {}  # a -> a full-data path to a smaller k (see _ml_k)
 
     def choose(self) -> Selection:
         """Choose a and k as the settings say, and fit at them."""
@@ -217,20 +213,63 @@ class Selector:
         (``"rows"``).
         """
         s, p = self.settings, self.n_candidates
-        paths, n_ic, n_eff = zip(*(self._full_path(a, k_max) for a in a_values))
         if s.ic_samples != "ml":
+            paths, n_ic, _ = zip(*(self._full_path(a, k_max) for a in a_values))
             k_of_a = {a: int(np.argmin(information_criterion(path.rss, path.ks, n, p,
                                                              s.ic)))
                       for a, path, n in zip(a_values, paths, n_ic)}
             return k_of_a, f" at the k chosen by {s.ic.upper()} for each a", None
-        rss = np.full((len(a_values), k_max + 1), np.inf)
-        for row, path in zip(rss, paths):
-            row[:path.rss.size] = path.rss
-        logdet = np.array([self.transform.logdet_blocks(a).sum() for a in a_values])
-        k, ia = proxy_ml_k(rss, logdet, np.array(n_eff), self.stats.n_samples, p, s.ic)
+        k, ia = self._ml_k(list(a_values), k_max)
         return (dict.fromkeys(a_values, k),
                 f"; k by {s.ic.upper()} with n = N at the maximum-likelihood "
                 f"a = {a_values[ia]:g} of the working model", a_values[ia])
+
+    def _ml_k(self, a_values, k_max):
+        """(k, index of a): :func:`~hdlmm.model.tuning.proxy_ml_k` evaluated lazily.
+
+        The alternation needs the whole path (to its criterion's bound) only at the
+        maximum-likelihood a of each step, and elsewhere the RSS at the k's it visits:
+        those come from paths computed only as far as that k (their forward sweep is
+        the whole path's; the whole path's backward sweep, from further up, could only
+        lower them). On problems whose paths run far (p close to N) this skips most of
+        the long paths.
+        """
+        N, p, kind = self.stats.n_samples, self.n_candidates, self.settings.ic
+        ks = np.arange(k_max + 1)
+        logdet = np.array([self.transform.logdet_blocks(a).sum() for a in a_values])
+
+        def dev(k):
+            rss = np.array([self._rss_at(a, k, k_max) for a in a_values])
+            return N * np.log(np.maximum(rss, np.finfo(float).tiny) / N) + logdet
+
+        def k_by_ic(ia, n):
+            path, _, n_eff = self._full_path(a_values[ia], k_max)
+            rss = np.full(k_max + 1, np.inf)
+            rss[:path.rss.size] = path.rss
+            return int(np.argmin(information_criterion(rss, ks, n_eff if n is None else n,
+                                                       p, kind)))
+
+        ia = int(np.argmin(dev(min(1, k_max))))
+        k = k_by_ic(ia, None)  # the start: n = tr(Σ_a⁻¹) at the a fitted for k = 1
+        seen = []
+        while k not in seen:
+            seen.append(k)
+            ia = int(np.argmin(dev(k)))
+            k = k_by_ic(ia, N)
+        return k, int(np.argmin(dev(k)))
+
+    def _rss_at(self, a, k, k_max):
+        """RSS of the best subset of size k at a (inf where the criterion's path stops
+        before k): from the whole path if it was computed, else from a path computed
+        to k."""
+        if (float(a), int(k_max)) in self._paths:
+            path = self._paths[float(a), int(k_max)][0]
+        else:
+            path = self._short.get(float(a))
+            if path is None or path.k_max < k:
+                path = self._path(a, k)[0]
+                self._short[float(a)] = path
+        return path.rss[k] if k < path.rss.size else np.inf
 
     def _full_path(self, a, k_max):
         """(path, IC sample size, tr(Σ_a⁻¹)): the best-subset path on all the data at one
@@ -239,17 +278,21 @@ class Selector:
         role) is evaluated at a = 0."""
         key = (float(a), int(k_max))
         if key not in self._paths:
-            s = self.settings
-            G, c, d, n_eff, n_rows = self.transform.at(0.0 if np.isnan(a) else a).total()
-            n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
-            ic = None  # the IC path stops where no larger k can win (exact bound)
-            if s.support_size is None and s.k_selection == "ic":
-                ic = functools.partial(information_criterion, n_eff=n_ic,
-                                       p=self.n_candidates, kind=s.ic)
-            path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
-                            ic=ic, n_rows=n_rows)
-            self._paths[key] = (path, n_ic, n_eff)
+            self._paths[key] = self._path(a, k_max)
         return self._paths[key]
+
+    def _path(self, a, k_max):
+        """(path, IC sample size, tr(Σ_a⁻¹)) of the path at a to k_max (see _full_path)."""
+        s = self.settings
+        G, c, d, n_eff, n_rows = self.transform.at(0.0 if np.isnan(a) else a).total()
+        n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
+        ic = None  # the IC path stops where no larger k can win (exact bound)
+        if s.support_size is None and s.k_selection == "ic":
+            ic = functools.partial(information_criterion, n_eff=n_ic,
+                                   p=self.n_candidates, kind=s.ic)
+        path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
+                        ic=ic, n_rows=n_rows)
+        return path, n_ic, n_eff
 
     def fit_at(self, a: float, k: int | None, how: str, k_max: int,
                cv_results: pd.DataFrame | None = None) -> Selection:
