@@ -339,3 +339,25 @@ def splice(G, c, d, k, init, max_exchange, n_candidates, max_iter):
         if not improved:
             return A, beta, rss, True
     return A, beta, rss, False
+
+
+@njit(cache=True, error_model="numpy")
+def profile_first(G, inv):
+    """G̃ = G_RR − G_R0 G_00⁻¹ G_0R for the first column profiled out (R = 1..p−1),
+    symmetrised as ½(G̃ + G̃ᵀ), with ``inv`` = G_00⁻¹: one pass in 64 × 64 tiles (so
+    that G's transpose is read from cache), no temporaries."""
+    m = G.shape[0] - 1
+    out = np.empty((m, m))
+    t = np.empty(m)
+    for i in range(m):
+        t[i] = G[i + 1, 0] * inv
+    B = 64
+    for i0 in range(0, m, B):
+        for j0 in range(i0, m, B):
+            for i in range(i0, min(i0 + B, m)):
+                for j in range(max(j0, i), min(j0 + B, m)):
+                    v = ((G[i + 1, j + 1] - t[i] * G[j + 1, 0])
+                         + (G[j + 1, i + 1] - t[j] * G[i + 1, 0])) * 0.5
+                    out[i, j] = v
+                    out[j, i] = v
+    return out

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import lapack, solve_triangular
 
+from hdlmm.core._threads import default_blas_threads
+
 __all__ = ["ColumnBasis", "column_basis", "least_squares_rss", "warn_aliased_columns"]
 
 #: a pivot below this (relative to the unit diagonal) ends the basis: columns whose
@@ -79,10 +81,34 @@ def least_squares_rss(G, c, d, basis=None):
     """min_β d − 2βᵀc + βᵀGβ over all β (G may be singular): the RSS of least squares
     on all the columns, d − c_Bᵀ G_BB⁻¹ c_B on a basis B of the column space. Never
     below 0."""
-    basis = column_basis(G) if basis is None else basis
+    if basis is None:
+        rss = _full_rank_rss(G, c, d)
+        if rss is not None:
+            return rss
+        basis = column_basis(G)
     if basis.basis.size == 0:
         return max(float(d), 0.0)
     z = solve_triangular(basis.L, c[basis.basis] * basis.scale[basis.basis], lower=True)
+    return max(float(d - z @ z), 0.0)
+
+
+def _full_rank_rss(G, c, d):
+    """The least-squares RSS by a plain (blocked, level-3) Cholesky factorisation of the
+    unit-diagonal G, when G is clearly of full rank (every pivot² above the rank
+    tolerance of the pivoted factorisation, so that the basis would be every column);
+    None otherwise."""
+    diag = np.diag(G)
+    if G.shape[0] == 0 or not np.all(diag > 0):
+        return None
+    s = 1.0 / np.sqrt(diag)
+    with default_blas_threads(G.shape[0] ** 3 / 3):
+        try:
+            L = np.linalg.cholesky(G * s[:, None] * s[None, :])
+        except np.linalg.LinAlgError:
+            return None
+    if not np.min(np.diag(L)) ** 2 > RANK_TOL:
+        return None
+    z = solve_triangular(L, c * s, lower=True)
     return max(float(d - z @ z), 0.0)
 
 

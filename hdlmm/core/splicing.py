@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg
 
-from hdlmm.core._splice_kernel import splice
+from hdlmm.core._splice_kernel import profile_first, splice
 
 __all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out"]
 
@@ -186,15 +186,19 @@ def profile_out(G, c, d, free):
         GUU_inv = _inverse_pd(G[:u, :u])
         GRU = G[u:, :u]
         T = GRU @ GUU_inv
-        Gt = G[u:, u:] - T @ GRU.T
+        if u == 1 and G.flags.c_contiguous:  # the intercept: one compiled pass
+            Gt = profile_first(G, float(GUU_inv[0, 0]))
+        else:
+            Gt = G[u:, u:] - T @ GRU.T
+            Gt += Gt.T  # symmetrise in place (numpy buffers the overlapping transpose)
+            Gt *= 0.5
     else:
         R = np.setdiff1d(np.arange(p), U)
         GUU_inv = _inverse_pd(G[np.ix_(U, U)])
         GRU = G[np.ix_(R, U)]
         T = GRU @ GUU_inv
         Gt = G[np.ix_(R, R)] - T @ GRU.T
-    Gt += Gt.T  # symmetrise in place (numpy buffers the overlapping transpose)
-    Gt *= 0.5
+        Gt = 0.5 * (Gt + Gt.T)
     ct = c[R] - T @ c[U]
     dt = float(d - c[U] @ GUU_inv @ c[U])
 

@@ -120,8 +120,9 @@ class ProxyTransform:
     """
 
     #: bytes of whitened problems kept between calls of :meth:`at` (the EBIC path and
-    #: the CV folds ask for the same a; each costs one (n q × p)ᵀ(n q × p) product)
-    cache_bytes = 512 * 2 ** 20
+    #: the CV folds ask for the same a; each costs one (n q × p)ᵀ(n q × p) product):
+    #: the default grid's 11 values at p = 2,000 with 5 folds (160 MB each)
+    cache_bytes = 2 * 2 ** 30
 
     #: bytes of the buffer that holds a chunk of clusters' rotated Z_iᵀX_i: small enough
     #: to stay in the last-level cache while it is weighted and multiplied for every a

@@ -15,7 +15,7 @@ from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.splicing import best_subset_path, profile_out
 
-__all__ = ["PathFit", "fit_path", "default_k_max"]
+__all__ = ["PathFit", "fit_path", "default_k_max", "least_squares_bound"]
 
 
 @dataclass
@@ -39,7 +39,7 @@ def _expand(fit, p, rest, recover, free):
     return coef
 
 
-def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None):
+def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None, rss_ls=None):
     """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
@@ -58,6 +58,8 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None):
     n_rows : int, optional
         N, the rows behind the quadratic: with no more rows than columns RSS_LS is 0
         and the bound is skipped without computing it.
+    rss_ls : float, optional
+        RSS_LS if already known (:func:`least_squares_bound` of the same quadratic).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None):
     with one_blas_thread():
         Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
     exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
-    stop = None if ic is None or exact_fit else _ic_stop(Gt, ct, dt, ic)
+    stop = None if ic is None or exact_fit else _ic_stop(Gt, ct, dt, ic, rss_ls)
     with one_blas_thread():
         fits = (best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
                 if k_max >= 1 and rest.size else [])
@@ -78,13 +80,20 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None):
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
 
 
-def _ic_stop(G, c, d, ic):
-    """``stop(k, rss)`` for :func:`best_subset_path`: True once no k' > k can win."""
-    # least squares on all the columns, also when G is singular (aliased columns: the
-    # bound still holds; only with p ≥ N is RSS_LS 0, and then there is no bound)
+def least_squares_bound(G, c, d, free=()):
+    """RSS_LS of the path's bound: least squares on all the columns of the quadratic
+    with the ``free`` columns profiled out, also when G is singular (aliased columns:
+    the bound still holds; only with p ≥ N is RSS_LS 0, and then there is no bound)."""
+    if len(free):
+        G, c, d, _, _ = profile_out(G, c, d, free)
     rss_ls = least_squares_rss(G, c, d) if G.size else max(float(d), 0.0)
-    if rss_ls <= 1e-12 * max(abs(float(d)), 1e-300):
-        rss_ls = 0.0
+    return 0.0 if rss_ls <= 1e-12 * max(abs(float(d)), 1e-300) else rss_ls
+
+
+def _ic_stop(G, c, d, ic, rss_ls=None):
+    """``stop(k, rss)`` for :func:`best_subset_path`: True once no k' > k can win."""
+    if rss_ls is None:
+        rss_ls = least_squares_bound(G, c, d)
     best = [float(ic(np.array([d]), np.array([0]))[0])]  # the null model, k = 0
 
     def stop(k, rss):

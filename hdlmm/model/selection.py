@@ -30,7 +30,7 @@ from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.model.checks import check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
-from hdlmm.model.path import default_k_max, fit_path
+from hdlmm.model.path import default_k_max, fit_path, least_squares_bound
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion
 
@@ -113,6 +113,7 @@ class Selector:
         self.transform = ProxyTransform(stats)
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
         self._short = {}  # a -> a full-data path to a smaller k (see _ml_k)
+        self._ls = {}  # a -> RSS of least squares on all columns (the paths' bound)
 
     def choose(self) -> Selection:
         """Choose a and k as the settings say, and fit at them."""
@@ -290,8 +291,14 @@ class Selector:
         if s.support_size is None and s.k_selection == "ic":
             ic = functools.partial(information_criterion, n_eff=n_ic,
                                    p=self.n_candidates, kind=s.ic)
+        rss_ls = None
+        if ic is not None and G.shape[0] < n_rows:  # the bound's RSS_LS, once per a
+            key = 0.0 if np.isnan(a) else float(a)
+            if key not in self._ls:
+                self._ls[key] = least_squares_bound(G, c, d, self.free)
+            rss_ls = self._ls[key]
         path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
-                        ic=ic, n_rows=n_rows)
+                        ic=ic, n_rows=n_rows, rss_ls=rss_ls)
         return path, n_ic, n_eff
 
     def fit_at(self, a: float, k: int | None, how: str, k_max: int,
