@@ -36,6 +36,10 @@ from hdlmm.model.tuning import choose_from_cv, cross_validate, information_crite
 
 __all__ = ["DEFAULT_A_GRID", "Selection", "Selector"]
 
+#: k_max above which the maximum-likelihood choice of k computes paths only as far as
+#: it needs them (:meth:`Selector._ml_k`); below, a whole path costs little more
+SHORT_PATHS_ABOVE = 20
+
 
 @dataclass
 class Selection:
@@ -261,10 +265,10 @@ class Selector:
 
     def _rss_at(self, a, k, k_max):
         """RSS of the best subset of size k at a (inf where the criterion's path stops
-        before k): from the whole path if it was computed, else from a path computed
-        to k."""
-        if (float(a), int(k_max)) in self._paths:
-            path = self._paths[float(a), int(k_max)][0]
+        before k): from the whole path if it was computed or k_max is small, else from
+        a path computed to k."""
+        if (float(a), int(k_max)) in self._paths or k_max <= SHORT_PATHS_ABOVE:
+            path = self._full_path(a, k_max)[0]  # (short paths save nothing there)
         else:
             path = self._short.get(float(a))
             if path is None or path.k_max < k:
