@@ -151,3 +151,21 @@ def test_compiled_kernel_equals_the_numpy_implementation(seed, max_exchange):
     np.testing.assert_array_equal(
         back.support, ref.best_subset(G, c, d, 2, init=prev.support,
                                       max_exchange=max_exchange).support)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compiled_path_equals_the_python_path(seed):
+    """A path with the criterion's stop computed in one kernel call (a Criterion) equals
+    the path stepped from Python (the same criterion as a plain callable): same k
+    reached, same supports, same RSS."""
+    from hdlmm.model.path import Criterion, fit_path
+
+    G, c, d = _kernel_problem(seed)
+    n = G[0, 0]  # any sample size: the stop rule only compares criteria
+    crit = Criterion(float(n), G.shape[0] - 1, ["ebic", "bic", "gic", "aic"][seed % 4])
+    kernel = fit_path(G, c, d, min(20, G.shape[0] - 1), free=[0], ic=crit)
+    python = fit_path(G, c, d, min(20, G.shape[0] - 1), free=[0],
+                      ic=lambda rss, k: crit(rss, k))
+    np.testing.assert_array_equal(kernel.ks, python.ks)
+    np.testing.assert_array_equal(kernel.rss, python.rss)
+    np.testing.assert_array_equal(kernel.coefs != 0, python.coefs != 0)

@@ -361,3 +361,57 @@ def profile_first(G, inv):
                     out[i, j] = v
                     out[j, i] = v
     return out
+
+
+#: the penalties of :func:`hdlmm.model.tuning.information_criterion`, by code
+IC_CODES = {"aic": 0, "bic": 1, "gic": 2, "sic": 2, "ebic": 3}
+
+
+@njit(cache=True, error_model="numpy")
+def _criterion(rss, k, n, p, code):
+    """n log(RSS / n) + penalty(k), in the operation order of information_criterion."""
+    fit = n * np.log(max(rss, TINY) / n)
+    kf = float(k)
+    if code == 0:
+        pen = 2 * kf
+    elif code == 1:
+        pen = kf * np.log(n)
+    elif code == 2:
+        pen = kf * np.log(p) * np.log(np.log(n))
+    else:
+        pen = kf * (np.log(n) + 2 * np.log(p))
+    return fit + pen
+
+
+@njit(cache=True, error_model="numpy")
+def splice_path(G, c, d, k_min, k_max, max_exchange, n_candidates, max_iter, code, n, p,
+                rss_ls):
+    """Best subsets for k = k_min..k_max in one call: a forward sweep warm-started from
+    k − 1, stopped (when ``code`` ≥ 0) at the first k beyond which no support can have
+    a smaller criterion (RSS_LS = ``rss_ls``), then a backward sweep from k + 1 keeping
+    the better fit. Returns (supports padded with −1, coefficients, RSS, converged) for
+    the k reached."""
+    K = k_max - k_min + 1
+    S = -np.ones((K, k_max), dtype=np.int64)
+    B = np.zeros((K, k_max))
+    R = np.empty(K)
+    ok = np.ones(K, dtype=np.bool_)
+    best = _criterion(d, 0, n, p, code) if code >= 0 else 0.0
+    prev = np.zeros(0, dtype=np.int64)
+    m = 0
+    for k in range(k_min, k_max + 1):
+        A, beta, rss, conv = splice(G, c, d, k, prev, max_exchange, n_candidates, max_iter)
+        S[m, :k], B[m, :k], R[m], ok[m] = A, beta, rss, conv
+        m += 1
+        prev = A
+        if code >= 0:
+            best = min(best, _criterion(rss, k, n, p, code))
+            if rss_ls > 0 and _criterion(rss_ls, k + 1, n, p, code) > best:
+                break
+    for i in range(m - 2, -1, -1):
+        k = k_min + i
+        A, beta, rss, conv = splice(G, c, d, k, S[i + 1, :k + 1].copy(), max_exchange,
+                                    n_candidates, max_iter)
+        if rss < R[i]:
+            S[i, :k], B[i, :k], R[i], ok[i] = A, beta, rss, conv
+    return S[:m], B[:m], R[:m], ok[:m]

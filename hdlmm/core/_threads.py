@@ -18,8 +18,33 @@ _default = None
 
 def one_blas_thread() -> AbstractContextManager:
     """A context in which every loaded BLAS runs on one thread (threadpoolctl; the
-    libraries are looked up once, at the first call)."""
-    return _blas().limit(limits=1, user_api="blas")
+    libraries are looked up once, at the first call); nothing to do inside another."""
+    if _one.depth:
+        return _one
+    return _one.wrap(_blas().limit(limits=1, user_api="blas"))
+
+
+class _OneThread:
+    """Counts the nesting of one-thread regions, so that inner ones cost nothing."""
+
+    depth = 0
+
+    def wrap(self, limit):
+        self._limit = limit
+        return self
+
+    def __enter__(self):
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        self.depth -= 1
+        if self.depth == 0:
+            self._limit.__exit__(*exc)
+        return False
+
+
+_one = _OneThread()
 
 
 def default_blas_threads(work: float) -> AbstractContextManager:

@@ -7,15 +7,20 @@ intercept) by their Schur complement, solves, and maps the coefficients back.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from hdlmm.core._splice_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
-from hdlmm.core.splicing import best_subset_path, profile_out
+from hdlmm.core.splicing import SubsetFit, best_subset_path, profile_out
 
-__all__ = ["PathFit", "fit_path", "default_k_max", "least_squares_bound"]
+IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
+
+__all__ = ["PathFit", "Criterion", "fit_path", "default_k_max", "information_criterion",
+           "least_squares_bound"]
 
 
 @dataclass
@@ -29,6 +34,55 @@ class PathFit:
     coefs: np.ndarray
     rss: np.ndarray
     k_max: int = 0
+
+
+def information_criterion(rss, k, n_eff, p, kind="ebic"):
+    """Information criterion of abess's family for fits of size k.
+
+    n log(RSS / n) + penalty(k), with n = n_eff and
+
+    * ``"aic"``: 2k;  ``"bic"``: k log n;
+    * ``"gic"`` / ``"sic"``: k log(p) log(log n) (Zhu et al. 2020);
+    * ``"ebic"``: k (log n + 2 log p) (Chen & Chen 2008, γ = 1).
+
+    Parameters
+    ----------
+    rss : array-like
+    k : array-like of int
+    n_eff : float
+    p : int
+        Number of candidate (penalised) columns.
+    kind : str
+    """
+    rss = np.maximum(np.asarray(rss, dtype=float), np.finfo(float).tiny)
+    k = np.asarray(k, dtype=float)
+    n = float(n_eff)
+    fit = n * np.log(rss / n)
+    if kind == "aic":
+        pen = 2 * k
+    elif kind == "bic":
+        pen = k * np.log(n)
+    elif kind in ("gic", "sic"):
+        pen = k * np.log(p) * np.log(np.log(n))
+    elif kind == "ebic":
+        pen = k * (np.log(n) + 2 * np.log(p))
+    else:
+        raise ValueError(f"ic must be one of {IC_TYPES}; got {kind!r}")
+    return fit + pen
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """An information criterion of :func:`information_criterion`'s family with its
+    sample size ``n`` and number of candidate columns ``p``; ``criterion(rss, k)``.
+    Paths given one stop inside the compiled kernel."""
+
+    n: float
+    p: int
+    kind: str = "ebic"
+
+    def __call__(self, rss, k):
+        return information_criterion(rss, k, self.n, self.p, self.kind)
 
 
 def _expand(fit, p, rest, recover, free):
@@ -68,16 +122,40 @@ def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None, rss_
     p = G.shape[0]
     with one_blas_thread():
         Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
-    exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
-    stop = None if ic is None or exact_fit else _ic_stop(Gt, ct, dt, ic, rss_ls)
-    with one_blas_thread():
-        fits = (best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange, stop=stop)
-                if k_max >= 1 and rest.size else [])
+        exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
+        if not (k_max >= 1 and rest.size):
+            fits = []
+        elif ic is None or exact_fit or isinstance(ic, Criterion):
+            fits = _kernel_path(Gt, ct, dt, k_max, max_exchange,
+                                None if exact_fit else ic, rss_ls)
+        else:
+            fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange,
+                                    stop=_ic_stop(Gt, ct, dt, ic, rss_ls))
     null = np.zeros(p)
     null[list(free)] = recover(np.zeros(rest.size))
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
+
+
+def _kernel_path(G, c, d, k_max, max_exchange, criterion, rss_ls):
+    """The fits of :func:`best_subset_path` (with the criterion's stop, if given) from
+    one call of the compiled kernel."""
+    G = np.ascontiguousarray(G, dtype=np.float64)
+    c = np.ascontiguousarray(c, dtype=np.float64)
+    k_max = min(int(k_max), G.shape[0])
+    if criterion is None:
+        code, n, p, bound = -1, 1.0, 1, 0.0
+    else:
+        code, n, p = IC_CODES[criterion.kind], float(criterion.n), int(criterion.p)
+        bound = least_squares_bound(G, c, d) if rss_ls is None else float(rss_ls)
+    S, B, R, ok = splice_path(G, c, float(d), 1, k_max, int(max_exchange), 20, 1000, code,
+                              n, p, bound)
+    if not ok.all():
+        warnings.warn("splicing reached max_iter=1000 before converging at some k of the "
+                      "path", RuntimeWarning, stacklevel=3)
+    return [SubsetFit(support=S[i, :i + 1].astype(np.intp), coef=B[i, :i + 1].copy(),
+                      rss=float(R[i])) for i in range(R.size)]
 
 
 def least_squares_bound(G, c, d, free=()):

@@ -20,7 +20,6 @@ the same (a, k) as the exhaustive one (docs/decisions.md).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,7 @@ from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.model.checks import check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
-from hdlmm.model.path import default_k_max, fit_path, least_squares_bound
+from hdlmm.model.path import Criterion, default_k_max, fit_path, least_squares_bound
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion
 
@@ -293,8 +292,7 @@ class Selector:
         n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
         ic = None  # the IC path stops where no larger k can win (exact bound)
         if s.support_size is None and s.k_selection == "ic":
-            ic = functools.partial(information_criterion, n_eff=n_ic,
-                                   p=self.n_candidates, kind=s.ic)
+            ic = Criterion(n_ic, self.n_candidates, s.ic)
         rss_ls = None
         if ic is not None and G.shape[0] < n_rows:  # the bound's RSS_LS, once per a
             key = 0.0 if np.isnan(a) else float(a)

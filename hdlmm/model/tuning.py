@@ -27,50 +27,14 @@ import numpy as np
 import pandas as pd
 
 from hdlmm.core.transform import objective
-from hdlmm.model.path import fit_path
+from hdlmm.model.path import IC_TYPES, fit_path, information_criterion  # noqa: F401 (re-exported)
 
 __all__ = ["information_criterion", "proxy_ml_k", "CVResult", "cross_validate",
            "choose_from_cv", "IC_TYPES", "CV_CRITERIA"]
 
-IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 CV_CRITERIA = ("marginal", "loglik")
 #: one-sided 5% normal quantile, the bound of ``one_se="paired"``
 PAIRED_Z = 1.6448536269514722
-
-
-def information_criterion(rss, k, n_eff, p, kind="ebic"):
-    """Information criterion of abess's family for fits of size k.
-
-    n log(RSS / n) + penalty(k), with n = n_eff and
-
-    * ``"aic"``: 2k;  ``"bic"``: k log n;
-    * ``"gic"`` / ``"sic"``: k log(p) log(log n) (Zhu et al. 2020);
-    * ``"ebic"``: k (log n + 2 log p) (Chen & Chen 2008, γ = 1).
-
-    Parameters
-    ----------
-    rss : array-like
-    k : array-like of int
-    n_eff : float
-    p : int
-        Number of candidate (penalised) columns.
-    kind : str
-    """
-    rss = np.maximum(np.asarray(rss, dtype=float), np.finfo(float).tiny)
-    k = np.asarray(k, dtype=float)
-    n = float(n_eff)
-    fit = n * np.log(rss / n)
-    if kind == "aic":
-        pen = 2 * k
-    elif kind == "bic":
-        pen = k * np.log(n)
-    elif kind in ("gic", "sic"):
-        pen = k * np.log(p) * np.log(np.log(n))
-    elif kind == "ebic":
-        pen = k * (np.log(n) + 2 * np.log(p))
-    else:
-        raise ValueError(f"ic must be one of {IC_TYPES}; got {kind!r}")
-    return fit + pen
 
 
 def proxy_ml_k(rss, logdet, n_eff, n_rows, p, kind="ebic"):
