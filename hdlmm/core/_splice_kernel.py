@@ -415,3 +415,16 @@ def splice_path(G, c, d, k_min, k_max, max_exchange, n_candidates, max_iter, cod
         if rss < R[i]:
             S[i, :k], B[i, :k], R[i], ok[i] = A, beta, rss, conv
     return S[:m], B[:m], R[:m], ok[:m]
+
+
+def warm_up() -> None:
+    """Compile the kernel (or load it from numba's cache) on a tiny problem, so that
+    the first fit does not pay for it (``make`` runs this once after installing)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 6))
+    G, c = X.T @ X, X.T @ rng.standard_normal(12)
+    d = float(np.sum(c ** 2))
+    for max_exchange in (2, 3):
+        splice_path(G, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0)
+    profile_first(G, 1.0 / G[0, 0])
+    _support(G, c, d, np.array([0, 0], dtype=np.int64), False)  # the pseudo-inverse route

@@ -2,66 +2,69 @@
 
 A best-subset path or a cross-validation loop makes thousands of small matrix
 operations; with a multi-threaded BLAS each of them wakes the thread pool, which costs
-more than the product (and much more when another process holds the cores). The large
-products (the cross-products, G(a) per value of a) keep the default threads.
+more than the product (and much more when another process holds the cores). Inside
+:func:`one_blas_thread` BLAS runs on one thread; :func:`default_blas_threads` gives a
+large product back the threads that were in effect outside (the user's setting, e.g.
+``threadpoolctl.threadpool_limits`` or ``OPENBLAS_NUM_THREADS``, is never exceeded).
 """
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import AbstractContextManager
 
 __all__ = ["one_blas_thread", "default_blas_threads"]
 
+#: flops below which a product runs on one thread (a few milliseconds: waking the
+#: thread pool costs more than it saves)
+SMALL_FLOPS = 1e8
+
 _controller = None
-_default = None
 
 
-def one_blas_thread() -> AbstractContextManager:
-    """A context in which every loaded BLAS runs on one thread (threadpoolctl; the
-    libraries are looked up once, at the first call); nothing to do inside another."""
-    if _one.depth:
-        return _one
-    return _one.wrap(_blas().limit(limits=1, user_api="blas"))
-
-
-class _OneThread:
-    """Counts the nesting of one-thread regions, so that inner ones cost nothing."""
+class _Region:
+    """The nesting of one-thread regions and the threads in effect outside them."""
 
     depth = 0
-
-    def wrap(self, limit):
-        self._limit = limit
-        return self
-
-    def __enter__(self):
-        self.depth += 1
-        return self
-
-    def __exit__(self, *exc):
-        self.depth -= 1
-        if self.depth == 0:
-            self._limit.__exit__(*exc)
-        return False
+    outside = None  # threadpoolctl limits to restore for large products
+    limit = None
 
 
-_one = _OneThread()
-
-
-def default_blas_threads(work: float) -> AbstractContextManager:
-    """The threads BLAS had when first looked up, for a product of ``work`` flops inside
-    a one-thread region; one thread below 10⁸ flops (less than a few milliseconds,
-    where waking the pool costs more than it saves)."""
-    if work < 1e8:
-        return _blas().limit(limits=1, user_api="blas")
-    return _blas().limit(limits=_default, user_api="blas")
+_region = _Region()
 
 
 def _blas():
-    global _controller, _default
+    global _controller
     if _controller is None:
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
-        libs = _controller.select(user_api="blas").lib_controllers
-        _default = max([lib.num_threads for lib in libs] or [1])
     return _controller
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Every loaded BLAS on one thread inside (threadpoolctl; the libraries are looked
+    up once); nested regions cost nothing."""
+    if _region.depth == 0:
+        libs = _blas().select(user_api="blas").lib_controllers
+        _region.outside = max([lib.num_threads for lib in libs] or [1])
+        _region.limit = _blas().limit(limits=1, user_api="blas")
+    _region.depth += 1
+    try:
+        yield
+    finally:
+        _region.depth -= 1
+        if _region.depth == 0:
+            _region.limit.__exit__(None, None, None)
+
+
+def default_blas_threads(work: float) -> AbstractContextManager:
+    """For a product of ``work`` flops: one thread below :data:`SMALL_FLOPS`; above,
+    the threads in effect outside the current one-thread region (nothing changes
+    outside a region)."""
+    if work < SMALL_FLOPS:
+        return _blas().limit(limits=1, user_api="blas")
+    if _region.depth == 0:
+        return contextlib.nullcontext()
+    return _blas().limit(limits=_region.outside, user_api="blas")

@@ -46,7 +46,7 @@ doi:10.1080/01621459.2021.1888740
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -80,14 +80,21 @@ class Quadratic:
     d: np.ndarray
     trace: np.ndarray
     n_rows: np.ndarray
+    _total: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def total(self) -> tuple:
-        """(G, c, d, trace, n_rows) summed over blocks (views when there is one)."""
-        if self.G.shape[0] == 1:
-            return (self.G[0], self.c[0], float(self.d[0]), float(self.trace[0]),
-                    int(self.n_rows[0]))
-        return (self.G.sum(0), self.c.sum(0), float(self.d.sum()),
-                float(self.trace.sum()), int(self.n_rows.sum()))
+        """(G, c, d, trace, n_rows) summed over blocks (views when there is one),
+        computed once and read-only (the folds of the CV each ask for it)."""
+        if self._total is None:
+            if self.G.shape[0] == 1:
+                total = (self.G[0], self.c[0], float(self.d[0]), float(self.trace[0]),
+                         int(self.n_rows[0]))
+            else:
+                total = (self.G.sum(0), self.c.sum(0), float(self.d.sum()),
+                         float(self.trace.sum()), int(self.n_rows.sum()))
+                total[0].flags.writeable = total[1].flags.writeable = False
+            self._total = total
+        return self._total
 
     def without(self, block: int) -> tuple:
         """(G, c, d, trace, n_rows) of all blocks except ``block``: total − block."""
