@@ -15,9 +15,9 @@ from contextlib import AbstractContextManager
 
 __all__ = ["one_blas_thread", "default_blas_threads"]
 
-#: flops below which a product runs on one thread (a few milliseconds: waking the
+#: flops below which a product runs on one thread (up to about 50 ms: waking the
 #: thread pool costs more than it saves)
-SMALL_FLOPS = 1e8
+SMALL_FLOPS = 1e9
 
 _controller = None
 

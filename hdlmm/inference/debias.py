@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import profile_out
 from hdlmm.inference.nodewise import nodewise_lasso
 
@@ -168,8 +169,10 @@ def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr
     for lo in range(0, cols.size, step):
         blk = slice(lo, lo + step)
         fc = full_cols[blk]
-        raw = rows(U[:, blk], S, cols[blk])
-        rotated = _rotated(transform, a, coef, U[:, blk], S, fc)
+        work = 2.0 * stats.n_samples * U.shape[0] * (fc.size + S.size)  # the row pass
+        with default_blas_threads(work):
+            raw = rows(U[:, blk], S, cols[blk])
+            rotated = _rotated(transform, a, coef, U[:, blk], S, fc)
         delta = (debiased - coef[full_cols])[blk] if center else None
         V[blk], df_bm = _cluster_variance(raw, rotated, M, D[blk],
                                           small_sample.startswith("cr2"), delta)
