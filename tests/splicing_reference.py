@@ -71,29 +71,7 @@ def _shrink(G, c, d, A, k):
 
 
 def best_subset(G, c, d, k, init=None, max_exchange=2, n_candidates=20, max_iter=1000):
-    """Best subset of size k for f(β) = d − 2βᵀc + βᵀGβ by splicing.
-
-    Parameters
-    ----------
-    G : ndarray of shape (p, p), symmetric positive semi-definite
-    c : ndarray of shape (p,)
-    d : float
-    k : int, 1 ≤ k ≤ p
-    init : array-like of int, optional
-        Starting support (warm start); grown or shrunk to size k. Default: forward
-        stepwise selection.
-    max_exchange : int
-        C_max, the largest number of variables exchanged at once by splicing.
-    n_candidates : int
-        Inactive variables (largest forward sacrifice first) among which the exact
-        double exchange looks for the two entering ones; all of them if p - k ≤ this.
-    max_iter : int
-        Iteration cap (a warning is issued if reached).
-
-    Returns
-    -------
-    SubsetFit
-    """
+    """hdlmm.core.splicing.best_subset, in numpy (same parameters)."""
     p = G.shape[0]
     if not 1 <= k <= p:
         raise ValueError(f"support size k must be in 1..{p}; got {k}")
