@@ -219,3 +219,22 @@ def test_binary_file_named_csv_and_struct_parquet_column_are_one_line_errors(tmp
                   tmp_path / "r")
     assert out.returncode == 2 and "column 's' holds nested values" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_debug_anywhere_and_options_checked_before_reading_data(tmp_path):
+    """--debug works before or after the command's name; bad options are refused before
+    the data file is even opened (the file here does not exist)."""
+    missing = tmp_path / "absent.csv"
+    for args in (["--debug", "fit", missing, "--formula", "y ~ x + (1 | g)"],
+                 ["fit", missing, "--formula", "y ~ x + (1 | g)", "--debug"]):
+        out = run_cli(*args, "--out", tmp_path / "o")
+        assert out.returncode != 0 and "Traceback" in out.stderr  # --debug: the traceback
+    for option, value, message in (("--level", "1.5", "--level must be in (0, 1)"),
+                                   ("--cv", "1", "cv must be an integer ≥ 2"),
+                                   ("--support-size", "-2", "support_size must be at least 0")):
+        out = run_cli("fit", missing, "--formula", "y ~ x + (1 | g)", option, value,
+                      "--out", tmp_path / "o")
+        assert out.returncode == 2
+        assert out.stderr.strip() == f"hdlmm: error: {message}" or \
+            out.stderr.strip().startswith(f"hdlmm: error: {message}")
+        assert "does not exist" not in out.stderr

@@ -38,6 +38,9 @@ def _parser():
                       help="fix k instead of choosing it from the data")
     demo.add_argument("--random-state", type=int, default=0,
                       help="seed of the cross-validation folds")
+    for command in sub.choices.values():  # --debug also after the command's name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the full traceback on errors")
     return parser
 
 
@@ -93,9 +96,21 @@ def _simulate_parser(sub):
 def _run_fit(args, argv):
     from hdlmm.api.estimator import SparseLMM
     from hdlmm.api.output import write_results
+    from hdlmm.api.params import check_params
     from hdlmm.sources.files import read_table
     from hdlmm.sources.formula import split_bars
 
+    inference = args.inference
+    if inference == "none":
+        inference = None
+    elif inference not in ("support", "all"):
+        inference = [c.strip() for c in inference.split(",") if c.strip()]
+    if not 0 < args.level < 1:  # the options are checked before any data is read
+        raise ValueError(f"--level must be in (0, 1), e.g. 0.95; got {args.level}")
+    options = dict(support_size=args.support_size, a=args.a, cv=args.cv,
+                   inference=inference, p_adjust=args.p_adjust,
+                   random_state=args.random_state)
+    check_params(SparseLMM(**options))
     try:
         group_columns = [c.strip() for _, g, _ in split_bars(args.formula)[1]
                          for c in g.replace("/", ":").split(":")]
@@ -103,15 +118,7 @@ def _run_fit(args, argv):
         group_columns = []  # the formula's own error comes with the fit
     data = read_table(args.data, sep=args.sep, text_columns=group_columns,
                       decimal=args.decimal)
-    inference = args.inference
-    if inference == "none":
-        inference = None
-    elif inference not in ("support", "all"):
-        inference = [c.strip() for c in inference.split(",") if c.strip()]
-    model = SparseLMM.from_formula(
-        args.formula, data, missing=args.missing, support_size=args.support_size,
-        a=args.a, cv=args.cv, inference=inference, p_adjust=args.p_adjust,
-        random_state=args.random_state)
+    model = SparseLMM.from_formula(args.formula, data, missing=args.missing, **options)
     print(model.summary())
     if model.inference_ is not None and args.level != 0.95:
         print(f"\n{args.level:.0%} intervals:\n{model.confint(args.level)}")
