@@ -136,3 +136,25 @@ def test_names_flow_into_the_path_plot(tmp_path):
                                      support_size=1)
     ax = plot_path(m).axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Days"]
+
+
+def test_pickled_formula_model_does_not_carry_the_training_rows():
+    """A fitted formula model keeps how to encode new data, not the data: its pickle is
+    far smaller than the design, and it still predicts new frames the same after a
+    round trip."""
+    import pickle
+    import warnings
+
+    d = hdlmm.make_lmm_data(n_clusters=200, n_obs=10, n_features=100, random_state=0)
+    df = pd.DataFrame(d.X, columns=[f"x{j}" for j in range(100)])
+    df["y"], df["g"], df["t"] = d.y, d.groups, d.Z[:, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = hdlmm.SparseLMM.from_formula("y ~ . + (1 + t | g)", df, inference=None,
+                                         random_state=0)
+    design_bytes = df.to_numpy(dtype=float).nbytes  # 2,000 rows × 103 columns
+    blob = pickle.dumps(m)
+    assert m.formula_design_.X is None and m.formula_design_.y is None
+    assert len(blob) < design_bytes / 2
+    np.testing.assert_array_equal(pickle.loads(blob).predict_frame(df.head(50)),
+                                  m.predict_frame(df.head(50)))

@@ -460,7 +460,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                          re_blocks=design.re_blocks, allow_no_features=True)
         self.formula_ = formula
         self.group_name_ = design.group_column
-        self.formula_design_ = design
+        self.formula_design_ = design.without_data()  # not the training rows
         self.column_types_ = design.column_types
         return self
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,11 @@ class FormulaDesign:
     n_dropped: int
     re_blocks: list
     column_types: dict | None = None
+
+    def without_data(self) -> FormulaDesign:
+        """The design without the training rows (y, X, groups, Z): what a fitted model
+        keeps to encode new data, so that pickling it does not carry the data."""
+        return replace(self, y=None, X=None, groups=None, Z=None)
 
 
 def split_bars(formula):
