@@ -12,8 +12,11 @@ back to the user's units (:mod:`hdlmm.api._units`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from hdlmm.api._units import to_user_units
 from hdlmm.core._threads import one_blas_thread
@@ -28,8 +31,9 @@ from hdlmm.model.settings import SelectionSettings
 __all__ = ["fit_statistics", "expand_screened"]
 
 
-def fit_statistics(stats: ClusterStats, rows, params: dict, *, re_names=None,
-                   re_blocks=None, no_groups: bool = False) -> dict:
+def fit_statistics(stats: ClusterStats, rows: Callable | None, params: dict, *,
+                   re_names: list | None = None, re_blocks: list | None = None,
+                   no_groups: bool = False) -> dict:
     """Every fitted attribute of a SparseLMM with parameters ``params`` on ``stats``.
 
     Parameters
@@ -91,7 +95,7 @@ def _fit(stats, rows, params, re_names, re_blocks, no_groups):
     return fitted
 
 
-def expand_screened(fitted: dict, cols, p: int, names: list) -> dict:
+def expand_screened(fitted: dict, cols: ArrayLike, p: int, names: list) -> dict:
     """The attributes of a model fitted on the screened columns ``cols``, mapped back to
     all p columns (coefficient 0 and NaN p-values for the screened-out ones)."""
     cols = np.asarray(cols, dtype=int)

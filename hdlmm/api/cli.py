@@ -171,7 +171,7 @@ def _run_simulate(args):
           f"fit it with: hdlmm fit {out} --formula '{formula}'")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     saved_format = warnings.formatwarning

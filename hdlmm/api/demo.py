@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ def _fit_mixedlm(data):
     return np.asarray(res.fe_params), time.perf_counter() - t0
 
 
-def run_demo(out="demo_output", support_size=None, random_state=0, echo=print):
+def run_demo(out: str | os.PathLike = "demo_output", support_size: int | None = None,
+             random_state: int | np.random.RandomState | None = 0, echo: Callable = print) -> None:
     """Fit the tutorial's data (m=8, n=15, p=200, q=4, seed 0), compare, plot.
 
     Returns

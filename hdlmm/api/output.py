@@ -4,6 +4,12 @@ half-written file or results folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hdlmm.api.estimator import SparseLMM
+
 import atexit
 import contextlib
 import json
@@ -29,7 +35,7 @@ def _temporary(path):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | os.PathLike | None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` in one rename,
     on any failure or interrupt it is removed, so ``path`` is never half-written."""
     tmp = _temporary(path)
@@ -44,7 +50,7 @@ def atomic_path(path):
         raise
 
 
-def write_table(df, path):
+def write_table(df: pd.DataFrame, path: str | os.PathLike | None) -> None:
     """Write a DataFrame to CSV or Parquet (by extension), atomically."""
     kind = _kind(path)
     with atomic_path(path) as tmp:
@@ -55,13 +61,13 @@ def write_table(df, path):
             df.to_csv(tmp, index=False)
 
 
-def write_text(text, path):
+def write_text(text: str, path: str | os.PathLike | None) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
-def coefficient_table(model, level=0.95):
+def coefficient_table(model: SparseLMM, level: float = 0.95) -> pd.DataFrame:
     """Every candidate fixed effect: estimate, selected, GLS SE, and debiased inference."""
     names = list(model.params_.index)
     free = 1 if model.stats_.intercept else 0
@@ -95,7 +101,7 @@ def _jsonable(obj):
     return obj
 
 
-def results_dict(model, level=0.95, argv=None):
+def results_dict(model: SparseLMM, level: float = 0.95, argv: list[str] | None = None) -> dict:
     """Everything a report needs, as plain JSON-able values."""
     import scipy
     import sklearn
@@ -136,7 +142,8 @@ def results_dict(model, level=0.95, argv=None):
     return _jsonable(out)
 
 
-def write_results(model, out, level=0.95, argv=None, plots=True):
+def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
+                  argv: list[str] | None = None, plots: bool = True) -> list:
     """Write coefficients.csv, results.json and (with matplotlib) the plots to ``out``.
 
     Returns

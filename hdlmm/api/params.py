@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from hdlmm.api.estimator import SparseLMM
+
 import numbers
 import warnings
 
@@ -30,7 +37,7 @@ def _positive_int(value, name, minimum, allow_none=False):
         raise ValueError(f"{name} must be an integer ≥ {minimum}"
                          f"{' or None' if allow_none else ''}; got {value!r}")
 
-def check_params(est):
+def check_params(est: SparseLMM) -> None:
     """Validate a SparseLMM's parameters before any work is done."""
     if est.support_size is not None:
         check_support_size(est.support_size, np.inf, np.inf)
@@ -53,7 +60,7 @@ def check_params(est):
     if est.screening != "auto":
         _positive_int(est.screening, "screening", 1, allow_none=True)
 
-def check_predict_X(X, n_features):
+def check_predict_X(X: np.ndarray, n_features: int) -> np.ndarray:
     """X for ``predict``: a float matrix with the fitted number of columns (none for
     the null model of a formula)."""
     X = _as_float_matrix(X, "X", allow_1d=False, allow_no_columns=n_features == 0)
@@ -62,7 +69,7 @@ def check_predict_X(X, n_features):
                          f"{n_features} features as input; pass the same columns as in fit")
     return X
 
-def match_columns(X, fitted):
+def match_columns(X: np.ndarray, fitted: ArrayLike) -> object:
     """A DataFrame's columns in the fitted order, matched by name (scikit-learn's
     convention), when the model was fitted on named columns (``fitted``); X as it is
     otherwise."""
@@ -80,7 +87,7 @@ def match_columns(X, fitted):
         raise ValueError("X has repeated column names; give each column one name")
     return X.set_axis(names, axis=1)[list(fitted)]
 
-def warn_unseen_clusters(unseen, groups, fitted):
+def warn_unseen_clusters(unseen: np.ndarray, groups: ArrayLike, fitted: ArrayLike) -> None:
     """Say how many rows belong to clusters not seen in fit (they get the marginal
     prediction); when none matched, whether the labels differ only in type (3 and "3"
     after a CSV round trip)."""
@@ -107,7 +114,7 @@ def _preview(names, n=5):
     more = f" and {len(names) - n} more" if len(names) > n else ""
     return ", ".join(map(repr, names[:n])) + more
 
-def check_predict_groups(X, groups, Z, q):
+def check_predict_groups(X: np.ndarray, groups: ArrayLike, Z: np.ndarray, q: int) -> tuple:
     """(Z, groups) for ``predict`` with random effects: Z defaults to an intercept."""
     Z = np.ones((X.shape[0], 1)) if Z is None else _as_float_matrix(Z, "Z")
     if Z.shape != (X.shape[0], q):

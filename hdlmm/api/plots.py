@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from hdlmm.api.estimator import SparseLMM
+
 import numpy as np
 
 __all__ = ["plot_fixed_effects", "plot_cv_curve", "plot_path"]
@@ -27,7 +36,8 @@ def _finish(ax, path):
     return fig
 
 
-def plot_fixed_effects(true_fe, fitted, path=None, ax=None):
+def plot_fixed_effects(true_fe: ArrayLike, fitted: ArrayLike, path: str | os.PathLike | None = None,
+                       ax: object = None) -> object:
     """Scatter of fitted against true fixed effects Xβ, with the identity line.
 
     Parameters
@@ -58,7 +68,8 @@ def plot_fixed_effects(true_fe, fitted, path=None, ax=None):
     return _finish(ax, path)
 
 
-def plot_cv_curve(model, path=None, ax=None):
+def plot_cv_curve(model: SparseLMM, path: str | os.PathLike | None = None,
+                  ax: object = None) -> object:
     """Held-out criterion against k, one line (with ±1 SE band) per value of a."""
     plt = _pyplot()
     if getattr(model, "cv_results_", None) is None:
@@ -78,7 +89,8 @@ def plot_cv_curve(model, path=None, ax=None):
     return _finish(ax, path)
 
 
-def plot_path(model, path=None, ax=None, names=None):
+def plot_path(model: SparseLMM, path: str | os.PathLike | None = None, ax: object = None,
+              names: Sequence[str] | None = None) -> object:
     """Coefficient path: each fixed effect's estimate against the support size k."""
     plt = _pyplot()
     if ax is None:

@@ -10,6 +10,11 @@ Every table pairs an estimate with its own estimator's standard error and says w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hdlmm.api.estimator import SparseLMM
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -17,7 +22,7 @@ from scipy import stats as sps
 __all__ = ["summarize", "fixed_effects_table"]
 
 
-def fixed_effects_table(model):
+def fixed_effects_table(model: SparseLMM) -> pd.DataFrame:
     """The reported fixed effects on the support (and intercept) with their own SEs.
 
     Columns ``estimate``, ``std.err``, ``z`` and ``p`` (two-sided, normal, as
@@ -113,7 +118,7 @@ def _fixed_effects_lines(model):
     return lines
 
 
-def summarize(model):
+def summarize(model: SparseLMM) -> str:
     """The summary text of a fitted :class:`~hdlmm.SparseLMM`."""
     lines = _header(model) + _residual_lines(model) + _random_effects_lines(model)
     lines += _fixed_effects_lines(model)

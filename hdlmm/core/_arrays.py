@@ -14,7 +14,7 @@ __all__ = ["runs", "thin_product", "zeros"]
 PARALLEL_BYTES = 64 * 2 ** 20
 
 
-def zeros(shape, dtype=float):
+def zeros(shape: int | tuple, dtype: type = float) -> np.ndarray:
     """A zero array for sums that are added into (``out[i] += v``), written once first.
 
     ``np.zeros`` takes its memory from calloc, whose pages the kernel maps lazily: the
@@ -47,7 +47,7 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def runs(positions, max_runs=64):
+def runs(positions: np.ndarray, max_runs: int = 64) -> list:
     """(slice into ``positions``, what to index the sums with) for each run of
     consecutive positions, or the whole array at once when there are many runs.
 
@@ -64,7 +64,7 @@ def runs(positions, max_runs=64):
             for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def thin_product(X, W):
+def thin_product(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """``X @ W`` for a thin W (p × few), reading only the columns of X (its last axis)
     where W has a nonzero row.
 

@@ -324,7 +324,8 @@ def _shrink(G, c, d, A, k):
 
 
 @njit(cache=True, error_model="numpy")
-def splice(G, c, d, k, init, max_exchange, n_candidates, max_iter):
+def splice(G: np.ndarray, c: np.ndarray, d: float, k: int, init: np.ndarray, max_exchange: int,
+           n_candidates: int, max_iter: int) -> tuple:
     """Best subset of size k by splicing from the sorted support ``init``.
 
     Returns (support, coefficients, f, converged).

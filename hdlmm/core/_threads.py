@@ -11,6 +11,7 @@ large product back the threads that were in effect outside (the user's setting, 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
 __all__ = ["one_blas_thread", "default_blas_threads"]
@@ -43,7 +44,7 @@ def _blas():
 
 
 @contextlib.contextmanager
-def one_blas_thread():
+def one_blas_thread() -> Iterator[None]:
     """Every loaded BLAS on one thread inside (threadpoolctl; the libraries are looked
     up once); nested regions cost nothing."""
     if _region.depth == 0:

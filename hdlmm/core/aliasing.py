@@ -16,6 +16,7 @@ tolerance is relative to each column's own spread, not to its units.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ class ColumnBasis:
     L: np.ndarray
     scale: np.ndarray
 
-    def combination(self, G, j, tol=1e-8):
+    def combination(self, G: np.ndarray, j: int, tol: float = 1e-8) -> np.ndarray:
         """Columns of the basis that column j is a combination of (their coefficients
         in units of each column's spread, the small ones dropped)."""
         s = self.scale
@@ -59,7 +60,7 @@ class ColumnBasis:
         return self.basis[np.abs(w) > tol]
 
 
-def column_basis(G):
+def column_basis(G: np.ndarray) -> ColumnBasis:
     """The :class:`ColumnBasis` of a symmetric positive semi-definite G."""
     diag = np.diag(G).copy()
     zero = np.flatnonzero(diag <= 0)
@@ -77,7 +78,8 @@ def column_basis(G):
     return ColumnBasis(order[:rank], np.sort(order[rank:]), zero, L, scale)
 
 
-def least_squares_rss(G, c, d, basis=None):
+def least_squares_rss(G: np.ndarray, c: np.ndarray, d: float,
+                      basis: ColumnBasis | None = None) -> float:
     """min_β d − 2βᵀc + βᵀGβ over all β (G may be singular): the RSS of least squares
     on all the columns, d − c_Bᵀ G_BB⁻¹ c_B on a basis B of the column space. Never
     below 0."""
@@ -112,7 +114,8 @@ def _full_rank_rss(G, c, d):
     return max(float(d - z @ z), 0.0)
 
 
-def warn_aliased_columns(G, names, free, n_samples, stacklevel=3):
+def warn_aliased_columns(G: np.ndarray, names: Sequence[str] | None, free: Sequence[int],
+                         n_samples: int, stacklevel: int = 3) -> np.ndarray:
     """Warn, by name, about columns of X that are linear combinations of others (with
     the unpenalised columns ``free``), when there are fewer columns than rows (with more
     columns than rows every column is a combination of the others, and that is no

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 
@@ -67,7 +68,7 @@ def _as_float_matrix(A, name, n_rows=None, allow_1d=True, allow_no_columns=False
     _check_finite(arr, name)
     return arr
 
-def all_finite(arr):
+def all_finite(arr: np.ndarray) -> bool:
     """Whether every value of ``arr`` is finite. A finite sum proves it (NaN and inf
     propagate) at the cost of one read; only an overflowing sum or a bad value pays
     for the elementwise check."""
@@ -85,7 +86,7 @@ def _check_finite(arr, name):
             f"{name} contains {kind} values in {rows.size} row(s) (first: row {rows[0]}); "
             f"drop or impute them before fitting (hdlmm never drops rows silently)")
 
-def check_groups(groups, n_rows):
+def check_groups(groups: ArrayLike, n_rows: int) -> tuple:
     """Validate cluster labels; return (codes, labels) with labels in sorted order.
 
     Labels may be any hashable values; codes index into ``labels``. Sorting makes the
@@ -128,7 +129,8 @@ def _sort_order(labels):
         keys = [(type(v).__name__, repr(v)) for v in labels]
         return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.intp)
 
-def check_lmm_arrays(X, y, groups, Z=None, allow_no_features=False):
+def check_lmm_arrays(X: np.ndarray, y: np.ndarray, groups: ArrayLike, Z: np.ndarray = None,
+                     allow_no_features: bool = False) -> tuple:
     """Validate (X, y, groups, Z) for fitting.
 
     ``allow_no_features`` accepts an X of no columns (the null model of a formula
@@ -200,7 +202,7 @@ def _reject_block_diagonal(Z, codes, n_clusters):
             f"({Z.shape[0]}, {width}) instead, like statsmodels' exog_re (for a "
             f"block-diagonal Zb: Zb.reshape(len(Zb), -1, {width}).sum(axis=1))")
 
-def check_a(a, name="a"):
+def check_a(a: float, name: str = "a") -> float:
     """Validate one proxy parameter a ≥ 0."""
     if isinstance(a, bool) or not isinstance(a, numbers.Real):
         raise ValueError(f"{name} must be a non-negative number; got {a!r}")

@@ -9,7 +9,10 @@ per-cluster arrays; :func:`hdlmm.inference.debias.debias` turns them into whiten
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hdlmm.core._arrays import thin_product, zeros
 
@@ -17,7 +20,8 @@ __all__ = ["row_scores", "row_sums", "row_chunks", "chunk_sums", "local_chunk_su
            "add_cluster_sums", "standard_pieces"]
 
 
-def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=65536):
+def row_scores(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray, n_clusters: int,
+               coef: np.ndarray, intercept: bool, chunk_rows: int = 65536) -> Callable:
     """A ``rows`` callable for :func:`hdlmm.inference.debias.debias` over in-memory arrays
     (see :func:`row_sums`).
 
@@ -35,7 +39,8 @@ def row_scores(X, y, cluster_index, n_clusters, coef, intercept, chunk_rows=6553
                     intercept)
 
 
-def row_chunks(X, y, cluster_index, chunk_rows=65536):
+def row_chunks(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray,
+               chunk_rows: int = 65536) -> Callable:
     """Yield ``(X, y, cluster_index)`` in chunks of rows (views: no copies), so the
     per-row temporaries of :func:`chunk_sums` stay O(chunk_rows · (s + J))."""
     for start in range(0, X.shape[0], chunk_rows):
@@ -43,7 +48,8 @@ def row_chunks(X, y, cluster_index, chunk_rows=65536):
         yield X[sl], y[sl], cluster_index[sl]
 
 
-def row_sums(chunks, n_clusters, coef, intercept, standardization=None):
+def row_sums(chunks: Callable, n_clusters: int, coef: np.ndarray, intercept: bool,
+             standardization: tuple | None = None) -> Callable:
     """A ``rows`` callable for :func:`hdlmm.inference.debias.debias` from a stream of row chunks.
 
     ``rows(U, S, cols)`` makes one pass over ``chunks()`` (an iterable of
@@ -71,8 +77,9 @@ def row_sums(chunks, n_clusters, coef, intercept, standardization=None):
 PIECE_BYTES = 32 * 2 ** 20
 
 
-def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTES,
-                    buffer=None):
+def standard_pieces(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray,
+                    standardization: tuple | None, piece_bytes: int = PIECE_BYTES,
+                    buffer: list | None = None) -> Iterator[tuple]:
     """Yield ``(X̃, y − y₀, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
     ``standardization = (s, c, y₀)`` (as the statistics were built, see
     :class:`hdlmm.core.stats.ClusterStats`); the rows as they are when it is None.
@@ -96,7 +103,8 @@ def standard_pieces(X, y, cluster_index, standardization, piece_bytes=PIECE_BYTE
         yield part, y[rows] - y_shift, cluster_index[rows]
 
 
-def local_chunk_sums(X, y, cluster_index, U, S, cols, coef, intercept):
+def local_chunk_sums(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray, U: np.ndarray,
+                     S: np.ndarray, cols: ArrayLike, coef: np.ndarray, intercept: bool) -> tuple:
     """(clusters present, their sums): the sums of :func:`row_sums` over one chunk of
     rows, for the chunk's own clusters only (so a chunk's temporaries do not grow with
     the number of clusters of the data)."""
@@ -114,7 +122,8 @@ def _run_starts(values):
     return np.r_[0, np.flatnonzero(np.diff(values)) + 1]
 
 
-def add_cluster_sums(out, n_clusters, clusters, sums):
+def add_cluster_sums(out: dict | None, n_clusters: int, clusters: np.ndarray,
+                     sums: tuple) -> dict:
     """Add the sums of some ``clusters`` into ``out`` (created with ``n_clusters`` rows
     when None); returns ``out``."""
     if out is None:
@@ -124,7 +133,9 @@ def add_cluster_sums(out, n_clusters, clusters, sums):
     return out
 
 
-def chunk_sums(X, y, order, starts, U, S, cols, coef, intercept, pairs_at_once=16):
+def chunk_sums(X: np.ndarray, y: np.ndarray, order: np.ndarray, starts: np.ndarray, U: np.ndarray,
+               S: np.ndarray, cols: ArrayLike, coef: np.ndarray, intercept: bool,
+               pairs_at_once: int = 16) -> tuple:
     """The per-cluster sums of :func:`row_sums` for one chunk of rows, whose clusters
     are given by ``order`` (the rows with each cluster's rows together, or a slice
     when they already are) and ``starts`` (where each cluster's rows begin in that

@@ -20,6 +20,8 @@ CV fold) stay small. :class:`hdlmm.SparseLMM` screens by default when p > 5000.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import sparse
 
@@ -31,12 +33,13 @@ __all__ = ["screen", "default_keep", "screened_columns",
 SCREEN_ABOVE = 5000
 
 
-def default_keep(n_samples, p):
+def default_keep(n_samples: int, p: int) -> int:
     """min(⌊N / log N⌋, 2000, p)."""
     return int(min(p, 2000, max(1, np.floor(n_samples / np.log(max(n_samples, 3))))))
 
 
-def screen(X, y, Z, codes, n_clusters, a_grid, keep=None, block_cols=2048):
+def screen(X: np.ndarray, y: np.ndarray, Z: np.ndarray, codes: np.ndarray, n_clusters: int,
+           a_grid: Sequence[float], keep: int | None = None, block_cols: int = 2048) -> np.ndarray:
     """Columns kept by whitened marginal screening (sorted indices into X's columns).
 
     Parameters
@@ -96,7 +99,9 @@ def screen(X, y, Z, codes, n_clusters, a_grid, keep=None, block_cols=2048):
     return np.unique(top)
 
 
-def screened_columns(screening, a_values, X, y, Z, codes, n_clusters):
+def screened_columns(screening: str | int | None, a_values: Sequence[float], X: np.ndarray,
+                     y: np.ndarray, Z: np.ndarray, codes: np.ndarray,
+                     n_clusters: int) -> np.ndarray | None:
     """The columns kept by the ``screening`` parameter of :class:`hdlmm.SparseLMM`
     ("auto", an int or None) over the proxy parameters ``a_values``; None: no screening."""
     if screening is None or (screening == "auto" and X.shape[1] <= SCREEN_ABOVE):

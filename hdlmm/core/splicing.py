@@ -32,7 +32,7 @@ for best-subset selection problem. PNAS 117, 33117-33123. doi:10.1073/pnas.20142
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,7 +157,7 @@ def best_subset_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, max_exc
     return fits
 
 
-def profile_out(G, c, d, free):
+def profile_out(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int]) -> tuple:
     """Remove unpenalised columns by their Schur complement (Frisch-Waugh-Lovell).
 
     Minimising over the coefficients of the ``free`` columns U in closed form leaves

@@ -10,7 +10,7 @@ import numpy as np
 __all__ = ["column_standardization", "z_standardization", "intercept_column"]
 
 
-def column_standardization(X, intercept, chunk_rows=65536):
+def column_standardization(X: np.ndarray, intercept: bool, chunk_rows: int = 65536) -> tuple:
     """(shift, scale) of the columns of X for :class:`ClusterStats`, intercept column
     included (0, 1) when ``intercept``.
 
@@ -47,7 +47,7 @@ def column_standardization(X, intercept, chunk_rows=65536):
     return np.r_[0.0, mean], np.r_[1.0, sd]
 
 
-def z_standardization(Z, z_one):
+def z_standardization(Z: np.ndarray, z_one: int) -> tuple:
     """(shift, scale) of the columns of Z: centred and scaled when Z has an intercept
     column ``z_one`` (which stays (0, 1)), only scaled (by the RMS) otherwise."""
     if z_one < 0:
@@ -58,7 +58,7 @@ def z_standardization(Z, z_one):
     return shift, scale
 
 
-def intercept_column(Z):
+def intercept_column(Z: np.ndarray) -> int:
     """Index of the first column of Z that is all ones (−1 if none)."""
     ones = np.flatnonzero(np.all(Z == 1.0, axis=0)) if Z.shape[0] else []
     return int(ones[0]) if len(ones) else -1

@@ -42,14 +42,17 @@ doi:10.1080/01621459.2021.1888740
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import profile_out
+from hdlmm.core.transform import ProxyTransform
 from hdlmm.inference.nodewise import nodewise_lasso
 
 __all__ = ["DebiasedInference", "debias", "adjust_pvalues", "SMALL_SAMPLE", "P_ADJUST"]
@@ -88,13 +91,13 @@ class DebiasedInference:
     method: str
     directions: np.ndarray | None = None
 
-    def quantile(self, level):
+    def quantile(self, level: float) -> np.ndarray:
         """t_{df_j}(0.5 + level/2) for every coordinate (an array)."""
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1); got {level!r}")
         return sps.t.ppf(0.5 + level / 2, self.df)
 
-    def confint(self, level=0.95):
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
         """DataFrame of intervals β̃_j ± t_{df}(1 − α/2) · se_j, one row per coordinate."""
         z = self.quantile(level)
         lo, hi = self.debiased - z * self.se, self.debiased + z * self.se
@@ -102,7 +105,7 @@ class DebiasedInference:
         return pd.DataFrame({f"{pct}%": lo, f"{100 - float(pct):g}%": hi},
                             index=pd.Index(self.names, name="feature"))
 
-    def table(self, level=0.95):
+    def table(self, level: float = 0.95) -> pd.DataFrame:
         """Debiased estimates with their own standard errors, degrees of freedom,
         statistics, p-values and intervals (the initial estimate they start from is
         ``estimate``, which has no standard error of its own here)."""
@@ -115,8 +118,10 @@ class DebiasedInference:
         return tab.join(self.confint(level))
 
 
-def debias(transform, a, coef, cols, rows, *, penalty="scaled", small_sample="cr2bm",
-           p_adjust=None, names=None, center=True, block_bytes=2 ** 28):
+def debias(transform: ProxyTransform, a: float, coef: np.ndarray, cols: ArrayLike,
+           rows: Callable | None, *, penalty: str | float = "scaled", small_sample: str = "cr2bm",
+           p_adjust: str | None = None, names: Sequence[str] | None = None, center: bool = True,
+           block_bytes: int = 2 ** 28) -> DebiasedInference:
     """Debiased estimates and cluster-robust intervals for the coordinates ``cols``.
 
     Parameters
@@ -371,7 +376,7 @@ def _cr2_by_eigh(K, V, R):
     return root, gR
 
 
-def adjust_pvalues(pvalue, method):
+def adjust_pvalues(pvalue: np.ndarray, method: str) -> np.ndarray:
     """Holm (family-wise error) or Benjamini-Hochberg (false discovery rate) adjustment."""
     p = np.asarray(pvalue, dtype=float)
     if method is None or p.size == 0:

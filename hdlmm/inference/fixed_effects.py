@@ -7,6 +7,7 @@ Returns fitted attributes of :class:`hdlmm.SparseLMM` as a dict.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from hdlmm.model.selection import Selection
 __all__ = ["fixed_effect_inference", "inference_columns"]
 
 
-def inference_columns(spec, support, names: list) -> np.ndarray:
+def inference_columns(spec: str | list | None, support: np.ndarray, names: list) -> np.ndarray:
     """The coordinates to test: the support, all, or the support plus named ones."""
     p = len(names)
     if spec is None:
@@ -45,10 +46,9 @@ def inference_columns(spec, support, names: list) -> np.ndarray:
     return np.union1d(np.asarray(support, dtype=int), extra).astype(int)
 
 
-def fixed_effect_inference(transform: ProxyTransform, selection: Selection, rows,
-                           columns="support", *, penalty="scaled",
-                           small_sample: str = "cr2bm",
-                           p_adjust: str | None = None) -> dict:
+def fixed_effect_inference(transform: ProxyTransform, selection: Selection, rows: Callable | None,
+                           columns: Sequence[str] = "support", *, penalty: str | float = "scaled",
+                           small_sample: str = "cr2bm", p_adjust: str | None = None) -> dict:
     """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference.debias`)
     of the ``columns`` coordinates (:func:`inference_columns`), starting from the
     selection's proxy estimate; ``penalty``, ``small_sample`` and ``p_adjust`` as the

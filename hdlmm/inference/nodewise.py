@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import _inverse_pd
@@ -41,12 +42,13 @@ class NodewiseResult:
     converged : bool
     """
 
-    def __init__(self, U, lam, converged):
+    def __init__(self, U: np.ndarray, lam: np.ndarray, converged: bool) -> None:
         self.U, self.lam, self.converged = U, lam, converged
 
 
-def nodewise_lasso(G, cols, n_samples, penalty="scaled", max_iter=5000, tol=1e-4,
-                   n_scale_iter=8):
+def nodewise_lasso(G: np.ndarray, cols: ArrayLike, n_samples: int, penalty: str | float = "scaled",
+                   max_iter: int = 5000, tol: float = 1e-4,
+                   n_scale_iter: int = 8) -> NodewiseResult:
     """Nodewise lasso of each column in ``cols`` on all the others, from the Gram matrix.
 
     Parameters

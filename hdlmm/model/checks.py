@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 from hdlmm.core.aliasing import column_basis
 from hdlmm.core.splicing import _inverse_pd
+from hdlmm.core.stats import ClusterStats
 
 __all__ = ["check_support_rank", "check_support_size", "warn_constant_columns"]
 
 
-def check_support_size(k, n_features, n_samples):
+def check_support_size(k: int, n_features: int, n_samples: int) -> int:
     """Validate a support size against the data."""
     if not isinstance(k, numbers.Integral) or isinstance(k, bool):
         raise ValueError(f"support_size must be a non-negative integer or None; got "
@@ -30,7 +32,7 @@ def check_support_size(k, n_features, n_samples):
                          f"Pass at most {n_samples - 1}")
     return int(k)
 
-def warn_constant_columns(stats, free):
+def warn_constant_columns(stats: ClusterStats, free: Sequence[int]) -> None:
     """Warn about columns of X that are constant (they duplicate the intercept): on
     standardised statistics, the columns whose values are all equal."""
     const = stats.constant_columns()
@@ -40,7 +42,8 @@ def warn_constant_columns(stats, free):
                       f"{', ...' if const.size > 5 else ''}): they duplicate the intercept "
                       f"and cannot be selected; drop them", UserWarning, stacklevel=4)
 
-def check_support_rank(stats, free, support, k):
+def check_support_rank(stats: ClusterStats, free: Sequence[int], support: np.ndarray,
+                       k: int) -> None:
     """Raise if the selected columns (with the intercept) are linearly dependent."""
     cols = np.r_[free, np.asarray(support) + len(free)].astype(int)
     G = stats.XtX.sum(0)[np.ix_(cols, cols)]

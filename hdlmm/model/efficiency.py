@@ -19,12 +19,17 @@ so the criterion costs O(n q s²) per a from the statistics.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from hdlmm.core.transform import ProxyTransform
 
 __all__ = ["fixed_effect_variance", "most_efficient_a"]
 
 
-def fixed_effect_variance(transform, a, S, cov_re, scale):
+def fixed_effect_variance(transform: ProxyTransform, a: float, S: np.ndarray, cov_re: np.ndarray,
+                          scale: float) -> np.ndarray:
     """Var(β̂_S(a)) under Var(y_i) = Z_iΨZ_iᵀ + σ²I.
 
     Parameters
@@ -45,7 +50,8 @@ def fixed_effect_variance(transform, a, S, cov_re, scale):
     return _sandwich(transform, a, *_support_parts(transform, S), cov_re, scale)
 
 
-def most_efficient_a(transform, a_grid, S, free, cov_re, scale):
+def most_efficient_a(transform: ProxyTransform, a_grid: Sequence[float], S: np.ndarray,
+                     free: Sequence[int], cov_re: np.ndarray, scale: float) -> tuple:
     """The a of ``a_grid`` with the smallest tr Var(β̂_S(a)) over the penalised
     coordinates of S (the first ``free`` entries of S are not counted), and the traces."""
     parts = _support_parts(transform, S)  # the same for every a

@@ -8,9 +8,11 @@ intercept) by their Schur complement, solves, and maps the coefficients back.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hdlmm.core._splice_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
@@ -36,7 +38,8 @@ class PathFit:
     k_max: int = 0
 
 
-def information_criterion(rss, k, n_eff, p, kind="ebic"):
+def information_criterion(rss: ArrayLike, k: int, n_eff: ArrayLike, p: int,
+                          kind: str = "ebic") -> np.ndarray:
     """Information criterion of abess's family for fits of size k.
 
     n log(RSS / n) + penalty(k), with n = n_eff and
@@ -93,7 +96,9 @@ def _expand(fit, p, rest, recover, free):
     return coef
 
 
-def fit_path(G, c, d, k_max, free=(), max_exchange=2, ic=None, n_rows=None, rss_ls=None):
+def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[int] = (),
+             max_exchange: int = 2, ic: Callable | None = None, n_rows: int = None,
+             rss_ls: float | None = None) -> PathFit:
     """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
@@ -158,7 +163,7 @@ def _kernel_path(G, c, d, k_max, max_exchange, criterion, rss_ls):
                       rss=float(R[i])) for i in range(R.size)]
 
 
-def least_squares_bound(G, c, d, free=()):
+def least_squares_bound(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int] = ()) -> float:
     """RSS_LS of the path's bound: least squares on all the columns of the quadratic
     with the ``free`` columns profiled out, also when G is singular (aliased columns:
     the bound still holds; only with p ≥ N is RSS_LS 0, and then there is no bound)."""
@@ -181,7 +186,7 @@ def _ic_stop(G, c, d, ic, rss_ls=None):
     return stop
 
 
-def default_k_max(n_samples, n_penalised):
+def default_k_max(n_samples: int, n_penalised: int) -> int:
     """abess's default largest support size, N / (log log N · log p), within [1, p]."""
     n = max(n_samples, 3)
     guess = int(n / (np.log(np.log(n)) * np.log(max(n_penalised, 3))))

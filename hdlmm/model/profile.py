@@ -24,6 +24,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from hdlmm.core.stats import ClusterStats
+
 __all__ = ["Profile", "congruence", "inv_logdet", "left_product", "lower_factor",
            "sum_of_products"]
 
@@ -39,7 +41,8 @@ class Profile:
     with Λ = TΛ̃), so the optimum is where it was, in any units of Z.
     """
 
-    def __init__(self, stats, method, structure, blocks=None):
+    def __init__(self, stats: ClusterStats, method: str, structure: str,
+                 blocks: list | None = None) -> None:
         self.XtX = stats.XtX.sum(0)
         self.Xty = stats.Xty.sum(0)
         self.yty = float(stats.yty.sum())
@@ -71,10 +74,10 @@ class Profile:
             cols.append(idx[c])
         return np.concatenate(rows), np.concatenate(cols)
 
-    def n_theta(self):
+    def n_theta(self) -> int:
         return 1 if self.structure == "scalar" else self.rows.size
 
-    def lam(self, theta):
+    def lam(self, theta: np.ndarray) -> np.ndarray:
         """Λ̃ (in the standardised basis) from θ."""
         if self.structure == "scalar":
             return theta[0] * np.eye(self.q)
@@ -82,18 +85,18 @@ class Profile:
         L[self.rows, self.cols] = theta
         return L
 
-    def theta0(self):
+    def theta0(self) -> np.ndarray:
         """lme4's start: Λ̃ = I (here in the standardised basis)."""
         if self.structure == "scalar":
             return np.ones(1)
         return (self.rows == self.cols).astype(float)
 
-    def lam_original(self, theta):
+    def lam_original(self, theta: np.ndarray) -> np.ndarray:
         """Λ in the units of Z, lower triangular with a non-negative diagonal."""
         return lower_factor(self.T @ self.lam(theta))
 
     # the profiled quantities ---------------------------------------------
-    def solve(self, theta):
+    def solve(self, theta: np.ndarray) -> tuple:
         """GLS pieces at θ: (β̂, r², log|V|, XᵀV⁻¹X, Λ)."""
         st = self._state(theta)
         return st.beta, st.r2, st.logdetV, st.A, st.L
@@ -112,11 +115,11 @@ class Profile:
         return SimpleNamespace(L=L, Minv=Minv, P=P, A=A, beta=beta, r2=r2,
                                logdetV=float(logdetM.sum()))
 
-    def deviance(self, theta):
+    def deviance(self, theta: np.ndarray) -> float:
         """−2 × the profiled (restricted) log-likelihood at θ (inf where undefined)."""
         return self.deviance_and_gradient(theta, gradient=False)[0]
 
-    def deviance_and_gradient(self, theta, gradient=True):
+    def deviance_and_gradient(self, theta: np.ndarray, gradient: bool = True) -> tuple:
         """The profiled deviance and its analytic gradient in θ.
 
         With P_i = Λ M_i⁻¹ Λᵀ (so V_i⁻¹ = I − Z_i P_i Z_iᵀ), every θ-dependent piece is
@@ -217,7 +220,7 @@ def _preconditioner(S, structure, blocks):
     return T
 
 
-def lower_factor(L):
+def lower_factor(L: np.ndarray) -> np.ndarray:
     """A lower-triangular F with FFᵀ = LLᵀ and diag(F) ≥ 0 (by a QR of Lᵀ; singular
     LLᵀ allowed), as lme4 reports θ."""
     if L.size == 0:
@@ -227,7 +230,7 @@ def lower_factor(L):
     return F * np.where(np.diag(F) < 0, -1.0, 1.0)[None, :]
 
 
-def congruence(S, L):
+def congruence(S: np.ndarray, L: np.ndarray) -> np.ndarray:
     """LᵀS_iL for a stack S of shape (n, q, q), as one (n, q²) × (q², q²) product
     (a broadcast matmul would loop over the n clusters)."""
     q = L.shape[0]
@@ -235,18 +238,18 @@ def congruence(S, L):
     return (S.reshape(-1, q * q) @ K).reshape(S.shape)
 
 
-def left_product(L, S):
+def left_product(L: np.ndarray, S: np.ndarray) -> np.ndarray:
     """L S_i for a stack S of shape (n, q, q), as one product."""
     return np.swapaxes(np.tensordot(S, L, axes=([1], [1])), 1, 2)
 
 
-def sum_of_products(X, Y):
+def sum_of_products(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Σ_i X_i Y_i over stacks of shape (n, q, q), as one (q, n q) × (n q, q) product."""
     q = X.shape[1]
     return np.swapaxes(X, 0, 1).reshape(q, -1) @ Y.reshape(-1, Y.shape[2])
 
 
-def inv_logdet(M):
+def inv_logdet(M: np.ndarray) -> tuple:
     """Inverses and log-determinants of a stack of positive definite matrices (n, q, q).
 
     Closed forms for q ≤ 2 (the common random intercept and slope): numpy's batched

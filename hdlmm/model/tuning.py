@@ -21,13 +21,16 @@ Held-out criteria, both comparable across values of a:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from hdlmm.core.transform import objective
+from hdlmm.core.transform import ProxyTransform, objective
 from hdlmm.model.path import IC_TYPES, fit_path, information_criterion  # noqa: F401 (re-exported)
+from hdlmm.model.settings import SelectionSettings
 
 __all__ = ["information_criterion", "proxy_ml_k", "CVResult", "cross_validate",
            "choose_from_cv", "IC_TYPES", "CV_CRITERIA"]
@@ -37,7 +40,8 @@ CV_CRITERIA = ("marginal", "loglik")
 PAIRED_Z = 1.6448536269514722
 
 
-def proxy_ml_k(rss, logdet, n_eff, n_rows, p, kind="ebic"):
+def proxy_ml_k(rss: ArrayLike, logdet: np.ndarray, n_eff: ArrayLike, n_rows: int, p: int,
+               kind: str = "ebic") -> tuple[int, int]:
     """Support size by an information criterion at the working model's fitted a.
 
     Under the working model Var(y_i) = σ² Σ_a^i the whitened residuals are N independent
@@ -99,15 +103,15 @@ class CVResult:
     scores: np.ndarray
 
     @property
-    def mean(self):
+    def mean(self) -> np.ndarray:
         return self.scores.mean(axis=1)
 
     @property
-    def se(self):
+    def se(self) -> np.ndarray:
         K = self.scores.shape[1]
         return self.scores.std(axis=1, ddof=1) / np.sqrt(K)
 
-    def merge(self, other):
+    def merge(self, other: CVResult) -> CVResult:
         """The results of both, ordered by a (paths of different lengths padded with
         NaN)."""
         n_k = max(self.ks.size, other.ks.size)
@@ -118,13 +122,13 @@ class CVResult:
         return CVResult(a_grid=a[order], ks=np.arange(n_k),
                         scores=np.concatenate(pad)[order])
 
-    def table(self):
+    def table(self) -> pd.DataFrame:
         """Long DataFrame: one row per (a, k) with the mean and SE of the criterion."""
         A, K = np.meshgrid(self.a_grid, self.ks, indexing="ij")
         return pd.DataFrame({"a": A.ravel(), "k": K.ravel(), "mean": self.mean.ravel(),
                              "se": self.se.ravel()})
 
-    def best(self, one_se=False, k_of_a=None):
+    def best(self, one_se: bool | str = False, k_of_a: np.ndarray | None = None) -> tuple[int, int]:
         """Indices (i_a, i_k) of the chosen cell.
 
         The cell with the smallest mean; with ``k_of_a`` (index of the k allowed at each
@@ -171,8 +175,9 @@ def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
     return 0.5 * (np.log(2 * np.pi * s2) + logdet / n_f + rss_f / (s2 * n_f))
 
 
-def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
-                   max_exchange=2):
+def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: int,
+                   free: Sequence[int] = (), criterion: str = "marginal",
+                   max_exchange: int = 2) -> CVResult:
     """Grouped K-fold CV over a grid of a and support sizes 0..k_max.
 
     Parameters
@@ -224,7 +229,8 @@ def cross_validate(transform, a_grid, k_max, free=(), criterion="marginal",
                     ks=np.arange(scores.shape[2]), scores=scores)
 
 
-def choose_from_cv(model, cvres, k_of_a, ic_how=""):
+def choose_from_cv(model: SelectionSettings, cvres: CVResult, k_of_a: np.ndarray | None,
+                   ic_how: str = "") -> tuple:
     """(a, k, description) for a SparseLMM from the CV table (and the IC's k per a,
     described by ``ic_how``)."""
     how = f"a by {model.cv}-fold grouped CV ({model.cv_criterion})"

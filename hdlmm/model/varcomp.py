@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from hdlmm.core.stats import ClusterStats
 from hdlmm.model.profile import Profile, lower_factor
 
 __all__ = ["VarianceComponents", "VarianceComponentsError", "fit_variance_components",
@@ -79,18 +80,19 @@ class VarianceComponents:
     n_samples: int = 0
 
     @property
-    def bse(self):
+    def bse(self) -> np.ndarray:
         """Standard errors of the fixed effects."""
         return np.sqrt(np.diag(self.cov_coef))
 
     @property
-    def llf(self):
+    def llf(self) -> float:
         """(Restricted) log-likelihood at the optimum."""
         return -0.5 * self.criterion
 
 
-def fit_variance_components(stats, method="REML", structure="unstructured", tol=1e-10,
-                            blocks=None):
+def fit_variance_components(stats: ClusterStats, method: str = "REML",
+                            structure: str = "unstructured", tol: float = 1e-10,
+                            blocks: list | None = None) -> VarianceComponents:
     """Fit Ψ, σ² and the GLS fixed effects on all columns of ``stats``.
 
     Parameters

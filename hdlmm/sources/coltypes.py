@@ -20,6 +20,7 @@ hundreds of candidate predictors. Before a formula is materialised,
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -47,7 +48,8 @@ def _stray_cells(s):
     return bad
 
 
-def check_columns(data, columns, dot_columns=()):
+def check_columns(data: pd.DataFrame, columns: Sequence[str],
+                  dot_columns: Sequence[str] = ()) -> None:
     """Refuse or warn about the careless cases among ``columns`` of ``data`` (see the
     module docstring); ``dot_columns`` are those that came in through ``.``, where an
     identifier column is refused."""
@@ -87,7 +89,7 @@ def check_columns(data, columns, dot_columns=()):
                           stacklevel=4)
 
 
-def column_types(data, response, group_columns):
+def column_types(data: pd.DataFrame, response: str, group_columns: Sequence[str]) -> dict:
     """{column: how it was taken} for every column of ``data``."""
     out = {}
     for name in data.columns:

@@ -24,6 +24,14 @@ Workers need hdlmm installed (the partition function is hdlmm's own).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hdlmm.sources.streaming import TableSpec
+
+if TYPE_CHECKING:
+    import dask.dataframe
+
 import functools
 import operator
 
@@ -94,8 +102,9 @@ def dask_layout(ddf, spec, n_blocks, random_state):
     return FoldLayout(labels, n_blocks, random_state)
 
 
-def dask_stats(ddf, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
-               split_every=8, compute=True):
+def dask_stats(ddf: dask.dataframe.DataFrame, spec: TableSpec, *, fit_intercept: bool = True,
+               n_blocks: int = 1, random_state: int | np.random.RandomState | None = None,
+               split_every: int = 8, compute: bool = True) -> ClusterStats:
     """ClusterStats of a Dask DataFrame, by partition statistics and a tree reduction.
 
     Parameters
@@ -126,7 +135,7 @@ def dask_stats(ddf, spec, *, fit_intercept=True, n_blocks=1, random_state=None,
     return total.compute() if compute else total
 
 
-def check_dask_frame(ddf) -> None:
+def check_dask_frame(ddf: dask.dataframe.DataFrame) -> None:
     """Raise unless ``ddf`` is a Dask DataFrame, saying how to fit other frames."""
     dask = _dask()
     if not isinstance(ddf, dask.dataframe.DataFrame):
@@ -151,11 +160,13 @@ class DaskRows:
         Partitions whose sums are gathered at a time (bounds the driver's memory).
     """
 
-    def __init__(self, ddf, spec, labels, batch=8):
+    def __init__(self, ddf: dask.dataframe.DataFrame, spec: TableSpec, labels: np.ndarray,
+                 batch: int = 8) -> None:
         self.ddf, self.spec, self.batch = ddf[spec.columns], spec, batch
         self.index = pd.Index(labels)
 
-    def row_sums(self, n_clusters, coef, intercept, standardization=None):
+    def row_sums(self, n_clusters: int, coef: np.ndarray, intercept: bool,
+                 standardization: tuple | None = None) -> Callable:
         """A ``rows(U, S, cols)`` callable as :func:`hdlmm.core.row_pass.row_sums`'s."""
         dask = _dask()
 

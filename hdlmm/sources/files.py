@@ -5,6 +5,8 @@ Parquet needs the optional dependency pyarrow (``pip install 'hdlmm[io]'``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,8 @@ def _kind(path):
                      f"one of {CSV_SUFFIXES + PARQUET_SUFFIXES}")
 
 
-def read_table(path, sep=None, text_columns=(), decimal="."):
+def read_table(path: str | os.PathLike | None, sep: str | None = None,
+               text_columns: Sequence[str] = (), decimal: str = ".") -> pd.DataFrame:
     """Read a CSV (``sep`` default: ',' or tab for .tsv) or Parquet file (or a folder of
     Parquet files) into a DataFrame, with one-line errors for the usual problems
     (missing, empty, corrupt, wrong delimiter).

@@ -68,7 +68,7 @@ class FormulaDesign:
         return replace(self, y=None, X=None, groups=None, Z=None)
 
 
-def split_bars(formula):
+def split_bars(formula: str) -> tuple:
     """Split an lme4 formula into (fixed formula, [(terms, group), ...]).
 
     Each bar is ``(terms, group, correlated)``; ``correlated`` is False for lme4's
@@ -115,7 +115,7 @@ def split_bars(formula):
     return fixed, out
 
 
-def parse_formula(formula, data, missing="raise"):
+def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> FormulaDesign:
     """Materialise ``formula`` on ``data`` (a pandas DataFrame).
 
     Returns
@@ -286,7 +286,7 @@ def _preview(columns, n=12):
     return str(cols) if len(cols) <= n else str(cols[:n])[:-1] + f", … ({len(cols)} in all)]"
 
 
-def design_rows(design: FormulaDesign, data: pd.DataFrame, random_effects: bool = True):
+def design_rows(design: FormulaDesign, data: pd.DataFrame, random_effects: bool = True) -> tuple:
     """(X, groups, Z) of new rows of ``data``, encoded as the fitted ``design``;
     ``groups`` and ``Z`` are None when ``random_effects`` is False."""
     if any(not isinstance(c, str) for c in data.columns):

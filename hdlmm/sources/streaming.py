@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +121,9 @@ def count_rows(source, sep=None):
     return sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
 
 
-def read_batches(source, columns, chunk_rows=50_000, sep=None, float_columns=(),
-                 text_columns=()):
+def read_batches(source: str | os.PathLike, columns: Sequence[str], chunk_rows: int = 50_000,
+                 sep: str | None = None, float_columns: Sequence[str] = (),
+                 text_columns: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
     """Yield the rows of ``columns`` as pandas DataFrames of about ``chunk_rows`` rows.
 
     ``float_columns`` are parsed as float64 in CSV (so that a column of integers in the
@@ -393,7 +394,7 @@ class StreamRows:
             yield X, y, self.stats.cluster_index(g)
 
 
-def check_chunk_rows(chunk_rows) -> int:
+def check_chunk_rows(chunk_rows: int) -> int:
     """``chunk_rows`` as a positive integer, or a message saying what it must be."""
     if (not isinstance(chunk_rows, (int, np.integer)) or isinstance(chunk_rows, bool)
             or chunk_rows < 1):
