@@ -13,12 +13,12 @@ $(BIN)/python:
 # after installing, compile the splicing kernel once (numba caches it on disk)
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -c "from hdlmm.core._splice_kernel import warm_up; warm_up()"
+	$(BIN)/python -c "from hdlmm.core._path_kernel import warm_up; warm_up()"
 	touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"
-	$(BIN)/python -c "from hdlmm.core._splice_kernel import warm_up; warm_up()"
+	$(BIN)/python -c "from hdlmm.core._path_kernel import warm_up; warm_up()"
 	touch $@
 
 demo: $(VENV)/.installed-dev

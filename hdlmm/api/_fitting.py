@@ -19,8 +19,11 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from hdlmm.api._units import to_user_units
-from hdlmm.core._threads import one_blas_thread
+from hdlmm.core._threads import default_blas_threads, one_blas_thread
 from hdlmm.core.aliasing import warn_aliased_columns
+from hdlmm.core.checks import check_lmm_arrays
+from hdlmm.core.row_pass import row_chunks
+from hdlmm.core.screening import screened_columns
 from hdlmm.core.stats import ClusterStats
 from hdlmm.inference.fixed_effects import fixed_effect_inference
 from hdlmm.model.checks import warn_constant_columns
@@ -28,7 +31,7 @@ from hdlmm.model.random_part import random_part
 from hdlmm.model.selection import Selector
 from hdlmm.model.settings import SelectionSettings
 
-__all__ = ["fit_statistics", "expand_screened"]
+__all__ = ["fit_arrays", "fit_statistics", "expand_screened"]
 
 
 def fit_statistics(stats: ClusterStats, rows: Callable | None, params: dict, *,
@@ -120,3 +123,47 @@ def expand_screened(fitted: dict, cols: ArrayLike, p: int, names: list) -> dict:
     lead = list(params.index[:params.size - cols.size])  # the intercept
     out["params_"] = params.reindex(lead + list(names), fill_value=0.0)
     return out
+
+
+def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | None, params: dict, *,
+               re_names: list | None = None, re_blocks: list | None = None,
+               no_groups: bool = False, allow_no_features: bool = False) -> dict:
+    """Every fitted attribute of a SparseLMM with parameters ``params`` on rows in
+    memory (``fit`` and the formulas): the checks, the screening, the statistics and
+    :func:`fit_statistics`, then what needs the rows (scaled residuals, names)."""
+    frame_names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
+    X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
+                                              allow_no_features=allow_no_features)
+    settings = SelectionSettings.from_params(params)
+    p = X.shape[1]
+    names = all_names = frame_names or [f"x{j}" for j in range(p)]
+    a_values = [float(params["a"])] if params["a"] is not None else settings.grid()
+    kept = screened_columns(params["screening"], a_values, X, y, Z, codes, labels.size)
+    if kept is not None:
+        X, names = X[:, kept], [all_names[j] for j in kept]
+    with default_blas_threads(2.0 * X.shape[0] * X.shape[1] ** 2):  # the XᵀX pass
+        stats = ClusterStats.from_checked(
+            X, y, Z, codes, labels, fit_intercept=params["fit_intercept"],
+            n_blocks=params["cv"] if settings.needs_cv else 1,
+            random_state=params["random_state"],
+            feature_names=names if frame_names is not None or kept is not None else None)
+    index = stats.cluster_index(labels)[codes]
+    fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), params,
+                            re_names=re_names, re_blocks=re_blocks, no_groups=no_groups)
+    fitted["residual_quantiles_"] = _residual_quantiles(fitted, X, y, Z, labels[codes])
+    fitted["screened_features_"] = None
+    if kept is not None:
+        fitted.update(expand_screened(fitted, kept, p, all_names))
+    if frame_names is not None:
+        fitted["feature_names_in_"] = np.asarray(frame_names, dtype=object)
+    return fitted
+
+
+def _residual_quantiles(fitted, X, y, Z, row_labels):
+    """Min, quartiles and max of the conditional residuals over σ̂ (lme4's "scaled
+    residuals"); None without variance components."""
+    if fitted["random_effects_"] is None:
+        return None
+    gamma = fitted["random_effects_"].reindex(pd.Index(row_labels)).to_numpy()
+    pred = X @ fitted["coef_"] + fitted["intercept_"] + np.einsum("ij,ij->i", Z, gamma)
+    return np.quantile((y - pred) / np.sqrt(fitted["scale_"]), [0, 0.25, 0.5, 0.75, 1])

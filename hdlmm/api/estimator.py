@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from hdlmm.api._fitting import expand_screened, fit_statistics
+from hdlmm.api._fitting import fit_arrays, fit_statistics
 from hdlmm.api.params import (
     check_params,
     check_predict_groups,
@@ -28,10 +28,6 @@ from hdlmm.api.params import (
     match_columns,
     warn_unseen_clusters,
 )
-from hdlmm.core._threads import default_blas_threads
-from hdlmm.core.checks import check_lmm_arrays
-from hdlmm.core.row_pass import row_chunks
-from hdlmm.core.screening import screened_columns
 from hdlmm.core.stats import ClusterStats
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.sources.dask_frames import DaskRows, check_dask_frame, dask_stats
@@ -421,30 +417,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             warnings.warn(NO_GROUPS_WARNING, UserWarning, stacklevel=3)
             groups = np.arange(_num_samples(X))
         check_params(self)
-        settings = self._settings()
-        frame_names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
-        X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
-                                                  allow_no_features=allow_no_features)
-        p = X.shape[1]
-        names = all_names = frame_names or [f"x{j}" for j in range(p)]
-        a_values = [float(self.a)] if self.a is not None else settings.grid()
-        kept = screened_columns(self.screening, a_values, X, y, Z, codes, labels.size)
-        if kept is not None:
-            X, names = X[:, kept], [all_names[j] for j in kept]
-        with default_blas_threads(2.0 * X.shape[0] * X.shape[1] ** 2):  # the XᵀX pass
-            stats = ClusterStats.from_checked(
-                X, y, Z, codes, labels, fit_intercept=self.fit_intercept,
-                n_blocks=self.cv if settings.needs_cv else 1, random_state=self.random_state,
-                feature_names=names if frame_names is not None or kept is not None else None)
-        index = stats.cluster_index(labels)[codes]
-        fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), self.get_params(),
-                                re_names=re_names, re_blocks=re_blocks, no_groups=no_groups)
-        fitted["residual_quantiles_"] = _residual_quantiles(fitted, X, y, Z, labels[codes])
-        fitted["screened_features_"] = None
-        if kept is not None:
-            fitted.update(expand_screened(fitted, kept, p, all_names))
-        if frame_names is not None:
-            fitted["feature_names_in_"] = np.asarray(frame_names, dtype=object)
+        fitted = fit_arrays(X, y, groups, Z, self.get_params(), re_names=re_names,
+                            re_blocks=re_blocks, no_groups=no_groups,
+                            allow_no_features=allow_no_features)
         self._set(fitted)
         self.fit_time_ = time.perf_counter() - t0
         return self
@@ -560,12 +535,3 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         return summarize(self)
 
-
-def _residual_quantiles(fitted, X, y, Z, row_labels):
-    """Min, quartiles and max of the conditional residuals over σ̂ (lme4's "scaled
-    residuals"); None without variance components."""
-    if fitted["random_effects_"] is None:
-        return None
-    gamma = fitted["random_effects_"].reindex(pd.Index(row_labels)).to_numpy()
-    pred = X @ fitted["coef_"] + fitted["intercept_"] + np.einsum("ij,ij->i", Z, gamma)
-    return np.quantile((y - pred) / np.sqrt(fitted["scale_"]), [0, 0.25, 0.5, 0.75, 1])

@@ -124,33 +124,42 @@ def _inactive(p, A):
 
 
 @njit(cache=True, error_model="numpy")
+def _projections(G, c, rows, A, M, beta):
+    """For the columns ``rows``: G_rA, H = G_rA M (summed over t in order, contiguous in
+    b) and g = c_r − G_rA β."""
+    k, L = A.size, rows.size
+    GRA = np.empty((L, k))
+    H = np.zeros((L, k))
+    g = np.empty(L)
+    for r in range(L):
+        acc = c[rows[r]]
+        for b in range(k):
+            GRA[r, b] = G[rows[r], A[b]]
+            acc -= GRA[r, b] * beta[b]
+        for t in range(k):
+            gt = GRA[r, t]
+            for b in range(k):
+                H[r, b] += gt * M[t, b]
+        g[r] = acc
+    return GRA, H, g
+
+
+@njit(cache=True, error_model="numpy")
 def _sacrifices(G, c, A, M, beta):
     """ξ on A; ζ, H, g and D on the inactive I (D = inf where the column is aliased)."""
     k = A.size
     I = _inactive(G.shape[0], A)
-    L = I.size
-    H = np.zeros((L, k))
-    g = np.empty(L)
-    D = np.empty(L)
-    zeta = np.empty(L)
-    row = np.empty(k)
-    for r in range(L):
+    GIA, H, g = _projections(G, c, I, A, M, beta)
+    D = np.empty(I.size)
+    zeta = np.empty(I.size)
+    for r in range(I.size):
         j = I[r]
-        acc_g = c[j]
-        for b in range(k):
-            row[b] = G[j, A[b]]
-            acc_g -= row[b] * beta[b]
-        for t in range(k):  # H[r] = G_jA M, summed over t in order, contiguous in b
-            gt = row[t]
-            for b in range(k):
-                H[r, b] += gt * M[t, b]
         acc_d = G[j, j]
         for b in range(k):
-            acc_d -= H[r, b] * row[b]
-        g[r] = acc_g
+            acc_d -= H[r, b] * GIA[r, b]
         if acc_d > 1e-10 * max(G[j, j], TINY):
             D[r] = acc_d
-            zeta[r] = acc_g * acc_g / acc_d
+            zeta[r] = g[r] * g[r] / acc_d
         else:
             D[r] = np.inf
             zeta[r] = 0.0
@@ -187,7 +196,7 @@ def _sorted_with(A, drop, add):
 
 
 @njit(cache=True, error_model="numpy")
-def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, n_candidates, below):
+def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candidates, below):
     """The support after the exact best exchange of two active for two inactive
     variables (entering ones among the ``n_candidates`` largest ζ), or an empty array
     unless it brings f below ``below``. Entering candidates whose Schur complement after
@@ -196,22 +205,13 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, n_candidates, below
     empty = np.empty(0, dtype=np.int64)
     if k < 2 or I.size < 2:
         return empty
-    order = np.argsort(-zeta, kind="mergesort")
     L = min(n_candidates, I.size)
-    C = I[order[:L]]
-    H = np.zeros((L, k))
-    g = np.empty(L)
+    top = np.argsort(-zeta, kind="mergesort")[:L]
+    C, H, g = I[top], H_I[top], g_I[top]  # the sacrifices' H and g of the candidates
     GCA = np.empty((L, k))
     for r in range(L):
-        acc = c[C[r]]
         for b in range(k):
             GCA[r, b] = G[C[r], A[b]]
-            acc -= GCA[r, b] * beta[b]
-        for t in range(k):
-            gt = GCA[r, t]
-            for b in range(k):
-                H[r, b] += gt * M[t, b]
-        g[r] = acc
     S = np.empty((L, L))
     for r in range(L):
         for s in range(L):
@@ -289,7 +289,7 @@ def _improve(G, c, d, A, M, beta, rss, max_exchange, n_candidates):
             if not found or crss < brss:
                 bA, bM, bbeta, brss, found = cA, cM, cbeta, crss, True
     if not found or brss >= rss - tol:
-        dA = _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, n_candidates,
+        dA = _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H, g, n_candidates,
                                    rss - tol)
         if dA.size == 0:
             return A, M, beta, rss, False
@@ -340,92 +340,3 @@ def splice(G: np.ndarray, c: np.ndarray, d: float, k: int, init: np.ndarray, max
         if not improved:
             return A, beta, rss, True
     return A, beta, rss, False
-
-
-@njit(cache=True, error_model="numpy")
-def profile_first(G, inv):
-    """G̃ = G_RR − G_R0 G_00⁻¹ G_0R for the first column profiled out (R = 1..p−1),
-    symmetrised as ½(G̃ + G̃ᵀ), with ``inv`` = G_00⁻¹: one pass in 64 × 64 tiles (so
-    that G's transpose is read from cache), no temporaries."""
-    m = G.shape[0] - 1
-    out = np.empty((m, m))
-    t = np.empty(m)
-    for i in range(m):
-        t[i] = G[i + 1, 0] * inv
-    B = 64
-    for i0 in range(0, m, B):
-        for j0 in range(i0, m, B):
-            for i in range(i0, min(i0 + B, m)):
-                for j in range(max(j0, i), min(j0 + B, m)):
-                    v = ((G[i + 1, j + 1] - t[i] * G[j + 1, 0])
-                         + (G[j + 1, i + 1] - t[j] * G[i + 1, 0])) * 0.5
-                    out[i, j] = v
-                    out[j, i] = v
-    return out
-
-
-#: the penalties of :func:`hdlmm.model.tuning.information_criterion`, by code
-IC_CODES = {"aic": 0, "bic": 1, "gic": 2, "sic": 2, "ebic": 3}
-
-
-@njit(cache=True, error_model="numpy")
-def _criterion(rss, k, n, p, code):
-    """n log(RSS / n) + penalty(k), in the operation order of information_criterion."""
-    fit = n * np.log(max(rss, TINY) / n)
-    kf = float(k)
-    if code == 0:
-        pen = 2 * kf
-    elif code == 1:
-        pen = kf * np.log(n)
-    elif code == 2:
-        pen = kf * np.log(p) * np.log(np.log(n))
-    else:
-        pen = kf * (np.log(n) + 2 * np.log(p))
-    return fit + pen
-
-
-@njit(cache=True, error_model="numpy")
-def splice_path(G, c, d, k_min, k_max, max_exchange, n_candidates, max_iter, code, n, p,
-                rss_ls):
-    """Best subsets for k = k_min..k_max in one call: a forward sweep warm-started from
-    k − 1, stopped (when ``code`` ≥ 0) at the first k beyond which no support can have
-    a smaller criterion (RSS_LS = ``rss_ls``), then a backward sweep from k + 1 keeping
-    the better fit. Returns (supports padded with −1, coefficients, RSS, converged) for
-    the k reached."""
-    K = k_max - k_min + 1
-    S = -np.ones((K, k_max), dtype=np.int64)
-    B = np.zeros((K, k_max))
-    R = np.empty(K)
-    ok = np.ones(K, dtype=np.bool_)
-    best = _criterion(d, 0, n, p, code) if code >= 0 else 0.0
-    prev = np.zeros(0, dtype=np.int64)
-    m = 0
-    for k in range(k_min, k_max + 1):
-        A, beta, rss, conv = splice(G, c, d, k, prev, max_exchange, n_candidates, max_iter)
-        S[m, :k], B[m, :k], R[m], ok[m] = A, beta, rss, conv
-        m += 1
-        prev = A
-        if code >= 0:
-            best = min(best, _criterion(rss, k, n, p, code))
-            if rss_ls > 0 and _criterion(rss_ls, k + 1, n, p, code) > best:
-                break
-    for i in range(m - 2, -1, -1):
-        k = k_min + i
-        A, beta, rss, conv = splice(G, c, d, k, S[i + 1, :k + 1].copy(), max_exchange,
-                                    n_candidates, max_iter)
-        if rss < R[i]:
-            S[i, :k], B[i, :k], R[i], ok[i] = A, beta, rss, conv
-    return S[:m], B[:m], R[:m], ok[:m]
-
-
-def warm_up() -> None:
-    """Compile the kernel (or load it from numba's cache) on a tiny problem, so that
-    the first fit does not pay for it (``make`` runs this once after installing)."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((12, 6))
-    G, c = X.T @ X, X.T @ rng.standard_normal(12)
-    d = float(np.sum(c ** 2))
-    for max_exchange in (2, 3):
-        splice_path(G, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0)
-    profile_first(G, 1.0 / G[0, 0])
-    _support(G, c, d, np.array([0, 0], dtype=np.int64), False)  # the pseudo-inverse route

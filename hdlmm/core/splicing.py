@@ -39,7 +39,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg
 
-from hdlmm.core._splice_kernel import profile_first, splice
+from hdlmm.core._path_kernel import profile_first
+from hdlmm.core._splice_kernel import splice
 
 __all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from hdlmm.core._splice_kernel import IC_CODES, splice_path
+from hdlmm.core._path_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.splicing import SubsetFit, best_subset_path, profile_out

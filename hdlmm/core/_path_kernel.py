@@ -1,0 +1,103 @@
+"""The compiled pieces of a support-size path around :mod:`hdlmm.core._splice_kernel`:
+the intercept profiled out of a quadratic, and a whole path (forward and backward
+sweeps, with an information criterion's stop) in one call. Compiled by numba on first
+use and cached on disk; :func:`warm_up` compiles everything once."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hdlmm.core._splice_kernel import TINY, _support, splice
+
+__all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
+
+
+@njit(cache=True, error_model="numpy")
+def profile_first(G: np.ndarray, inv: float) -> np.ndarray:
+    """G̃ = G_RR − G_R0 G_00⁻¹ G_0R for the first column profiled out (R = 1..p−1),
+    symmetrised as ½(G̃ + G̃ᵀ), with ``inv`` = G_00⁻¹: one pass in 64 × 64 tiles (so
+    that G's transpose is read from cache), no temporaries."""
+    m = G.shape[0] - 1
+    out = np.empty((m, m))
+    t = np.empty(m)
+    for i in range(m):
+        t[i] = G[i + 1, 0] * inv
+    B = 64
+    for i0 in range(0, m, B):
+        for j0 in range(i0, m, B):
+            for i in range(i0, min(i0 + B, m)):
+                for j in range(max(j0, i), min(j0 + B, m)):
+                    v = ((G[i + 1, j + 1] - t[i] * G[j + 1, 0])
+                         + (G[j + 1, i + 1] - t[j] * G[i + 1, 0])) * 0.5
+                    out[i, j] = v
+                    out[j, i] = v
+    return out
+
+
+#: the penalties of :func:`hdlmm.model.tuning.information_criterion`, by code
+IC_CODES = {"aic": 0, "bic": 1, "gic": 2, "sic": 2, "ebic": 3}
+
+
+@njit(cache=True, error_model="numpy")
+def _criterion(rss, k, n, p, code):
+    """n log(RSS / n) + penalty(k), in the operation order of information_criterion."""
+    fit = n * np.log(max(rss, TINY) / n)
+    kf = float(k)
+    if code == 0:
+        pen = 2 * kf
+    elif code == 1:
+        pen = kf * np.log(n)
+    elif code == 2:
+        pen = kf * np.log(p) * np.log(np.log(n))
+    else:
+        pen = kf * (np.log(n) + 2 * np.log(p))
+    return fit + pen
+
+
+@njit(cache=True, error_model="numpy")
+def splice_path(G: np.ndarray, c: np.ndarray, d: float, k_min: int, k_max: int,
+                max_exchange: int, n_candidates: int, max_iter: int, code: int, n: float,
+                p: int, rss_ls: float) -> tuple:
+    """Best subsets for k = k_min..k_max in one call: a forward sweep warm-started from
+    k − 1, stopped (when ``code`` ≥ 0) at the first k beyond which no support can have
+    a smaller criterion (RSS_LS = ``rss_ls``), then a backward sweep from k + 1 keeping
+    the better fit. Returns (supports padded with −1, coefficients, RSS, converged) for
+    the k reached."""
+    K = k_max - k_min + 1
+    S = -np.ones((K, k_max), dtype=np.int64)
+    B = np.zeros((K, k_max))
+    R = np.empty(K)
+    ok = np.ones(K, dtype=np.bool_)
+    best = _criterion(d, 0, n, p, code) if code >= 0 else 0.0
+    prev = np.zeros(0, dtype=np.int64)
+    m = 0
+    for k in range(k_min, k_max + 1):
+        A, beta, rss, conv = splice(G, c, d, k, prev, max_exchange, n_candidates, max_iter)
+        S[m, :k], B[m, :k], R[m], ok[m] = A, beta, rss, conv
+        m += 1
+        prev = A
+        if code >= 0:
+            best = min(best, _criterion(rss, k, n, p, code))
+            if rss_ls > 0 and _criterion(rss_ls, k + 1, n, p, code) > best:
+                break
+    for i in range(m - 2, -1, -1):
+        k = k_min + i
+        A, beta, rss, conv = splice(G, c, d, k, S[i + 1, :k + 1].copy(), max_exchange,
+                                    n_candidates, max_iter)
+        if rss < R[i]:
+            S[i, :k], B[i, :k], R[i], ok[i] = A, beta, rss, conv
+    return S[:m], B[:m], R[:m], ok[:m]
+
+
+def warm_up() -> None:
+    """Compile the kernel (or load it from numba's cache) on a tiny problem, so that
+    the first fit does not pay for it (``make`` runs this once after installing)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 6))
+    G, c = X.T @ X, X.T @ rng.standard_normal(12)
+    d = float(np.sum(c ** 2))
+    for max_exchange in (2, 3):
+        splice_path(G, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0)
+    profile_first(G, 1.0 / G[0, 0])
+    _support(G, c, d, np.array([0, 0], dtype=np.int64), False)  # the pseudo-inverse route
