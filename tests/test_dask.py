@@ -40,8 +40,9 @@ def client():
 def test_dask_fit_equals_the_in_memory_fit(client):
     frame = _frame()
     Z = np.c_[np.ones(len(frame)), frame.t]
+    # the default candidates are every column but y and g, the slope t included (as '.')
     m0 = hdlmm.SparseLMM(random_state=0, inference="all").fit(
-        frame[XCOLS], frame.y.to_numpy(), groups=frame.g.to_numpy(), Z=Z)
+        frame[XCOLS + ["t"]], frame.y.to_numpy(), groups=frame.g.to_numpy(), Z=Z)
     ddf = dd.from_pandas(frame, npartitions=7)
     m1 = hdlmm.SparseLMM(random_state=0, inference="all").fit_dask(
         ddf, y="y", groups="g", Z=["1", "t"], split_every=3)

@@ -61,7 +61,7 @@ def test_streamed_fit_equals_the_in_memory_fit(tmp_path, frame, in_memory, kind)
         for i, start in enumerate(range(0, len(frame), 100)):
             frame.iloc[start:start + 100].to_parquet(src / f"part{i}.parquet")
     m = hdlmm.SparseLMM(random_state=0, inference="all").fit_source(
-        src, y="y", groups="g", Z=["1", "t"], chunk_rows=37, progress=False)
+        src, y="y", groups="g", X=XCOLS, Z=["1", "t"], chunk_rows=37, progress=False)
     _same_fit(in_memory, m)
     assert list(m.feature_names_in_) == XCOLS
 

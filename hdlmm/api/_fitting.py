@@ -19,6 +19,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from hdlmm.api._units import to_user_units
+from hdlmm.api.params import resolve_feature_groups, resolve_forced
 from hdlmm.core._threads import default_blas_threads, one_blas_thread
 from hdlmm.core.aliasing import warn_aliased_columns
 from hdlmm.core.checks import check_lmm_arrays
@@ -36,7 +37,8 @@ __all__ = ["fit_arrays", "fit_statistics", "expand_screened"]
 
 def fit_statistics(stats: ClusterStats, rows: Callable | None, params: dict, *,
                    re_names: list | None = None, re_blocks: list | None = None,
-                   no_groups: bool = False) -> dict:
+                   no_groups: bool = False, forced: ArrayLike | None = None,
+                   feature_groups: list | None = None) -> dict:
     """Every fitted attribute of a SparseLMM with parameters ``params`` on ``stats``.
 
     Parameters
@@ -53,27 +55,37 @@ def fit_statistics(stats: ClusterStats, rows: Callable | None, params: dict, *,
         Names of the random effects and the blocks of Ψ (from a formula).
     no_groups : bool
         No clustering was given: no variance components.
+    forced : array-like of int, optional
+        Columns of X kept in the model unpenalised (``force``, resolved to indices).
+    feature_groups : list of arrays of int, optional
+        Columns of X selected together (``feature_groups``, resolved to indices).
 
     Returns
     -------
     dict of fitted attributes, in the user's units.
     """
     with one_blas_thread():  # many small products; the large ones ask for threads
-        return _fit(stats, rows, params, re_names, re_blocks, no_groups)
+        return _fit(stats, rows, params, re_names, re_blocks, no_groups, forced,
+                    feature_groups)
 
 
-def _fit(stats, rows, params, re_names, re_blocks, no_groups):
+def _fit(stats, rows, params, re_names, re_blocks, no_groups, forced, feature_groups):
     stats = stats.standardized()
     free = [0] if stats.intercept else []
     warn_constant_columns(stats, free)
     warn_aliased_columns(stats.XtX.sum(0), stats.feature_names, free, stats.n_samples,
                          stacklevel=5)
-    selector = Selector(stats, SelectionSettings.from_params(params))
+    selector = Selector(stats, SelectionSettings.from_params(params), forced=forced,
+                        feature_groups=feature_groups)
     selection = selector.choose()
     vc_options = dict(vc_method=params["vc_method"], cov_structure=params["cov_structure"],
                       refit=params["refit"], re_names=re_names, re_blocks=re_blocks,
                       skip=no_groups)
-    fitted = dict(stats_=stats, n_features_in_=selector.n_candidates)
+    fitted = dict(stats_=stats, n_features_in_=stats.n_features - len(free),
+                  forced_features_=np.asarray([stats.feature_names[j + len(free)]
+                                               for j in selector.forced], dtype=object),
+                  feature_groups_=[[stats.feature_names[j] for j in u]
+                                   for u in selector.units])
     fitted.update(selection.attributes())
     fitted.update(random_part(stats, selection, **vc_options))
     if (selector.n_candidates and params["a"] is None
@@ -127,19 +139,32 @@ def expand_screened(fitted: dict, cols: ArrayLike, p: int, names: list) -> dict:
 
 def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | None, params: dict, *,
                re_names: list | None = None, re_blocks: list | None = None,
-               no_groups: bool = False, allow_no_features: bool = False) -> dict:
+               no_groups: bool = False, allow_no_features: bool = False,
+               terms: dict | None = None, forced: ArrayLike | None = None) -> dict:
     """Every fitted attribute of a SparseLMM with parameters ``params`` on rows in
     memory (``fit`` and the formulas): the checks, the screening, the statistics and
-    :func:`fit_statistics`, then what needs the rows (scaled residuals, names)."""
+    :func:`fit_statistics`, then what needs the rows (scaled residuals, names).
+
+    The forced columns are ``params["force"]`` (names or indices; ``terms`` maps a
+    formula's terms to their columns) and ``forced`` (indices: a formula's
+    ``force(...)`` terms); screening always keeps them."""
     frame_names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
     X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
                                               allow_no_features=allow_no_features)
     settings = SelectionSettings.from_params(params)
     p = X.shape[1]
     names = all_names = frame_names or [f"x{j}" for j in range(p)]
+    forced = np.union1d(resolve_forced(params["force"], all_names, p, terms),
+                        np.asarray([] if forced is None else forced, dtype=np.intp))
+    groups = resolve_feature_groups(params["feature_groups"], all_names, p, terms, forced)
     a_values = [float(params["a"])] if params["a"] is not None else settings.grid()
     kept = screened_columns(params["screening"], a_values, X, y, Z, codes, labels.size)
-    if kept is not None:
+    if kept is not None:  # forced columns always kept, and groups whole
+        kept = np.union1d(kept, forced).astype(np.intp)
+        groups = [g for g in groups if np.isin(g, kept).any()]
+        kept = np.union1d(kept, np.concatenate(groups) if groups else []).astype(np.intp)
+        forced = np.searchsorted(kept, forced)
+        groups = [np.searchsorted(kept, g) for g in groups]
         X, names = X[:, kept], [all_names[j] for j in kept]
     with default_blas_threads(2.0 * X.shape[0] * X.shape[1] ** 2):  # the XᵀX pass
         stats = ClusterStats.from_checked(
@@ -149,7 +174,8 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
             feature_names=names if frame_names is not None or kept is not None else None)
     index = stats.cluster_index(labels)[codes]
     fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), params,
-                            re_names=re_names, re_blocks=re_blocks, no_groups=no_groups)
+                            re_names=re_names, re_blocks=re_blocks, no_groups=no_groups,
+                            forced=forced, feature_groups=groups)
     fitted["residual_quantiles_"] = _residual_quantiles(fitted, X, y, Z, labels[codes])
     fitted["screened_features_"] = None
     if kept is not None:

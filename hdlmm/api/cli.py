@@ -61,6 +61,10 @@ def _fit_parser(sub):
     fit.add_argument("--support-size", type=int, default=None,
                      help="number of nonzero fixed effects k (default: chosen by EBIC "
                           "and confirmed by grouped CV)")
+    fit.add_argument("--force", default=None,
+                     help="comma-separated columns or terms kept in the model whatever "
+                          "the selection (unpenalised, not counted in k); the formula "
+                          "marker force(age + sex) does the same")
     fit.add_argument("--a", type=float, default=None,
                      help="proxy parameter a (default: chosen by grouped CV)")
     fit.add_argument("--cv", type=int, default=5, help="grouped CV folds (default 5)")
@@ -107,7 +111,9 @@ def _run_fit(args, argv):
         inference = [c.strip() for c in inference.split(",") if c.strip()]
     if not 0 < args.level < 1:  # the options are checked before any data is read
         raise ValueError(f"--level must be in (0, 1), e.g. 0.95; got {args.level}")
-    options = dict(support_size=args.support_size, a=args.a, cv=args.cv,
+    force = ([c.strip() for c in args.force.split(",") if c.strip()]
+             if args.force else None)
+    options = dict(support_size=args.support_size, a=args.a, cv=args.cv, force=force,
                    inference=inference, p_adjust=args.p_adjust,
                    random_state=args.random_state)
     check_params(SparseLMM(**options))

@@ -26,6 +26,8 @@ from hdlmm.api.params import (
     check_predict_groups,
     check_predict_X,
     match_columns,
+    resolve_feature_groups,
+    resolve_forced,
     warn_unseen_clusters,
 )
 from hdlmm.core.stats import ClusterStats
@@ -68,14 +70,28 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     support_size : int or None
-        k, the number of selected fixed effects (the intercept is not counted); 0 is
-        the null model. None chooses it from the data (see ``k_selection``), k = 0
-        among the candidates.
+        k, the number of selected fixed effects (the intercept and the ``force``
+        columns are not counted); 0 is the null model (or only the forced columns).
+        None chooses it from the data (see ``k_selection``), k = 0 among the candidates.
     a : float ≥ 0 or None
         Proxy parameter; 0 ignores the clustering (ordinary best subset). None chooses
         it by grouped cross-validation over ``a_grid``.
     fit_intercept : bool
         Fit an unpenalised intercept (``intercept_``), always in the model.
+    force : str, int or list of them, optional
+        Columns that stay in the model whatever the selection (known confounders such
+        as age, sex, treatment arm): unpenalised like the intercept, profiled out of
+        every search, not counted in k. Names of DataFrame or table columns, of a
+        formula's columns or terms (a factor's name forces all its dummies; the formula
+        marker ``force(age)`` does the same), or indices of unnamed columns.
+    feature_groups : "terms", "columns" or list of lists
+        Columns selected together, in or out as a whole, each group counting once in k
+        (group splicing, :mod:`hdlmm.core.group_splicing`). "terms" (default): each
+        term of a formula with several columns (a factor's dummies, ``poly(x, 3)``) is
+        one group; elsewhere every column is its own. "columns": every column on its
+        own. A list of lists of column names or indices gives the groups explicitly.
+        The information criterion counts a group's columns as its parameters and the
+        group once in the number of possible supports (EBIC's log C(p, k) term).
     a_grid : array-like, optional
         Candidate values of a (default :data:`DEFAULT_A_GRID`).
     a_search : {"refine", "full"}
@@ -166,6 +182,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
+    forced_features_ : ndarray of str
+        Names of the forced columns (always in ``support_``).
+    feature_groups_ : list of lists of str
+        The groups of columns selected together (empty when every column is its own).
     coef_ : ndarray of shape (n_features,)
         Fixed effects (zero off the support); which estimator is in ``estimator_``.
     intercept_ : float
@@ -181,7 +201,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     df_model_ : int
         Parameters behind ``llf_``: fixed effects, free parameters of Ψ, and σ².
     support_ : ndarray of int
-        Indices of the selected fixed effects (empty for the null model, k = 0).
+        Indices of the fixed effects in the model: the forced and the selected ones
+        (empty for the null model, k = 0, without forced columns).
     a_ : float
         The proxy parameter used.
     support_size_ : int
@@ -229,7 +250,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, support_size: int | None = None, a: float | None = None, *,
-                 fit_intercept: bool = True, a_grid: ArrayLike | None = None,
+                 fit_intercept: bool = True, force: str | int | list | None = None,
+                 feature_groups: str | list = "terms", a_grid: ArrayLike | None = None,
                  a_search: str = "refine", k_max: int | None = None, k_selection: str = "ic",
                  ic: str = "ebic", cv: int = 5, cv_criterion: str = "loglik",
                  one_se: bool | str = "paired", a_selection: str = "cv", max_exchange: int = 2,
@@ -242,6 +264,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.support_size = support_size
         self.a = a
         self.fit_intercept = fit_intercept
+        self.force = force
+        self.feature_groups = feature_groups
         self.a_grid = a_grid
         self.a_search = a_search
         self.k_max = k_max
@@ -326,7 +350,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         y, groups : str
             Response and cluster-label columns.
         X : list of str, optional
-            Candidate predictors (default: every other column except the Z columns).
+            Candidate predictors (default: every column but y and groups, the random
+            slopes included, as the formula's ``.``).
         Z : list of str, optional
             Random-effect columns, ``"1"`` for the intercept (default: ``["1"]``).
         chunk_rows : int
@@ -356,7 +381,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         y, groups : str
             Response and cluster-label columns.
         X : list of str, optional
-            Candidate predictors (default: every other column except the Z columns).
+            Candidate predictors (default: every column but y and groups, the random
+            slopes included, as the formula's ``.``).
         Z : list of str, optional
             Random-effect columns, ``"1"`` for the intercept (default ``["1"]``).
         split_every : int
@@ -402,13 +428,18 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                              f"is needed to choose a or k; build them with n_blocks={self.cv}")
         if not needs_cv and stats.n_blocks > 1:
             stats = stats.merge_blocks()
-        self._set(fit_statistics(stats, chunks, self.get_params(), re_names=re_names))
+        lead = 1 if stats.intercept else 0
+        names, p = list(stats.feature_names[lead:]), stats.n_features - lead
+        forced = resolve_forced(self.force, names, p)
+        groups = resolve_feature_groups(self.feature_groups, names, p, forced=forced)
+        self._set(fit_statistics(stats, chunks, self.get_params(), re_names=re_names,
+                                 forced=forced, feature_groups=groups))
         self.fit_time_ = time.perf_counter() - t0
         return self
 
     # ------------------------------------------------------- the front ends' parts
     def _fit_arrays(self, X, y, groups, Z, re_names=None, re_blocks=None,
-                    allow_no_features=False):
+                    allow_no_features=False, terms=None, forced=None):
         """fit on arrays (and on the design of a formula)."""
         t0 = time.perf_counter()
         self._reset_fitted()
@@ -419,7 +450,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         check_params(self)
         fitted = fit_arrays(X, y, groups, Z, self.get_params(), re_names=re_names,
                             re_blocks=re_blocks, no_groups=no_groups,
-                            allow_no_features=allow_no_features)
+                            allow_no_features=allow_no_features, terms=terms,
+                            forced=forced)
         self._set(fitted)
         self.fit_time_ = time.perf_counter() - t0
         return self
@@ -432,7 +464,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 f"but fit_intercept={self.fit_intercept}; make them agree (write "
                 f"'0 +' in the formula to remove it)")
         self._fit_arrays(design.X, design.y, design.groups, design.Z, design.re_names,
-                         re_blocks=design.re_blocks, allow_no_features=True)
+                         re_blocks=design.re_blocks, allow_no_features=True,
+                         terms=design.terms, forced=design.forced)
         self.formula_ = formula
         self.group_name_ = design.group_column
         self.formula_design_ = design.without_data()  # not the training rows

@@ -73,6 +73,8 @@ def coefficient_table(model: SparseLMM, level: float = 0.95) -> pd.DataFrame:
     free = 1 if model.stats_.intercept else 0
     tab = pd.DataFrame({"feature": names, "estimate": model.params_.to_numpy(),
                         "selected": [True] * free + list(model.coef_ != 0)})
+    forced = set(getattr(model, "forced_features_", []))
+    tab["forced"] = [False] * free + [n in forced for n in names[free:]]  # by `force`
     bse = model.bse_ if model.bse_ is not None else np.full(model.coef_.size, np.nan)
     tab["gls_std_err"] = np.r_[[getattr(model, "intercept_bse_", np.nan)] * free, bse]
     tab["proxy_estimate"] = np.r_[[model.intercept_proxy_] * free, model.coef_proxy_]
@@ -119,6 +121,7 @@ def results_dict(model: SparseLMM, level: float = 0.95, argv: list[str] | None =
         "a": model.a_, "support_size": model.support_size_,
         "selection": model.selection_,
         "support": [names[j + free] for j in model.support_],
+        "forced": list(getattr(model, "forced_features_", [])),
         "intercept": model.intercept_ if free else None,
         "estimates": {names[j + free]: model.coef_[j] for j in model.support_},
         "variance_components": None if vc is None else {

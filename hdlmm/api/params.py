@@ -22,7 +22,7 @@ from hdlmm.model.tuning import CV_CRITERIA, IC_TYPES
 from hdlmm.model.varcomp import STRUCTURES
 
 __all__ = ["check_params", "check_predict_X", "check_predict_groups", "match_columns",
-           "warn_unseen_clusters"]
+           "resolve_feature_groups", "resolve_forced", "warn_unseen_clusters"]
 
 
 def _one_of(value, name, options):
@@ -57,8 +57,55 @@ def check_params(est: SparseLMM) -> None:
     _positive_int(est.cv, "cv", 2)
     _positive_int(est.k_max, "k_max", 1, allow_none=True)
     _positive_int(est.max_exchange, "max_exchange", 1)
+    _check_force(est.force)
+    _check_feature_groups(est.feature_groups)
     if est.screening != "auto":
         _positive_int(est.screening, "screening", 1, allow_none=True)
+
+def resolve_feature_groups(feature_groups: object, names: list, n_features: int,
+                           terms: dict | None = None, forced: np.ndarray | None = None) -> list:
+    """The groups of columns selected together (lists of indices), from the estimator's
+    ``feature_groups``: "terms" (a formula's terms of several columns, e.g. a factor's
+    dummies; nothing for other front ends), "columns" (no groups), or a list of lists
+    of column names or indices. Forced columns are left out of the groups."""
+    if isinstance(feature_groups, str):
+        if feature_groups == "columns" or terms is None:
+            return []
+        groups = [cols for cols in terms.values() if len(cols) > 1]
+    else:
+        groups = [resolve_forced(g, names, n_features) for g in feature_groups]
+    forced = np.zeros(0, np.intp) if forced is None else forced
+    groups = [np.setdiff1d(np.asarray(g, dtype=np.intp), forced) for g in groups]
+    groups = [g for g in groups if g.size > 1]
+    values, counts = np.unique(np.concatenate(groups) if groups else np.zeros(0, np.intp),
+                               return_counts=True)
+    if (counts > 1).any():
+        twice = [names[j] for j in values[counts > 1]]
+        raise ValueError(f"feature_groups puts columns {twice[:5]} in more than one group; "
+                         f"each column can belong to one group only")
+    return groups
+
+def _check_feature_groups(feature_groups):
+    if isinstance(feature_groups, str):
+        _one_of(feature_groups, "feature_groups", ("terms", "columns"))
+        return
+    ok = isinstance(feature_groups, (list, tuple)) and all(
+        isinstance(g, (list, tuple, np.ndarray, pd.Index)) for g in feature_groups)
+    if not ok:
+        raise ValueError(f"feature_groups must be 'terms', 'columns' or a list of lists of "
+                         f"column names or indices (e.g. [['dose1', 'dose2']]); got "
+                         f"{feature_groups!r}")
+
+def _check_force(force):
+    """``force``: None, a name or an index, or a list of names and indices."""
+    items = [force] if force is None or isinstance(force, (str, numbers.Integral)) else force
+    ok = isinstance(items, (list, tuple, np.ndarray, pd.Index)) and all(
+        item is None and force is None or isinstance(item, str)
+        or isinstance(item, numbers.Integral) and not isinstance(item, bool)
+        for item in items)
+    if not ok:
+        raise ValueError(f"force must be a column name or index, or a list of them "
+                         f"(e.g. force=['age', 'sex']); got {force!r}")
 
 def check_predict_X(X: np.ndarray, n_features: int) -> np.ndarray:
     """X for ``predict``: a float matrix with the fitted number of columns (none for
@@ -124,3 +171,42 @@ def check_predict_groups(X: np.ndarray, groups: ArrayLike, Z: np.ndarray, q: int
     if groups.shape != (X.shape[0],):
         raise ValueError(f"groups has {groups.size} labels but X has {X.shape[0]} rows")
     return Z, groups
+
+def resolve_forced(force: object, names: list | None, n_features: int,
+                   terms: dict | None = None) -> np.ndarray:
+    """Indices of the columns named by ``force`` (the estimator's parameter), sorted.
+
+    ``force`` is None, one name or index, or a list of them. A name is a column name
+    (``names``: the DataFrame's or the table's columns, or the formula's columns) or a
+    term of the formula (``terms``: term → its columns, so ``"sex"`` forces every dummy
+    of the factor); an integer is a column index (only for unnamed columns).
+    """
+    if force is None:
+        return np.zeros(0, dtype=np.intp)
+    items = [force] if isinstance(force, (str, numbers.Integral)) else force
+    try:
+        items = list(items)
+    except TypeError:
+        raise ValueError(f"force must be a column name, an index or a list of them; got "
+                         f"{force!r}") from None
+    terms = terms or {}
+    out = []
+    for item in items:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            if names is not None and not all(n == f"x{j}" for j, n in enumerate(names)):
+                raise ValueError(f"force={item!r} is an index but the columns have names; "
+                                 f"force columns by name (e.g. {names[0]!r})")
+            if not 0 <= item < n_features:
+                raise ValueError(f"force index {item} is out of range for X with "
+                                 f"{n_features} columns; pass indices in 0..{n_features - 1}")
+            out.append(int(item))
+        elif isinstance(item, str) and item in terms:
+            out += list(terms[item])
+        elif isinstance(item, str) and names is not None and item in names:
+            out.append(names.index(item))
+        else:
+            known = list(terms) + [n for n in (names or []) if n not in terms]
+            raise ValueError(f"force names {item!r}, which is not a column"
+                             f"{' or term' if terms else ''} of the model; known: "
+                             f"{_preview(known)}")
+    return np.unique(np.asarray(out, dtype=np.intp))

@@ -54,8 +54,11 @@ def _header(model):
     if formula:
         lines.append(f"Formula: {formula}")
     a = f"a = {model.a_:g}; " if np.isfinite(model.a_) else ""
-    lines += [f"Selection: k = {model.support_size_} of {model.coef_.size} candidate fixed "
-              f"effects; {a}{model.selection_}"]
+    forced = list(getattr(model, "forced_features_", []))
+    n_pen = model.coef_.size - len(forced)
+    kept = f" (and {len(forced)} forced: {', '.join(forced)})" if forced else ""
+    lines += [f"Selection: k = {model.support_size_} of {n_pen} candidate fixed "
+              f"effects{kept}; {a}{model.selection_}"]
     if vc is None:
         return lines
     name = "REML criterion at convergence" if vc.method == "REML" else "deviance"

@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 from hdlmm.core._path_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
+from hdlmm.core.group_splicing import Units, best_group_subset_path
 from hdlmm.core.splicing import SubsetFit, best_subset_path, profile_out
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
@@ -28,18 +29,24 @@ __all__ = ["PathFit", "Criterion", "fit_path", "default_k_max", "information_cri
 @dataclass
 class PathFit:
     """Fits along k = 0..k_max: ``coefs[k]`` (all p columns, unpenalised ones included)
-    and ``rss[k]`` for support size ``ks[k] = k`` (penalised columns only; k = 0 is the
-    null model of the unpenalised columns alone). ``k_max`` is how far the path was
-    asked to go (it may stop earlier at the criterion's bound)."""
+    and ``rss[k]`` for support size ``ks[k] = k`` (penalised units only; k = 0 is the
+    null model of the unpenalised columns alone), with ``df[k]`` penalised columns
+    (k when every unit is one column). ``k_max`` is how far the path was asked to go
+    (it may stop earlier at the criterion's bound)."""
 
     ks: np.ndarray
     coefs: np.ndarray
     rss: np.ndarray
     k_max: int = 0
+    df: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.df is None:  # units of one column: as many columns as units
+            self.df = self.ks.copy()
 
 
 def information_criterion(rss: ArrayLike, k: int, n_eff: ArrayLike, p: int,
-                          kind: str = "ebic") -> np.ndarray:
+                          kind: str = "ebic", df: ArrayLike | None = None) -> np.ndarray:
     """Information criterion of abess's family for fits of size k.
 
     n log(RSS / n) + penalty(k), with n = n_eff and
@@ -48,27 +55,37 @@ def information_criterion(rss: ArrayLike, k: int, n_eff: ArrayLike, p: int,
     * ``"gic"`` / ``"sic"``: k log(p) log(log n) (Zhu et al. 2020);
     * ``"ebic"``: k (log n + 2 log p) (Chen & Chen 2008, γ = 1).
 
+    With units of several columns (a factor's dummies selected together), k and p
+    count units and ``df`` the columns of the k units: the parameters are counted by
+    ``df`` (2 df, df log n, df log p log log n) and the models by units (EBIC's
+    2 k log p, the log of the number of supports of k units among p).
+
     Parameters
     ----------
     rss : array-like
     k : array-like of int
     n_eff : float
     p : int
-        Number of candidate (penalised) columns.
+        Number of candidate (penalised) units.
     kind : str
+    df : array-like of int, optional
+        Columns of each fit (default k).
     """
     rss = np.maximum(np.asarray(rss, dtype=float), np.finfo(float).tiny)
     k = np.asarray(k, dtype=float)
+    df = k if df is None else np.asarray(df, dtype=float)
     n = float(n_eff)
     fit = n * np.log(rss / n)
     if kind == "aic":
-        pen = 2 * k
+        pen = 2 * df
     elif kind == "bic":
-        pen = k * np.log(n)
+        pen = df * np.log(n)
     elif kind in ("gic", "sic"):
-        pen = k * np.log(p) * np.log(np.log(n))
-    elif kind == "ebic":
+        pen = df * np.log(p) * np.log(np.log(n))
+    elif kind == "ebic" and df is k:  # (the compiled kernel's operation order)
         pen = k * (np.log(n) + 2 * np.log(p))
+    elif kind == "ebic":
+        pen = df * np.log(n) + 2 * k * np.log(p)
     else:
         raise ValueError(f"ic must be one of {IC_TYPES}; got {kind!r}")
     return fit + pen
@@ -98,7 +115,7 @@ def _expand(fit, p, rest, recover, free):
 
 def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[int] = (),
              max_exchange: int = 2, ic: Callable | None = None, n_rows: int = None,
-             rss_ls: float | None = None) -> PathFit:
+             rss_ls: float | None = None, units: Sequence | None = None) -> PathFit:
     """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
@@ -119,6 +136,10 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         and the bound is skipped without computing it.
     rss_ls : float, optional
         RSS_LS if already known (:func:`least_squares_bound` of the same quadratic).
+    units : sequence of arrays of int, optional
+        Groups of penalised columns (indices of G's columns) selected together, k
+        counting groups (:mod:`hdlmm.core.group_splicing`); the other penalised columns
+        are units of their own. ``ic`` must then be a :class:`Criterion` or None.
 
     Returns
     -------
@@ -128,8 +149,12 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     with one_blas_thread():
         Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
         exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
+        grouped = _units_of(units, rest)
         if not (k_max >= 1 and rest.size):
             fits = []
+        elif grouped is not None:
+            return _group_path(Gt, ct, dt, grouped, k_max, max_exchange,
+                               None if exact_fit else ic, rss_ls, p, rest, recover, free)
         elif ic is None or exact_fit or isinstance(ic, Criterion):
             fits = _kernel_path(Gt, ct, dt, k_max, max_exchange,
                                 None if exact_fit else ic, rss_ls)
@@ -141,6 +166,47 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
+
+
+def _units_of(units, rest):
+    """The :class:`~hdlmm.core.group_splicing.Units` of the profiled problem (positions
+    in ``rest``), or None when every unit is one column."""
+    groups = [np.asarray(u, dtype=np.intp) for u in (units or ()) if len(u) > 1]
+    if not groups:
+        return None
+    grouped = np.concatenate(groups)
+    pos = [np.searchsorted(rest, u) for u in groups]
+    singles = np.setdiff1d(np.arange(rest.size), np.searchsorted(rest, grouped))
+    members = sorted(pos + [np.array([j]) for j in singles], key=lambda u: int(u.min()))
+    return Units(members)
+
+
+def _group_path(G, c, d, units, k_max, max_exchange, criterion, rss_ls, p, rest, recover,
+                free):
+    """:func:`fit_path` with units of several columns (group splicing, in numpy)."""
+    stop = None
+    if criterion is not None:
+        if not isinstance(criterion, Criterion):
+            raise TypeError("a path of groups needs its criterion as a Criterion")
+        bound = least_squares_bound(G, c, d) if rss_ls is None else float(rss_ls)
+        smallest = np.cumsum(np.sort(units.sizes))  # the fewest columns of k + 1 units
+        best = [float(criterion(np.array([d]), np.array([0]))[0])]
+
+        def stop(k, rss, df):
+            best[0] = min(best[0], float(information_criterion(
+                rss, k, criterion.n, criterion.p, criterion.kind, df=df)))
+            return k < units.m and bound > 0 and float(information_criterion(
+                bound, k + 1, criterion.n, criterion.p, criterion.kind,
+                df=smallest[k])) > best[0]
+
+    fits = best_group_subset_path(G, c, d, units, k_max, max_exchange=max_exchange,
+                                  stop=stop)
+    null = np.zeros(p)
+    null[list(free)] = recover(np.zeros(rest.size))
+    coefs = np.array([null] + [_expand(f, p, rest, recover, free) for _, f in fits])
+    return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
+                   rss=np.array([d] + [f.rss for _, f in fits]), k_max=int(k_max),
+                   df=np.array([0] + [units.df(A) for A, _ in fits]))
 
 
 def _kernel_path(G, c, d, k_max, max_exchange, criterion, rss_ls):

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
-from hdlmm.model.checks import check_support_rank, check_support_size
+from hdlmm.model.checks import check_forced_columns, check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
 from hdlmm.model.path import Criterion, default_k_max, fit_path, least_squares_bound
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
@@ -49,7 +50,7 @@ class Selection:
     a : float
         The proxy parameter (NaN for a formula without candidate predictors).
     k : int
-        The support size (the intercept not counted).
+        The support size (the intercept and the forced columns not counted).
     how : str
         How a and k were chosen, in words.
     coef : ndarray of shape (p,)
@@ -61,6 +62,8 @@ class Selection:
         Per k at a: RSS, information criterion, support and coefficients.
     cv_results : pandas.DataFrame or None
         Per (a, k): mean and standard error of the held-out criterion.
+    forced : ndarray of int or None
+        The columns kept in the model unpenalised.
     """
 
     a: float
@@ -71,11 +74,13 @@ class Selection:
     n_eff: float
     path: pd.DataFrame
     cv_results: pd.DataFrame | None = None
+    forced: np.ndarray | None = None
 
     @property
     def support(self) -> np.ndarray:
-        """Indices of the selected fixed effects."""
-        return np.flatnonzero(self.coef)
+        """Indices of the fixed effects in the model: the forced and the selected."""
+        forced = np.zeros(0, np.intp) if self.forced is None else self.forced
+        return np.union1d(forced, np.flatnonzero(self.coef)).astype(np.intp)
 
     def attributes(self) -> dict:
         """The fitted attributes of :class:`hdlmm.SparseLMM` that the selection sets."""
@@ -95,24 +100,45 @@ class Selector:
         Standardised statistics (:meth:`ClusterStats.standardized`), with ``settings.cv``
         fold blocks when the settings need the cross-validation.
     settings : SelectionSettings
+    forced : array-like of int, optional
+        Columns of X (0-based, the intercept not counted) that stay in the model
+        unpenalised, whatever the selection: they are profiled out of every search like
+        the intercept, and k counts the other columns only.
+    feature_groups : sequence of sequences of int, optional
+        Columns of X selected together (a factor's dummies): each group is one unit of
+        the search, in or out as a whole, and counts once in k; the other columns are
+        units of their own. Forced columns are left out of the groups.
 
     Attributes
     ----------
     transform : ProxyTransform
         The proxy transform of ``stats`` (shared with the inference).
     free : list of int
-        The unpenalised columns (the intercept).
+        The unpenalised columns of the statistics: the intercept, then the forced ones.
     n_candidates : int
-        The number of candidate predictors p.
+        The number of penalised candidate units (forced ones not counted; a group
+        counts once).
+    units : list of ndarray
+        The groups of several columns, as columns of the statistics.
     """
 
-    def __init__(self, stats: ClusterStats, settings: SelectionSettings) -> None:
+    def __init__(self, stats: ClusterStats, settings: SelectionSettings,
+                 forced: ArrayLike | None = None,
+                 feature_groups: list | None = None) -> None:
         self.stats = stats
         self.settings = settings
-        self.free = [0] if stats.intercept else []
-        self.n_candidates = stats.n_features - len(self.free)
+        self.n_lead = 1 if stats.intercept else 0  # the intercept's column
+        self.forced = np.unique(np.asarray([] if forced is None else forced, dtype=np.intp))
+        check_forced_columns(stats, self.n_lead, self.forced)
+        self.free = list(range(self.n_lead)) + [int(j) + self.n_lead for j in self.forced]
+        self.units = [np.setdiff1d(np.asarray(g, dtype=np.intp), self.forced) + self.n_lead
+                      for g in (feature_groups or ())]
+        self.units = [u for u in self.units if u.size > 1]
+        self.n_candidates = (stats.n_features - len(self.free)
+                             - sum(u.size - 1 for u in self.units))
         if settings.support_size is not None:
-            check_support_size(settings.support_size, self.n_candidates, stats.n_samples)
+            check_support_size(settings.support_size, self.n_candidates,
+                               stats.n_samples - len(self.free))
         self.transform = ProxyTransform(stats)
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
         self._short = {}  # a -> a full-data path to a smaller k (see _ml_k)
@@ -130,6 +156,7 @@ class Selector:
         a, k, how, cv_results = float(s.a), s.support_size, f"a = {s.a} given", None
         if k is None and s.k_selection == "cv":
             cvres = cross_validate(self.transform, [a], k_max, free=self.free,
+                                   units=self.units,
                                    criterion=s.cv_criterion, max_exchange=s.max_exchange)
             cv_results = cvres.table()
             k = int(cvres.ks[cvres.best(s.one_se)[1]])
@@ -143,8 +170,8 @@ class Selector:
         (:func:`~hdlmm.model.efficiency.most_efficient_a`), or None if that is the
         selection's a; and the table of the traces."""
         grid = self.settings.grid()
-        S = np.r_[self.free, selection.support + len(self.free)].astype(np.intp)
-        a, traces = most_efficient_a(self.transform, grid, S, len(self.free), cov_re, scale)
+        S = np.r_[:self.n_lead, selection.support + self.n_lead].astype(np.intp)
+        a, traces = most_efficient_a(self.transform, grid, S, self.n_lead, cov_re, scale)
         table = pd.DataFrame({"a": grid, "trace_var": traces})
         if a == selection.a:
             selection.how += "; also the most efficient a for its support"
@@ -158,10 +185,11 @@ class Selector:
         s, N = self.settings, self.stats.n_samples
         if s.support_size is not None and s.k_max is None:
             return s.support_size
-        k_max = s.k_max or default_k_max(N * (s.cv - 1) // s.cv, self.n_candidates)
+        n_forced = len(self.free) - self.n_lead
+        k_max = s.k_max or default_k_max(N * (s.cv - 1) // s.cv - n_forced, self.n_candidates)
         if s.support_size is not None:
             k_max = max(k_max, s.support_size)
-        return check_support_size(int(k_max), self.n_candidates, N)
+        return check_support_size(int(k_max), self.n_candidates, N - n_forced)
 
     def _search(self, a_grid, k_max):
         """The selection when a is not given: a by grouped CV over ``a_grid`` (k by the
@@ -188,7 +216,7 @@ class Selector:
         cvres, todo = None, seen
         while True:
             ks = k_max if k_index is None else [k_index[a] for a in todo]
-            part = cross_validate(transform, todo, ks, free=self.free,
+            part = cross_validate(transform, todo, ks, free=self.free, units=self.units,
                                   criterion=s.cv_criterion, max_exchange=s.max_exchange)
             cvres = part if cvres is None else cvres.merge(part)
             k_of_a = None if k_index is None else np.array([k_index[a]
@@ -220,7 +248,7 @@ class Selector:
         if s.ic_samples != "ml":
             paths, n_ic, _ = zip(*(self._full_path(a, k_max) for a in a_values))
             k_of_a = {a: int(np.argmin(information_criterion(path.rss, path.ks, n, p,
-                                                             s.ic)))
+                                                             s.ic, df=path.df)))
                       for a, path, n in zip(a_values, paths, n_ic)}
             return k_of_a, f" at the k chosen by {s.ic.upper()} for each a", None
         k, ia = self._ml_k(list(a_values), k_max)
@@ -248,10 +276,11 @@ class Selector:
 
         def k_by_ic(ia, n):
             path, _, n_eff = self._full_path(a_values[ia], k_max)
-            rss = np.full(k_max + 1, np.inf)
-            rss[:path.rss.size] = path.rss
+            rss, df = np.full(k_max + 1, np.inf), ks.copy()
+            rss[:path.rss.size], df[:path.df.size] = path.rss, path.df
             return int(np.argmin(information_criterion(rss, ks, n_eff if n is None else n,
-                                                       p, kind)))
+                                                       p, kind,
+                                                       df=df if self.units else None)))
 
         ia = int(np.argmin(dev(min(1, k_max))))
         k = k_by_ic(ia, None)  # the start: n = tr(Σ_a⁻¹) at the a fitted for k = 1
@@ -300,19 +329,21 @@ class Selector:
                 self._ls[key] = least_squares_bound(G, c, d, self.free)
             rss_ls = self._ls[key]
         path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
-                        ic=ic, n_rows=n_rows, rss_ls=rss_ls)
+                        ic=ic, n_rows=n_rows, rss_ls=rss_ls, units=self.units)
         return path, n_ic, n_eff
 
     def fit_at(self, a: float, k: int | None, how: str, k_max: int,
                cv_results: pd.DataFrame | None = None) -> Selection:
         """The best-subset fit of size k at a (k None: by the information criterion on
         the full-data path)."""
-        s, p, free = self.settings, self.n_candidates, self.free
+        s, p, free, lead = self.settings, self.n_candidates, self.free, self.n_lead
         path, n_ic, n_eff = self._full_path(a, k_max)
         if k is not None and path.ks.size <= k:  # the IC path stopped short of k at a
             G, c, d, _, _ = self.transform.at(a).total()  # (a is defined: k > 0)
-            path = fit_path(G, c, d, k, free=free, max_exchange=s.max_exchange)
-        ic = (information_criterion(path.rss, path.ks, n_ic, p, s.ic) if p
+            path = fit_path(G, c, d, k, free=free, max_exchange=s.max_exchange,
+                            units=self.units)
+        ic = (information_criterion(path.rss, path.ks, n_ic, p, s.ic,
+                                    df=path.df if self.units else None) if p
               else np.full(path.ks.size, np.nan))
         if k is None:
             k = int(path.ks[np.argmin(ic)])
@@ -320,14 +351,13 @@ class Selector:
                       else f"n = N = {n_ic:g}")
             how += f"; k by {s.ic.upper()} ({n_text})"
         coef = path.coefs[k]  # k_max() guarantees k ≤ k_max
-        check_support_rank(self.stats, free, np.flatnonzero(coef[len(free):]), k)
-        table = pd.DataFrame({
-            "k": path.ks, "rss": path.rss, "ic": ic,
-            "support": [np.flatnonzero(cf[len(free):]) for cf in path.coefs],
-            "coef": [cf[len(free):] for cf in path.coefs]})
-        return Selection(a=a, k=k, how=how, coef=coef[len(free):].copy(),
-                         intercept=float(coef[0]) if free else 0.0, n_eff=n_eff,
-                         path=table, cv_results=cv_results)
+        supports = [np.union1d(self.forced, np.flatnonzero(cf[lead:])) for cf in path.coefs]
+        check_support_rank(self.stats, lead, supports[k], path.df[k] + self.forced.size)
+        table = pd.DataFrame({"k": path.ks, "rss": path.rss, "ic": ic, "support": supports,
+                              "coef": [cf[lead:] for cf in path.coefs]})
+        return Selection(a=a, k=k, how=how, coef=coef[lead:].copy(),
+                         intercept=float(coef[0]) if lead else 0.0, n_eff=n_eff,
+                         path=table, cv_results=cv_results, forced=self.forced)
 
 
 def _coarse(grid, step=3):

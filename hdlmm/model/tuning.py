@@ -177,7 +177,7 @@ def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
 
 def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: int,
                    free: Sequence[int] = (), criterion: str = "marginal",
-                   max_exchange: int = 2) -> CVResult:
+                   max_exchange: int = 2, units: Sequence | None = None) -> CVResult:
     """Grouped K-fold CV over a grid of a and support sizes 0..k_max.
 
     Parameters
@@ -190,6 +190,9 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
     free : sequence of int
         Unpenalised columns.
     criterion : {"marginal", "loglik"}
+    max_exchange : int
+    units : sequence of arrays of int, optional
+        Groups of columns selected together (see :func:`~hdlmm.model.path.fit_path`).
 
     Returns
     -------
@@ -207,12 +210,12 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
         for f in range(K):
             G, c, d, _, n_tr = qa.without(f)
             path = fit_path(G, c, d, int(k_max_a[ia]), free=free,
-                            max_exchange=max_exchange)
+                            max_exchange=max_exchange, units=units)
             test0 = q0.block(f)
             Gf, cf, df, _, nf = qa.block(f)
             test_a = (Gf, cf, df, logdet[f], nf)
-            for ik in range(int(k_max_a[ia]) + 1):  # ik = k
-                if criterion == "loglik" and n_tr <= ik + len(free):
+            for ik in range(min(int(k_max_a[ia]) + 1, path.ks.size)):  # ik = k
+                if criterion == "loglik" and n_tr <= path.df[ik] + len(free):
                     scores[ia, f, ik] = np.inf  # no residual df: σ̂² is not estimable
                     continue
                 # floor the training RSS at 1e-12 of the total: an exact training fit

@@ -31,7 +31,7 @@ import pandas as pd
 
 from hdlmm.sources.coltypes import check_columns, column_types
 
-__all__ = ["FormulaDesign", "parse_formula", "split_bars", "design_rows"]
+__all__ = ["FormulaDesign", "parse_formula", "split_bars", "strip_force", "design_rows"]
 
 MISSING = ("raise", "drop")
 
@@ -61,6 +61,8 @@ class FormulaDesign:
     n_dropped: int
     re_blocks: list
     column_types: dict | None = None
+    terms: dict | None = None
+    forced: list | None = None
 
     def without_data(self) -> FormulaDesign:
         """The design without the training rows (y, X, groups, Z): what a fitted model
@@ -132,6 +134,7 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
         dup = sorted(set(data.columns[data.columns.duplicated()].astype(str)))
         raise ValueError(f"data has duplicated column names {dup}; rename them")
     fixed, bars = split_bars(formula)
+    fixed, forced_terms = strip_force(fixed)
     if not bars:
         raise ValueError("the formula has no random-effect term such as (1 | group); "
                          "add one to say how rows are clustered")
@@ -155,6 +158,8 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
     X = mm.rhs
     fit_intercept = "Intercept" in X.columns
     X = X.drop(columns=["Intercept"]) if fit_intercept else X
+    terms = _term_columns(mm.rhs.model_spec, fit_intercept)
+    forced = _forced_columns(fm, forced_terms, terms)
     Z, names, blocks, re_specs = _random_design(fm, bars, data)
     labels = group_labels(data, group)
     if pd.unique(labels).size < 2:
@@ -163,10 +168,55 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
     return FormulaDesign(y=y, X=pd.DataFrame(X), groups=labels, Z=Z, re_names=names,
                          fit_intercept=fit_intercept, group_column=group,
                          fixed_spec=mm.rhs.model_spec, re_spec=re_specs,
-                         n_dropped=n_dropped, re_blocks=blocks,
+                         n_dropped=n_dropped, re_blocks=blocks, terms=terms,
+                         forced=forced,
                          column_types=column_types(data[[c for c in data.columns
                                                          if c in used]],
                                                    response, group.split(":")))
+
+
+def strip_force(fixed: str) -> tuple:
+    """The fixed formula with every ``force(terms)`` marker replaced by its terms, and
+    the marked terms' text (they stay in the model unpenalised).
+
+    >>> strip_force("y ~ force(age + sex) + x")
+    ('y ~ age + sex + x', ['age + sex'])
+    """
+    out, marked, i = "", [], 0
+    for m in re.finditer(r"\bforce\s*\(", fixed):
+        if m.start() < i:
+            continue
+        depth, j = 1, m.end()
+        while j < len(fixed) and depth:
+            depth += {"(": 1, ")": -1}.get(fixed[j], 0)
+            j += 1
+        inner = fixed[m.end():j - 1].strip()
+        if depth or not inner:
+            raise ValueError(f"force(...) in {fixed!r} needs terms inside its parentheses, "
+                             f"e.g. force(age + sex)")
+        out += fixed[i:m.start()] + inner
+        marked.append(inner)
+        i = j
+    return out + fixed[i:], marked
+
+
+def _term_columns(spec, fit_intercept):
+    """Term (as text) → indices of its columns in X (the intercept's column dropped)."""
+    shift = 1 if fit_intercept else 0
+    return {str(t): [j - shift for j in idx] for t, idx in spec.term_indices.items()
+            if str(t) != "1"}
+
+
+def _forced_columns(fm, forced_terms, terms):
+    """Indices of the columns of the terms marked by ``force(...)``."""
+    cols = []
+    for inner in forced_terms:
+        for term in (str(t) for t in fm.Formula("0 + " + inner)):
+            if term not in terms:
+                raise ValueError(f"force({inner}) names the term {term!r}, which is not a "
+                                 f"term of the model's fixed part {list(terms)}")
+            cols += terms[term]
+    return sorted(set(cols))
 
 
 def _grouping_factor(bars, data):

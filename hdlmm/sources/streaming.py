@@ -209,7 +209,8 @@ class TableSpec:
     ----------
     y, groups : str
     X : list of str, optional
-        Default: every other column (not y, groups or a Z column).
+        Default: every other column (not y or groups), random-slope columns included,
+        the candidates of the formula ``y ~ . + (... | groups)``.
     Z : list of str, optional
         Random-effect design; ``"1"`` is a column of ones. Default ``["1"]``
         (a random intercept).
@@ -230,8 +231,7 @@ class TableSpec:
                 raise ValueError(f"column {name!r} is not in {where}; its columns are "
                                  f"{', '.join(cols[:20])}{' ...' if len(cols) > 20 else ''}")
         if self.X is None:
-            skip = {self.y, self.groups, *z_cols}
-            self.X = [c for c in cols if c not in skip]
+            self.X = [c for c in cols if c not in (self.y, self.groups)]
         if not self.X:
             raise ValueError(f"no predictor columns left in {where}; pass X=[...]")
         return self
