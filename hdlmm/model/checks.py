@@ -80,8 +80,9 @@ def check_forced_columns(stats: ClusterStats, n_lead: int, forced: np.ndarray) -
     const = set(stats.constant_columns().tolist()) & set(forced.tolist())
     if const:
         constant = [stats.feature_names[j + n_lead] for j in sorted(const)]
-        raise ValueError(f"forced column(s) {constant} are constant: they duplicate the intercept and have no "
-                         f"coefficient of their own; drop them from force")
+        raise ValueError(f"forced column(s) {constant} are constant: they duplicate the "
+                         f"intercept and have no coefficient of their own; drop them "
+                         f"from force")
     cols = np.r_[np.arange(n_lead), forced + n_lead].astype(int)
     G = stats.XtX.sum(0)[np.ix_(cols, cols)]
     if _inverse_pd(G, strict=True) is None:
