@@ -68,6 +68,11 @@ def test_dot_excludes_response_and_group_and_encodes_categoricals():
     df["y"] = 2 * df.x + np.where(df.arm == "c", 3.0, 0.0) + rng.standard_normal(n) * 0.3
     m = hdlmm.SparseLMM.from_formula("y ~ . + (1 | g)", df, random_state=0)
     assert list(m.feature_names_in_) == ["arm[T.b]", "arm[T.c]", "x"]
+    # the factor is selected whole by default, its dummies one by one on request
+    assert set(m.params_.index[m.params_ != 0]) == {"(Intercept)", "arm[T.b]", "arm[T.c]",
+                                                    "x"}
+    m = hdlmm.SparseLMM.from_formula("y ~ . + (1 | g)", df, random_state=0,
+                                     feature_groups="columns")
     assert set(m.params_.index[m.params_ != 0]) == {"(Intercept)", "arm[T.c]", "x"}
 
 

@@ -46,9 +46,9 @@ def fit(ref, **params):
     p = parse_formula(ref["formula"], data).X.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
-        return hdlmm.SparseLMM.from_formula(
+        return hdlmm.SparseLMM.from_formula(  # p columns, each its own unit: all in
             ref["formula"], data, support_size=p, a=1.0, vc_method=ref["method"],
-            inference=None, **params)
+            inference=None, feature_groups="columns", **params)
 
 
 def deviance_at_lme4_theta(model, ref):
@@ -126,7 +126,8 @@ def test_shifting_or_rescaling_a_slope_covariate_leaves_the_optimum(key):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         m1 = hdlmm.SparseLMM.from_formula(ref["formula"], data, support_size=p, a=1.0,
-                                          vc_method=ref["method"], inference=None)
+                                          vc_method=ref["method"], inference=None,
+                                          feature_groups="columns")
     c0, c1 = m0.variance_components_.criterion, m1.variance_components_.criterion
     # REML: log|XᵀV⁻¹X| moves by 2 log 1000 when a column of X is multiplied by 1000
     if ref["method"] == "REML":

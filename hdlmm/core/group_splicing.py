@@ -66,6 +66,10 @@ class Units:
         for i, u in enumerate(self.members):
             self.unit_of[u] = i
         self.multi = np.flatnonzero(self.sizes > 1)
+        # the units of several columns by size: (unit ids (m_s,), their columns (m_s, s))
+        self.by_size = [(ids, np.array([self.members[j] for j in ids]))
+                        for ids in (self.multi[self.sizes[self.multi] == size]
+                                    for size in np.unique(self.sizes[self.multi]))]
         self.single_cols = np.array([u[0] for u in self.members if u.size == 1], np.intp)
         self.single_units = np.flatnonzero(self.sizes == 1)
 
@@ -131,22 +135,27 @@ class _State:
         s = units.single_cols
         self.G_ss = np.diag(G)[s]
         self.D = self.G_ss - np.einsum("ij,ij->i", self.H[s], G[s][:, C])
-        self.D_multi = {}
-        for j in units.multi:
-            cols = units.members[j]
-            Dj = G[np.ix_(cols, cols)] - self.H[cols] @ G[np.ix_(C, cols)]
-            self.D_multi[int(j)] = 0.5 * (Dj + Dj.T)
+        self.D_multi, self.G_multi = [], []
+        for _, cols in units.by_size:  # D_j = G_jj − H_j G_Cj, batched (m_s, s, s)
+            Gjj = G[cols[:, :, None], cols[:, None, :]]
+            Dj = Gjj - self.H[cols] @ np.moveaxis(G[C][:, cols], 0, 1) if C.size else Gjj
+            self.D_multi.append(0.5 * (Dj + np.swapaxes(Dj, 1, 2)))
+            self.G_multi.append(np.einsum("mss->ms", Gjj).max(axis=1))
         self.zeta = self._gains(units, self.g, self.D, self.D_multi)
 
     def _gains(self, units, g, D, D_multi):
-        """ζ of every unit (−inf on A) for the residual gradient g and complements D."""
+        """ζ of every unit (−inf on A) for the residual gradient g and complements D
+        (directions where D has less than 1e-12 of the columns' spread, i.e. aliased
+        with the support, give no gain)."""
         zeta = np.full(units.m, -np.inf)
         s = units.single_cols
-        with np.errstate(divide="ignore", invalid="ignore"):  # aliased columns: no gain
+        with np.errstate(divide="ignore", invalid="ignore"):
             zeta[units.single_units] = np.where(D > 1e-12 * self.G_ss, g[s] ** 2 / D, 0.0)
-        for j, Dj in D_multi.items():
-            cols = units.members[j]
-            zeta[j] = float(g[cols] @ _inverse_pd(Dj) @ g[cols])
+        for (ids, cols), Dj, scale in zip(units.by_size, D_multi, self.G_multi):
+            w, V = np.linalg.eigh(Dj)
+            proj = np.einsum("mst,ms->mt", V, g[cols])
+            keep = w > 1e-12 * scale[:, None]
+            zeta[ids] = np.sum(np.where(keep, proj ** 2 / np.where(keep, w, 1.0), 0.0), 1)
         zeta[self.A] = -np.inf
         return zeta
 
@@ -161,8 +170,8 @@ class _State:
             W = Hu @ self.Muu_inv[i]
             g = self.g + W @ self.beta[self.pos[i]]
             D = self.D + np.einsum("ij,ij->i", W[s], Hu[s])
-            D_multi = {j: Dj + W[units.members[j]] @ Hu[units.members[j]].T
-                       for j, Dj in self.D_multi.items()}
+            D_multi = [Dj + W[cols] @ np.swapaxes(Hu[cols], 1, 2)
+                       for (_, cols), Dj in zip(units.by_size, self.D_multi)]
             zeta = self._gains(units, g, D, D_multi)
             j = int(np.argmax(zeta))
             f = self.f + self.xi[i] - zeta[j]
@@ -192,11 +201,18 @@ def best_group_subset(G: np.ndarray, c: np.ndarray, d: float, units: Units, k: i
     """
     st = _State(G, c, d, units, [] if init is None else sorted(set(int(u) for u in init)))
     while len(st.A) != k and st.M is not None:
-        if len(st.A) < k:
-            A = st.A + [int(np.argmax(st.zeta))]
-        else:
-            A = [a for i, a in enumerate(st.A) if i != int(np.argmin(st.xi))]
-        st = _State(G, c, d, units, sorted(A))
+        if len(st.A) > k:
+            st = _State(G, c, d, units, [a for i, a in enumerate(st.A)
+                                         if i != int(np.argmin(st.xi))])
+            continue
+        grown = None  # the strongest unit whose columns are not aliased with the support
+        for j in np.argsort(-st.zeta, kind="stable")[:units.m - len(st.A)]:
+            grown = _State(G, c, d, units, sorted(st.A + [int(j)]))
+            if grown.M is not None:
+                break
+        if grown is None or grown.M is None:
+            break  # no unit can be added: the caller reports the rank
+        st = grown
     for _ in range(max_iter):
         if st.M is None:
             break

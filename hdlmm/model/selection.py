@@ -137,12 +137,23 @@ class Selector:
         self.n_candidates = (stats.n_features - len(self.free)
                              - sum(u.size - 1 for u in self.units))
         if settings.support_size is not None:
+            self._check_units(settings.support_size)
             check_support_size(settings.support_size, self.n_candidates,
                                stats.n_samples - len(self.free))
         self.transform = ProxyTransform(stats)
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
         self._short = {}  # a -> a full-data path to a smaller k (see _ml_k)
         self._ls = {}  # a -> RSS of least squares on all columns (the paths' bound)
+
+    def _check_units(self, k):
+        """A support size beyond the number of units, when groups count once."""
+        if self.units and isinstance(k, int) and k > self.n_candidates:
+            cols = self.stats.n_features - len(self.free)
+            raise ValueError(
+                f"support_size={k} exceeds the {self.n_candidates} candidate units: the "
+                f"{cols} penalised columns of X, with {len(self.units)} group(s) of columns "
+                f"(a factor's dummies) that count once in k (feature_groups); pass at most "
+                f"{self.n_candidates}, or feature_groups='columns' to count columns")
 
     def choose(self) -> Selection:
         """Choose a and k as the settings say, and fit at them."""
