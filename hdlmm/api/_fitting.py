@@ -32,7 +32,7 @@ from hdlmm.model.random_part import random_part
 from hdlmm.model.selection import Selector
 from hdlmm.model.settings import SelectionSettings
 
-__all__ = ["fit_arrays", "fit_statistics", "expand_screened"]
+__all__ = ["fit_arrays", "fit_statistics", "expand_screened", "named_outputs"]
 
 
 def fit_statistics(stats: ClusterStats, rows: Callable | None, params: dict, *,
@@ -149,6 +149,7 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
     formula's terms to their columns) and ``forced`` (indices: a formula's
     ``force(...)`` terms); screening always keeps them."""
     frame_names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
+    row_index = X.index if isinstance(X, pd.DataFrame) else None
     X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
                                               allow_no_features=allow_no_features)
     settings = SelectionSettings.from_params(params)
@@ -176,7 +177,7 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
     fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), params,
                             re_names=re_names, re_blocks=re_blocks, no_groups=no_groups,
                             forced=forced, feature_groups=groups)
-    fitted["residual_quantiles_"] = _residual_quantiles(fitted, X, y, Z, labels[codes])
+    fitted.update(_fitted_values(fitted, X, y, Z, labels[codes], row_index))
     fitted["screened_features_"] = None
     if kept is not None:
         fitted.update(expand_screened(fitted, kept, p, all_names))
@@ -185,11 +186,35 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
     return fitted
 
 
-def _residual_quantiles(fitted, X, y, Z, row_labels):
-    """Min, quartiles and max of the conditional residuals over σ̂ (lme4's "scaled
-    residuals"); None without variance components."""
-    if fitted["random_effects_"] is None:
-        return None
-    gamma = fitted["random_effects_"].reindex(pd.Index(row_labels)).to_numpy()
-    pred = X @ fitted["coef_"] + fitted["intercept_"] + np.einsum("ij,ij->i", Z, gamma)
-    return np.quantile((y - pred) / np.sqrt(fitted["scale_"]), [0, 0.25, 0.5, 0.75, 1])
+def _fitted_values(fitted, X, y, Z, row_labels, row_index):
+    """The fitted values (marginal Xβ̂ + β̂₀, and conditional + Zγ̂ with the BLUPs) and
+    the conditional residuals as Series on the rows' index, and the min, quartiles and
+    max of the residuals over σ̂ (lme4's "scaled residuals"; None without variance
+    components)."""
+    marginal = X @ fitted["coef_"] + fitted["intercept_"]
+    conditional, quantiles = marginal, None
+    if fitted["random_effects_"] is not None:
+        gamma = fitted["random_effects_"].reindex(pd.Index(row_labels)).to_numpy()
+        conditional = marginal + np.einsum("ij,ij->i", Z, gamma)
+        quantiles = np.quantile((y - conditional) / np.sqrt(fitted["scale_"]),
+                                [0, 0.25, 0.5, 0.75, 1])
+    return dict(fittedvalues_=pd.Series(conditional, index=row_index, name="fitted"),
+                fittedvalues_marginal_=pd.Series(marginal, index=row_index,
+                                                 name="fitted_marginal"),
+                resid_=pd.Series(y - conditional, index=row_index, name="resid"),
+                residual_quantiles_=quantiles)
+
+
+def named_outputs(fitted: dict) -> dict:
+    """``bse_`` and ``pvalues_`` as pandas Series on the index of ``params_`` (the
+    intercept first, as statsmodels' ``bse`` and ``pvalues``): the last step of a fit.
+    The intercept's p-value is NaN (the debiased inference tests the features); its
+    standard error is that of the fitted mixed model, as the features'."""
+    index = fitted["params_"].index
+    lead = index.size - fitted["coef_"].size  # 1 with an intercept
+    nan = np.full(fitted["coef_"].size, np.nan)
+    bse = nan if fitted.get("bse_") is None else fitted["bse_"]
+    icpt = [fitted.get("intercept_bse_", np.nan)] * lead
+    return dict(fitted, bse_=pd.Series(np.r_[icpt, bse], index=index, name="std_err"),
+                pvalues_=pd.Series(np.r_[[np.nan] * lead, fitted["pvalues_"]],
+                                   index=index, name="pvalue"))

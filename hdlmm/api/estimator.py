@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from hdlmm.api._fitting import fit_arrays, fit_statistics
+from hdlmm.api._fitting import fit_arrays, fit_statistics, named_outputs
 from hdlmm.api.params import (
     check_params,
     check_predict_groups,
@@ -45,6 +45,8 @@ from hdlmm.sources.streaming import (
 if TYPE_CHECKING:
     import dask.dataframe
 
+    from hdlmm.api.summary import Summary
+
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
 
@@ -54,6 +56,12 @@ NO_GROUPS_WARNING = (
     "GridSearchCV or cross_val_score, enable metadata routing with "
     "sklearn.set_config(enable_metadata_routing=True) and "
     "SparseLMM().set_fit_request(groups=True))")
+
+
+def _kind(kind):
+    if kind not in ("conditional", "marginal"):
+        raise ValueError(f"kind must be 'conditional' or 'marginal'; got {kind!r}")
+    return kind
 
 
 class SparseLMM(RegressorMixin, BaseEstimator):
@@ -220,8 +228,8 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         Ψ̂, fitted on the selected support (``vc_method``).
     scale_ : float
         σ̂².
-    bse_ : ndarray of shape (n_features,)
-        Model-based standard errors, the square roots of the diagonal of
+    bse_ : pandas.Series
+        Indexed as ``params_`` (the intercept first): model-based standard errors, the square roots of the diagonal of
         σ̂²(XᵀV̂⁻¹X)⁻¹, of the GLS fixed effects on the support (``refit=True``); NaN
         off the support and with ``refit=False``. They ignore the selection step (the
         debiased ``inference_`` does not).
@@ -230,14 +238,23 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         BLUPs γ̂_i, one row per cluster label, one column per random effect.
     inference_ : DebiasedInference or None
         Debiased estimates of the ``inference`` coordinates; ``inference_.table()``.
-    pvalues_ : ndarray of shape (n_features,)
-        Two-sided debiased p-values (adjusted by ``p_adjust``); NaN where not tested.
+    pvalues_ : pandas.Series
+        Indexed as ``params_``: two-sided debiased p-values (adjusted by ``p_adjust``);
+        NaN where not tested (and for the intercept).
     params_ : pandas.Series
         Intercept and coefficients indexed by feature name (updated by ``refit``).
     stats_ : ClusterStats
         The statistics the fit worked on: of the standardised columns (their
         ``x_shift``, ``x_scale``, ``z_shift``, ``z_scale``), of the screened columns when
         screening was applied.
+    fittedvalues_ : pandas.Series or None
+        Conditional fitted values Xβ̂ + β̂₀ + Zγ̂ of the training rows (lme4's
+        ``fitted()``), on the index of X (or the formula's data); None for fits on files,
+        Dask or statistics. See :meth:`fitted` and :meth:`residuals`.
+    fittedvalues_marginal_ : pandas.Series or None
+        Marginal fitted values Xβ̂ + β̂₀.
+    resid_ : pandas.Series or None
+        Conditional residuals y − ``fittedvalues_``.
     screened_features_ : ndarray of int or None
         Columns kept by screening (None: no screening).
     fit_time_ : float
@@ -432,8 +449,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         names, p = list(stats.feature_names[lead:]), stats.n_features - lead
         forced = resolve_forced(self.force, names, p)
         groups = resolve_feature_groups(self.feature_groups, names, p, forced=forced)
-        self._set(fit_statistics(stats, chunks, self.get_params(), re_names=re_names,
-                                 forced=forced, feature_groups=groups))
+        fitted = fit_statistics(stats, chunks, self.get_params(), re_names=re_names,
+                                forced=forced, feature_groups=groups)
+        fitted.update(fittedvalues_=None, fittedvalues_marginal_=None, resid_=None)
+        self._set(named_outputs(fitted))
         self.fit_time_ = time.perf_counter() - t0
         return self
 
@@ -452,7 +471,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                             re_blocks=re_blocks, no_groups=no_groups,
                             allow_no_features=allow_no_features, terms=terms,
                             forced=forced)
-        self._set(fitted)
+        self._set(named_outputs(fitted))
         self.fit_time_ = time.perf_counter() - t0
         return self
 
@@ -518,21 +537,68 @@ class SparseLMM(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (N,)
+        ndarray of shape (N,), or a pandas Series on X's index when X is a DataFrame
         """
         check_is_fitted(self, "coef_")
+        index = X.index if isinstance(X, pd.DataFrame) else None
         X = check_predict_X(match_columns(X, getattr(self, "feature_names_in_", None)),
                             self.coef_.size)
         pred = X @ self.coef_ + self.intercept_
-        if groups is None or not random_effects or self.random_effects_ is None:
-            return pred
-        Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
-        gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
-        warn_unseen_clusters(np.isnan(gamma).any(axis=1), groups,
-                             self.random_effects_.index)
-        return pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
+        if groups is not None and random_effects and self.random_effects_ is not None:
+            Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
+            gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
+            warn_unseen_clusters(np.isnan(gamma).any(axis=1), groups,
+                                 self.random_effects_.index)
+            pred = pred + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
+        return pred if index is None else pd.Series(pred, index=index, name="prediction")
 
-    def predict_frame(self, data: pd.DataFrame, random_effects: bool = True) -> np.ndarray:
+    def fitted(self, kind: str = "conditional") -> pd.Series:
+        """Fitted values of the training rows: ``"conditional"`` Xβ̂ + β̂₀ + Zγ̂ (lme4's
+        ``fitted()``) or ``"marginal"`` Xβ̂ + β̂₀."""
+        return self._training_rows("fittedvalues_" if _kind(kind) == "conditional"
+                                   else "fittedvalues_marginal_")
+
+    def residuals(self, kind: str = "conditional", scaled: bool = False) -> pd.Series:
+        """Residuals of the training rows, y minus the ``"conditional"`` or ``"marginal"``
+        fitted values; ``scaled`` divides them by σ̂ (lme4's scaled residuals)."""
+        resid = self._training_rows("resid_")
+        if _kind(kind) == "marginal":
+            resid = resid + self.fittedvalues_ - self.fittedvalues_marginal_
+        resid = resid.rename(f"resid_{kind}")
+        if scaled:
+            if self.scale_ is None:
+                raise ValueError("scaled residuals need σ̂: the model has no variance "
+                                 "components (vc_method=None or no groups)")
+            resid = resid / np.sqrt(self.scale_)
+        return resid
+
+    def _training_rows(self, name):
+        check_is_fitted(self, "coef_")
+        value = getattr(self, name, None)
+        if value is None:
+            raise ValueError("fitted values and residuals are kept for fits on rows in "
+                             "memory (fit, from_formula); for a fit on a file, Dask or "
+                             "statistics, predict on the rows: predict(X, groups, Z)")
+        return value
+
+    def predict_interval(self, X: ArrayLike, groups: ArrayLike | None = None,
+                         Z: ArrayLike | None = None, level: float = 0.95) -> pd.DataFrame:
+        """Prediction intervals for new observations (see
+        :func:`hdlmm.api.prediction.prediction_interval`): rows of clusters seen in fit
+        use their BLUPs and conditional variance, rows of new clusters (or without
+        ``groups``) the marginal prediction with the random effects' variance.
+
+        Returns
+        -------
+        pandas.DataFrame with columns ``prediction``, ``se`` (of the prediction error),
+        ``lower``, ``upper`` and ``seen`` (the row's cluster was in fit).
+        """
+        from hdlmm.api.prediction import prediction_interval
+
+        check_is_fitted(self, "coef_")
+        return prediction_interval(self, X, groups, Z, level)
+
+    def predict_frame(self, data: pd.DataFrame, random_effects: bool = True) -> pd.Series:
         """Predict for the rows of a DataFrame, encoded as in ``fit_formula``.
 
         Rows of clusters seen in fit add their BLUPs (unless ``random_effects=False``).
@@ -561,8 +627,9 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                              "'all' or a list of columns")
         return self.inference_.confint(level)
 
-    def summary(self) -> str:
-        """A readable summary of the fitted model (see :func:`hdlmm.api.summary.summarize`)."""
+    def summary(self) -> Summary:
+        """The summary of the fitted model, laid out as lme4's: a ``str`` (print it)
+        that renders as HTML tables in notebooks (:class:`hdlmm.api.summary.Summary`)."""
         from hdlmm.api.summary import summarize
 
         check_is_fitted(self, "coef_")

@@ -75,8 +75,7 @@ def coefficient_table(model: SparseLMM, level: float = 0.95) -> pd.DataFrame:
                         "selected": [True] * free + list(model.coef_ != 0)})
     forced = set(getattr(model, "forced_features_", []))
     tab["forced"] = [False] * free + [n in forced for n in names[free:]]  # by `force`
-    bse = model.bse_ if model.bse_ is not None else np.full(model.coef_.size, np.nan)
-    tab["gls_std_err"] = np.r_[[getattr(model, "intercept_bse_", np.nan)] * free, bse]
+    tab["gls_std_err"] = model.bse_.to_numpy()
     tab["proxy_estimate"] = np.r_[[model.intercept_proxy_] * free, model.coef_proxy_]
     inf = model.inference_
     if inf is not None:

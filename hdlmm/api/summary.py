@@ -10,6 +10,7 @@ Every table pairs an estimate with its own estimator's standard error and says w
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["summarize", "fixed_effects_table"]
+__all__ = ["Summary", "summarize", "fixed_effects_table"]
 
 
 def fixed_effects_table(model: SparseLMM) -> pd.DataFrame:
@@ -30,17 +31,10 @@ def fixed_effects_table(model: SparseLMM) -> pd.DataFrame:
     estimate under Ψ̂, σ̂² (``model.estimator_``) and ignore the selection step; with
     ``refit=False`` the proxy estimate has none (NaN).
     """
-    names = model.stats_.feature_names
     free = 1 if model.stats_.intercept else 0
-    rows, index = [], []
-    if free:
-        index.append(names[0])
-        rows.append((model.intercept_, getattr(model, "intercept_bse_", np.nan)))
-    for j in model.support_:
-        index.append(names[j + free])
-        bse = model.bse_[j] if getattr(model, "bse_", None) is not None else np.nan
-        rows.append((model.coef_[j], bse))
-    tab = pd.DataFrame(rows, index=index, columns=["estimate", "std.err"], dtype=float)
+    rows = np.r_[np.arange(free), model.support_ + free].astype(int)
+    tab = pd.DataFrame({"estimate": model.params_.iloc[rows],
+                        "std.err": model.bse_.iloc[rows]}, dtype=float)
     tab["z"] = tab["estimate"] / tab["std.err"]
     tab["p"] = 2 * sps.norm.sf(np.abs(tab["z"]))
     return tab
@@ -121,9 +115,68 @@ def _fixed_effects_lines(model):
     return lines
 
 
-def summarize(model: SparseLMM) -> str:
-    """The summary text of a fitted :class:`~hdlmm.SparseLMM`."""
-    lines = _header(model) + _residual_lines(model) + _random_effects_lines(model)
+class Summary(str):
+    """The summary of a fitted model: its text (``str()``, ``print``) and, for
+    notebooks, an HTML rendering of the same parts (``_repr_html_``). ``tables`` holds
+    the parts as data frames: ``random_effects``, ``fixed_effects``, ``correlation``
+    and ``debiased`` (None when the model has none)."""
+
+    tables: dict
+    header: list
+
+    def __new__(cls, text: str, header: list, tables: dict) -> Summary:
+        obj = super().__new__(cls, text)
+        obj.header, obj.tables = header, tables
+        return obj
+
+    def _repr_html_(self) -> str:
+        titles = {"random_effects": "Random effects",
+                  "fixed_effects": "Fixed effects (the selected support; the SEs ignore "
+                                   "the selection step)",
+                  "correlation": "Correlation of fixed effects",
+                  "debiased": "Debiased inference, valid after selection"}
+        parts = ["<div class='hdlmm-summary'>"]
+        parts += [f"<p>{html.escape(line)}</p>" for line in self.header if line]
+        for key, title in titles.items():
+            tab = self.tables.get(key)
+            if tab is not None:
+                parts += [f"<h4>{html.escape(title)}</h4>",
+                          tab.to_html(float_format=lambda v: f"{v:.4g}", na_rep="")]
+        return "\n".join(parts + ["</div>"])
+
+    def __reduce__(self):
+        return (Summary, (str(self), self.header, self.tables))
+
+
+def _random_effects_table(model):
+    vc = model.variance_components_
+    if vc is None:
+        return None
+    names = list(model.random_effects_.columns)
+    sd = np.sqrt(np.clip(np.diag(vc.cov_re), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = vc.cov_re / np.outer(sd, sd)
+    group = getattr(model, "group_name_", None) or "group"
+    rows = [(group, nm, vc.cov_re[i, i], sd[i],
+             " ".join(f"{corr[i, j]:.3f}" for j in range(i))) for i, nm in enumerate(names)]
+    rows.append(("Residual", "", vc.scale, np.sqrt(vc.scale), ""))
+    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+
+
+def _correlation_table(model, fixed):
+    vc = model.variance_components_
+    if vc is None or not getattr(model, "refit", True) or len(fixed) < 2:
+        return None
+    sd = np.sqrt(np.diag(vc.cov_coef))
+    return pd.DataFrame(vc.cov_coef / np.outer(sd, sd), index=fixed.index,
+                        columns=fixed.index)
+
+
+def summarize(model: SparseLMM) -> Summary:
+    """The summary of a fitted :class:`~hdlmm.SparseLMM`: text laid out as lme4's, and
+    its tables for the HTML rendering (:class:`Summary`)."""
+    header = _header(model)
+    lines = header + _residual_lines(model) + _random_effects_lines(model)
     lines += _fixed_effects_lines(model)
     inf = getattr(model, "inference_", None)
     if inf is not None:
@@ -131,4 +184,12 @@ def summarize(model: SparseLMM) -> str:
                       f"estimate = the debiased estimate with its own SE):"]
         lines += [" " + ln for ln in inf.table().to_string(
             float_format=lambda v: f"{v:.4g}").splitlines()]
-    return "\n".join(lines)
+    fixed = fixed_effects_table(model)
+    s = model.stats_
+    extra = ([f"Number of obs: {s.n_samples}, groups: "
+              f"{getattr(model, 'group_name_', None) or 'group'}, {s.n_clusters}"]
+             if model.variance_components_ is not None else [])
+    tables = dict(random_effects=_random_effects_table(model), fixed_effects=fixed,
+                  correlation=_correlation_table(model, fixed),
+                  debiased=None if inf is None else inf.table())
+    return Summary("\n".join(lines), header + extra, tables)
