@@ -51,7 +51,7 @@ def summary_of(model, factor):
     """The quantities that must not change, in the reference units."""
     return dict(support=tuple(model.support_), a=model.a_, coef=model.coef_ * factor,
                 cov_re=model.cov_re_, scale=model.scale_,
-                pvalues=model.pvalues_[model.support_])
+                pvalues=model.pvalues_.iloc[model.support_ + 1].to_numpy())
 
 
 def support_changed(ref, new):

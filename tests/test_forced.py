@@ -48,7 +48,8 @@ def test_forced_columns_stay_with_k_chosen_and_get_inference():
     assert set(null) <= set(m.support_) and set(d.support) <= set(m.support_)
     assert m.support_size_ == len(m.support_) - 2
     assert m.forced_features_.tolist() == [f"x{j}" for j in null]
-    assert np.isfinite(m.pvalues_[null]).all() and np.isfinite(m.bse_[null]).all()
+    names = [f"x{j}" for j in null]
+    assert np.isfinite(m.pvalues_[names]).all() and np.isfinite(m.bse_[names]).all()
     # the path and the k = 0 fit keep them too
     assert all(set(null) <= set(s) for s in m.path_["support"])
     assert "2 forced" in m.summary()

@@ -104,7 +104,7 @@ def test_estimator_complete_model_on_sleepstudy():
     m = SparseLMM(support_size=1, a=1.0, refit=True).fit(
         SLEEP[["Days"]], SLEEP.Reaction, groups=SLEEP.Subject, Z=Z)
     np.testing.assert_allclose([m.intercept_, m.coef_[0]], [251.4051, 10.4673], atol=5e-5)
-    np.testing.assert_allclose(m.bse_, [1.5458], rtol=5e-5)
+    np.testing.assert_allclose(m.bse_, [m.intercept_bse_, 1.5458], rtol=5e-5)
     assert m.random_effects_.index.tolist() == sorted(SLEEP.Subject.unique())
     text = m.summary()
     for piece in ["Days", "(Intercept)", "251.41", "REML criterion at convergence: 1743.6",

@@ -103,7 +103,7 @@ def _fit(stats, rows, params, re_names, re_blocks, no_groups, forced, feature_gr
     fitted.update(fixed_effect_inference(
         selector.transform, selection, rows, params["inference"],
         penalty=params["nodewise_penalty"], small_sample=params["small_sample"],
-        p_adjust=params["p_adjust"]))
+        p_adjust=params["p_adjust"], progress=params["progress"]))
     fitted.update(to_user_units(fitted, stats, params["refit"]))
     values = ([fitted["intercept_"]] if stats.intercept else []) + list(fitted["coef_"])
     fitted["params_"] = pd.Series(values, index=stats.feature_names, name="coef")

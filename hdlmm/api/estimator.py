@@ -185,6 +185,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         (:mod:`hdlmm.core.screening`): "auto" screens when p > 5000 to the default size
         min(⌊N/log N⌋, 2000) per a; an int screens to that many columns per a; None
         never screens. Screened-out columns get coefficient 0 and NaN p-values.
+    progress : bool or None
+        Progress bars (tqdm, with the time left) on the long stages: passes over files,
+        the search over a and k, the debiased inference. None (default): only when
+        standard error is a terminal; False: never; True: always.
     random_state : int, RandomState or None
         Seeds the assignment of clusters to folds.
 
@@ -229,10 +233,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     scale_ : float
         σ̂².
     bse_ : pandas.Series
-        Indexed as ``params_`` (the intercept first): model-based standard errors, the square roots of the diagonal of
-        σ̂²(XᵀV̂⁻¹X)⁻¹, of the GLS fixed effects on the support (``refit=True``); NaN
-        off the support and with ``refit=False``. They ignore the selection step (the
-        debiased ``inference_`` does not).
+        Indexed as ``params_`` (the intercept first): model-based standard errors,
+        the square roots of the diagonal of σ̂²(XᵀV̂⁻¹X)⁻¹, of the GLS fixed effects on
+        the support (``refit=True``); NaN off the support and with ``refit=False``.
+        They ignore the selection step (the debiased ``inference_`` does not).
     variance_components_ : VarianceComponents
     random_effects_ : pandas.DataFrame
         BLUPs γ̂_i, one row per cluster label, one column per random effect.
@@ -276,7 +280,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                  refit: bool = True, ic_samples: str = "ml",
                  inference: str | list | None = "support", nodewise_penalty: str | float = "scaled",
                  small_sample: str = "cr2bm", p_adjust: str | None = None,
-                 screening: str | int | None = "auto",
+                 screening: str | int | None = "auto", progress: bool | None = None,
                  random_state: int | np.random.RandomState | None = None) -> None:
         self.support_size = support_size
         self.a = a
@@ -302,6 +306,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         self.small_sample = small_sample
         self.p_adjust = p_adjust
         self.screening = screening
+        self.progress = progress
         self.random_state = random_state
 
     # ------------------------------------------------------------ front ends
@@ -374,7 +379,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         chunk_rows : int
         sep : str, optional
         progress : bool or None
-            Progress bars on the passes (None: only on a terminal).
+            Progress bars on the passes (None: the estimator's ``progress``).
 
         Returns
         -------
@@ -382,6 +387,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         """
         chunk_rows = check_chunk_rows(chunk_rows)
         spec = TableSpec(y, groups, X, Z)
+        progress = self.progress if progress is None else progress
         stats = stream_stats(source, spec, chunk_rows=chunk_rows, sep=sep,
                              progress=progress, **self._stats_options())
         return self._fit_table(spec, stats, StreamRows(source, spec, stats, chunk_rows,

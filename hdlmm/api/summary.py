@@ -130,7 +130,8 @@ class Summary(str):
         return obj
 
     def _repr_html_(self) -> str:
-        titles = {"random_effects": "Random effects",
+        titles = {"fit": "Fit",
+                  "random_effects": "Random effects",
                   "fixed_effects": "Fixed effects (the selected support; the SEs ignore "
                                    "the selection step)",
                   "correlation": "Correlation of fixed effects",
@@ -140,8 +141,12 @@ class Summary(str):
         for key, title in titles.items():
             tab = self.tables.get(key)
             if tab is not None:
+                named = tab.index.name is not None or not isinstance(tab.index,
+                                                                      pd.RangeIndex)
+                tab = tab.rename_axis(None) if named else tab
                 parts += [f"<h4>{html.escape(title)}</h4>",
-                          tab.to_html(float_format=lambda v: f"{v:.4g}", na_rep="")]
+                          tab.to_html(float_format=lambda v: f"{v:.4g}", na_rep="",
+                                      index=named)]
         return "\n".join(parts + ["</div>"])
 
     def __reduce__(self):
@@ -185,11 +190,20 @@ def summarize(model: SparseLMM) -> Summary:
         lines += [" " + ln for ln in inf.table().to_string(
             float_format=lambda v: f"{v:.4g}").splitlines()]
     fixed = fixed_effects_table(model)
-    s = model.stats_
-    extra = ([f"Number of obs: {s.n_samples}, groups: "
-              f"{getattr(model, 'group_name_', None) or 'group'}, {s.n_clusters}"]
-             if model.variance_components_ is not None else [])
-    tables = dict(random_effects=_random_effects_table(model), fixed_effects=fixed,
-                  correlation=_correlation_table(model, fixed),
+    tables = dict(fit=_fit_table(model), random_effects=_random_effects_table(model),
+                  fixed_effects=fixed, correlation=_correlation_table(model, fixed),
                   debiased=None if inf is None else inf.table())
-    return Summary("\n".join(lines), header + extra, tables)
+    n_head = 2 + bool(getattr(model, "formula_", None))  # title, formula, selection
+    return Summary("\n".join(lines), header[:n_head], tables)
+
+
+def _fit_table(model):
+    """The criterion, AIC, BIC, log-likelihood, df, observations and clusters."""
+    vc, s = model.variance_components_, model.stats_
+    group = getattr(model, "group_name_", None) or "group"
+    row = {"observations": s.n_samples, f"clusters ({group})": s.n_clusters}
+    if vc is not None:
+        name = "REML criterion" if vc.method == "REML" else "deviance"
+        row = {name: vc.criterion, "AIC": model.aic_, "BIC": model.bic_,
+               "logLik": model.llf_, "df": model.df_model_, **row}
+    return pd.DataFrame([row])

@@ -51,6 +51,7 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from hdlmm.core._threads import default_blas_threads
+from hdlmm.core.progress import progress_bar
 from hdlmm.core.splicing import profile_out
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.inference.nodewise import nodewise_lasso
@@ -121,7 +122,7 @@ class DebiasedInference:
 def debias(transform: ProxyTransform, a: float, coef: np.ndarray, cols: ArrayLike,
            rows: Callable | None, *, penalty: str | float = "scaled", small_sample: str = "cr2bm",
            p_adjust: str | None = None, names: Sequence[str] | None = None, center: bool = True,
-           block_bytes: int = 2 ** 28) -> DebiasedInference:
+           block_bytes: int = 2 ** 28, progress: bool | None = False) -> DebiasedInference:
     """Debiased estimates and cluster-robust intervals for the coordinates ``cols``.
 
     Parameters
@@ -149,6 +150,8 @@ def debias(transform: ProxyTransform, a: float, coef: np.ndarray, cols: ArrayLik
         conservative for the nulls, see the module docstring).
     block_bytes : int
         Memory cap for the per-cluster arrays (n × s × J): coordinates run in blocks.
+    progress : bool or None
+        A progress bar over the coordinates (None: on a terminal only).
 
     Returns
     -------
@@ -171,6 +174,7 @@ def debias(transform: ProxyTransform, a: float, coef: np.ndarray, cols: ArrayLik
     n = stats.n_clusters
     V, df = np.empty(cols.size), np.full(cols.size, np.inf)
     step = max(1, int(block_bytes // (8 * 3 * n * max(S.size, 1))))
+    bar = progress_bar(cols.size, "inference", progress, unit="coef")
     for lo in range(0, cols.size, step):
         blk = slice(lo, lo + step)
         fc = full_cols[blk]
@@ -183,6 +187,8 @@ def debias(transform: ProxyTransform, a: float, coef: np.ndarray, cols: ArrayLik
                                           small_sample.startswith("cr2"), delta)
         if small_sample == "cr2bm":
             df[blk] = df_bm
+        bar.update(fc.size)
+    bar.close()
     if small_sample in ("cr1t", "cr1s"):
         V *= n / (n - 1.0)
     if small_sample == "cr1s":

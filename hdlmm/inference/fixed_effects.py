@@ -48,7 +48,8 @@ def inference_columns(spec: str | list | None, support: np.ndarray, names: list)
 
 def fixed_effect_inference(transform: ProxyTransform, selection: Selection, rows: Callable | None,
                            columns: Sequence[str] = "support", *, penalty: str | float = "scaled",
-                           small_sample: str = "cr2bm", p_adjust: str | None = None) -> dict:
+                           small_sample: str = "cr2bm", p_adjust: str | None = None,
+                           progress: bool | None = False) -> dict:
     """Debiased estimates, cluster-robust SEs and p-values (:mod:`hdlmm.inference.debias`)
     of the ``columns`` coordinates (:func:`inference_columns`), starting from the
     selection's proxy estimate; ``penalty``, ``small_sample`` and ``p_adjust`` as the
@@ -85,6 +86,6 @@ def fixed_effect_inference(transform: ProxyTransform, selection: Selection, rows
         sums = row_sums(rows, stats.n_clusters, coef, stats.intercept, standard)
     res = debias(transform, selection.a, coef, cols, sums, penalty=penalty,
                  small_sample=small_sample, p_adjust=p_adjust,
-                 names=[names[j] for j in cols])
+                 names=[names[j] for j in cols], progress=progress)
     pvalues[cols] = res.pvalue_adj
     return dict(inference_=res, pvalues_=pvalues)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from hdlmm.core.progress import progress_bar
 from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.model.checks import check_forced_columns, check_support_rank, check_support_size
@@ -144,6 +145,7 @@ class Selector:
         self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
         self._short = {}  # a -> a full-data path to a smaller k (see _ml_k)
         self._ls = {}  # a -> RSS of least squares on all columns (the paths' bound)
+        self._bar = progress_bar(None, "", False)  # shown only inside choose()
 
     def _check_units(self, k):
         """A support size beyond the number of units, when groups count once."""
@@ -156,7 +158,23 @@ class Selector:
                 f"{self.n_candidates}, or feature_groups='columns' to count columns")
 
     def choose(self) -> Selection:
-        """Choose a and k as the settings say, and fit at them."""
+        """Choose a and k as the settings say, and fit at them (with a progress bar
+        counting the paths: one on all the data and one per CV fold for each a)."""
+        self._bar = progress_bar(None, "choosing a and k", self.settings.progress,
+                                 unit="path")
+        try:
+            return self._choose()
+        finally:
+            self._bar.close()
+            self._bar = progress_bar(None, "", False)
+
+    def _expect(self, n_a):
+        """Tell the progress bar that ``n_a`` values of a are to be evaluated."""
+        per_a = 1 + (self.stats.n_blocks if self.settings.needs_cv else 0)
+        self._bar.total = n_a * per_a
+        self._bar.refresh()
+
+    def _choose(self):
         s, p = self.settings, self.n_candidates
         if p == 0:  # a formula without candidate predictors: nothing to select
             a = np.nan if s.a is None else float(s.a)
@@ -165,9 +183,10 @@ class Selector:
         if s.a is None:
             return self._search(s.grid(), k_max)
         a, k, how, cv_results = float(s.a), s.support_size, f"a = {s.a} given", None
+        self._expect(1)
         if k is None and s.k_selection == "cv":
             cvres = cross_validate(self.transform, [a], k_max, free=self.free,
-                                   units=self.units,
+                                   units=self.units, progress=self._bar,
                                    criterion=s.cv_criterion, max_exchange=s.max_exchange)
             cv_results = cvres.table()
             k = int(cvres.ks[cvres.best(s.one_se)[1]])
@@ -215,6 +234,7 @@ class Selector:
         s, transform = self.settings, self.transform
         full = s.a_search == "full"
         seen = list(a_grid) if full else _coarse(a_grid)
+        self._expect(len(seen))
         transform.prepare(seen)  # the G(a) of several a in one pass over the rows
         use_ic = s.support_size is None and s.k_selection == "ic"
         k_index, ic_how = None, ""  # a -> the k the criterion allows at a
@@ -224,10 +244,12 @@ class Selector:
             if not new:
                 break
             seen = _evaluate(transform, seen, new)
+            self._expect(len(seen))
         cvres, todo = None, seen
         while True:
             ks = k_max if k_index is None else [k_index[a] for a in todo]
             part = cross_validate(transform, todo, ks, free=self.free, units=self.units,
+                                  progress=self._bar,
                                   criterion=s.cv_criterion, max_exchange=s.max_exchange)
             cvres = part if cvres is None else cvres.merge(part)
             k_of_a = None if k_index is None else np.array([k_index[a]
@@ -237,6 +259,7 @@ class Selector:
             if not todo:
                 break
             seen = _evaluate(transform, seen, todo)
+            self._expect(len(seen))
             if k_index is not None and s.ic_samples == "ml":  # one k for every a
                 k_index.update(dict.fromkeys(todo, k_index[a]))
             elif k_index is not None:
@@ -323,6 +346,7 @@ class Selector:
         key = (float(a), int(k_max))
         if key not in self._paths:
             self._paths[key] = self._path(a, k_max)
+            self._bar.update(1)
         return self._paths[key]
 
     def _path(self, a, k_max):

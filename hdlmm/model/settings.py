@@ -38,6 +38,7 @@ class SelectionSettings:
     cv_criterion: str = "loglik"
     one_se: bool | str = "paired"
     max_exchange: int = 2
+    progress: bool | None = None
 
     @classmethod
     def from_params(cls, params: dict) -> SelectionSettings:

@@ -177,7 +177,8 @@ def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
 
 def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: int,
                    free: Sequence[int] = (), criterion: str = "marginal",
-                   max_exchange: int = 2, units: Sequence | None = None) -> CVResult:
+                   max_exchange: int = 2, units: Sequence | None = None,
+                   progress: object = None) -> CVResult:
     """Grouped K-fold CV over a grid of a and support sizes 0..k_max.
 
     Parameters
@@ -193,6 +194,8 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
     max_exchange : int
     units : sequence of arrays of int, optional
         Groups of columns selected together (see :func:`~hdlmm.model.path.fit_path`).
+    progress : tqdm bar, optional
+        Advanced by one after each fold's path.
 
     Returns
     -------
@@ -211,6 +214,8 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
             G, c, d, _, n_tr = qa.without(f)
             path = fit_path(G, c, d, int(k_max_a[ia]), free=free,
                             max_exchange=max_exchange, units=units)
+            if progress is not None:
+                progress.update(1)
             test0 = q0.block(f)
             Gf, cf, df, _, nf = qa.block(f)
             test_a = (Gf, cf, df, logdet[f], nf)

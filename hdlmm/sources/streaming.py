@@ -20,7 +20,6 @@ Example
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import pandas as pd
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.checks import _sort_order
 from hdlmm.core.folds import FoldLayout
+from hdlmm.core.progress import progress_bar, shows_progress
 from hdlmm.core.stats import ClusterStats, _feature_names
 
 __all__ = ["TableSpec", "read_batches", "stream_stats", "StreamRows", "check_chunk_rows"]
@@ -278,22 +278,10 @@ class TableSpec:
         return X, out[self.y], Z, g.to_numpy(dtype=object)
 
 
-def _progress(total, desc, progress):
-    """A tqdm bar, silent when not on a terminal (``progress=None``) or when False."""
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if progress:
-            raise ImportError("progress=True needs tqdm: pip install 'hdlmm[io]'") from None
-        return None
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
-
-
 def _chunks(source, spec, chunk_rows, sep, progress, desc):
     """(X, y, Z, groups, offset) per chunk, with a progress bar on a terminal."""
-    bar = _progress(count_rows(source, sep), desc, progress)
+    total = count_rows(source, sep) if shows_progress(progress) else None
+    bar = progress_bar(total, desc, progress, unit="rows", unit_scale=True)
     offset = 0
     where = os.fspath(source)
     try:
@@ -302,11 +290,9 @@ def _chunks(source, spec, chunk_rows, sep, progress, desc):
             X, y, Z, g = spec.arrays(frame, offset, where)
             yield X, y, Z, g, offset
             offset += len(frame)
-            if bar is not None:
-                bar.update(len(frame))
+            bar.update(len(frame))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def sorted_labels(parts, groups, where):
