@@ -278,9 +278,11 @@ class TableSpec:
         return X, out[self.y], Z, g.to_numpy(dtype=object)
 
 
-def _chunks(source, spec, chunk_rows, sep, progress, desc):
-    """(X, y, Z, groups, offset) per chunk, with a progress bar on a terminal."""
-    total = count_rows(source, sep) if shows_progress(progress) else None
+def _chunks(source, spec, chunk_rows, sep, progress, desc, total=None):
+    """(X, y, Z, groups, offset) per chunk, with a progress bar on a terminal (its
+    total: ``total`` rows, or a Parquet source's count; a CSV's first pass has none)."""
+    if total is None and shows_progress(progress):
+        total = count_rows(source, sep)
     bar = progress_bar(total, desc, progress, unit="rows", unit_scale=True)
     offset = 0
     where = os.fspath(source)
@@ -376,7 +378,8 @@ class StreamRows:
 
     def __call__(self):
         for X, y, _, g, _ in _chunks(self.source, self.spec, self.chunk_rows, self.sep,
-                                     self.progress, "inference"):
+                                     self.progress, "inference (second pass)",
+                                     total=self.stats.n_samples):
             yield X, y, self.stats.cluster_index(g)
 
 
