@@ -166,3 +166,48 @@ def test_pickled_formula_model_does_not_carry_the_training_rows():
     assert len(blob) - len(pickle.dumps(m.stats_)) < 0.1 * design_bytes
     np.testing.assert_array_equal(pickle.loads(blob).predict_frame(df.head(50)),
                                   m.predict_frame(df.head(50)))
+
+
+def _offset_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    n = 240
+    df = pd.DataFrame({"g": np.repeat(np.arange(24), 10), "x": rng.normal(size=n),
+                       "z": rng.normal(size=n), "t": rng.uniform(1, 3, n)})
+    df["y"] = (df.x + np.log(df.t) + np.repeat(rng.normal(size=24), 10)
+               + rng.normal(size=n))
+    return df
+
+
+def test_an_offset_is_subtracted_and_added_back():
+    df = _offset_frame()
+    m = hdlmm.SparseLMM.from_formula("y ~ x + z + offset(np.log(t)) + (1 | g)", df,
+                                     random_state=0)
+    ref = hdlmm.SparseLMM.from_formula("y0 ~ x + z + (1 | g)",
+                                       df.assign(y0=df.y - np.log(df.t)), random_state=0)
+    assert list(m.feature_names_in_) == ["x", "z"]  # the offset is not a candidate
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-12)
+    np.testing.assert_allclose(m.fitted(), ref.fitted() + np.log(df.t), rtol=1e-12)
+    np.testing.assert_allclose(m.residuals(), ref.residuals(), rtol=1e-9, atol=1e-12)
+    new = df.head(20).assign(t=5.0)
+    np.testing.assert_allclose(m.predict_frame(new),
+                               ref.predict_frame(new) + np.log(5.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("formula, message", [
+    ("y ~ .^2 + (1 | g)", r"'\.\^2' \(every pairwise interaction"),
+    ("ytext ~ x + (1 | g)", r"response 'ytext' is not numeric \(values such as"),
+    ("cbind(y, x) ~ z + (1 | g)", "is for binomial models"),
+    ("y ~ x + s(z) + (1 | g)", r"cannot evaluate the term 's\(z\)' of the formula"),
+    ("y ~ x | g", "random-effect terms go in parentheses"),
+    ("y ~ x + offset() + (1 | g)", r"offset\(\.\.\.\) .* needs terms"),
+    ("y ~ x + offset(np.log(z)) + (1 | g)", r"offset\(np.log\(z\)\) is not finite"),
+])
+def test_unsupported_formula_constructs_get_a_clear_message(formula, message):
+    df = _offset_frame().assign(ytext=lambda d: np.where(d.x > 0, "yes", "no"))
+    with pytest.raises(ValueError, match=message):
+        hdlmm.SparseLMM.from_formula(formula, df)
+
+
+def test_weights_are_refused_with_a_message():
+    with pytest.raises(ValueError, match="observation weights .* are not supported yet"):
+        hdlmm.SparseLMM.from_formula("y ~ x + (1 | g)", _offset_frame(), weights="t")

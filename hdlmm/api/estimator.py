@@ -33,7 +33,7 @@ from hdlmm.api.params import (
 from hdlmm.core.stats import ClusterStats
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.sources.dask_frames import DaskRows, check_dask_frame, dask_stats
-from hdlmm.sources.formula import FormulaDesign, design_rows, parse_formula
+from hdlmm.sources.formula import FormulaDesign, design_offset, design_rows, parse_formula
 from hdlmm.sources.streaming import (
     INTERCEPT,
     StreamRows,
@@ -351,6 +351,10 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         SparseLMM, fitted; column names flow into ``feature_names_in_``, ``params_``,
         ``summary()`` and the plots.
         """
+        if "weights" in params:
+            raise ValueError("observation weights (lme4's weights=) are not supported yet: "
+                             "hdlmm fits equal residual variances; drop weights, or fit "
+                             "the weighted model in lme4 on the support hdlmm selects")
         design = parse_formula(formula, data, missing=missing)
         params.setdefault("fit_intercept", design.fit_intercept)
         return cls(**params)._fit_design(formula, design)
@@ -488,9 +492,13 @@ class SparseLMM(RegressorMixin, BaseEstimator):
                 f"the formula {'has' if design.fit_intercept else 'removes'} an intercept "
                 f"but fit_intercept={self.fit_intercept}; make them agree (write "
                 f"'0 +' in the formula to remove it)")
-        self._fit_arrays(design.X, design.y, design.groups, design.Z, design.re_names,
-                         re_blocks=design.re_blocks, allow_no_features=True,
+        offset = 0.0 if design.offset is None else design.offset
+        self._fit_arrays(design.X, design.y - offset, design.groups, design.Z,
+                         design.re_names, re_blocks=design.re_blocks, allow_no_features=True,
                          terms=design.terms, forced=design.forced)
+        if design.offset is not None:  # fitted values on the scale of y
+            self.fittedvalues_ = self.fittedvalues_ + design.offset
+            self.fittedvalues_marginal_ = self.fittedvalues_marginal_ + design.offset
         self.formula_ = formula
         self.group_name_ = design.group_column
         self.formula_design_ = design.without_data()  # not the training rows
@@ -607,14 +615,17 @@ class SparseLMM(RegressorMixin, BaseEstimator):
     def predict_frame(self, data: pd.DataFrame, random_effects: bool = True) -> pd.Series:
         """Predict for the rows of a DataFrame, encoded as in ``fit_formula``.
 
-        Rows of clusters seen in fit add their BLUPs (unless ``random_effects=False``).
+        Rows of clusters seen in fit add their BLUPs (unless ``random_effects=False``),
+        and the formula's ``offset(...)`` evaluated on ``data``.
         """
         design = getattr(self, "formula_design_", None)
         if design is None:
             raise ValueError("predict_frame needs a model fitted by from_formula or "
                              "fit_formula; use predict(X, groups, Z) otherwise")
         X, groups, Z = design_rows(design, data, random_effects)
-        return self.predict(X, groups=groups, Z=Z, random_effects=random_effects)
+        pred = self.predict(X, groups=groups, Z=Z, random_effects=random_effects)
+        offset = design_offset(design, data)
+        return pred if offset is None else pred + offset
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Debiased confidence intervals of the ``inference`` coordinates.

@@ -95,7 +95,8 @@ def _projection(G, cols):
     Ginv = _inverse_pd(G, strict=True)  # singular relative to each column's scale
     if Ginv is None:
         raise ValueError("the Gram matrix is singular, so the exact projection "
-                         "(penalty=0) does not exist; use penalty='scaled'")
+                         "(nodewise_penalty=0) does not exist; use "
+                         "nodewise_penalty='scaled'")
     Ginv_cols = Ginv[:, cols]
     U = Ginv_cols / Ginv_cols[cols, np.arange(cols.size)]
     return NodewiseResult(U, np.zeros(cols.size), True)

@@ -199,13 +199,13 @@ def _result(prof, res, method):
         warnings.warn(f"variance components: the optimiser did not converge "
                       f"({res.message}; largest gradient entry "
                       f"{np.max(np.abs(grad)):.2g}); the fit is returned, but check it "
-                      f"with structure='diagonal' or a simpler Z", RuntimeWarning,
+                      f"with cov_structure='diagonal' or a simpler Z", RuntimeWarning,
                       stacklevel=3)
     if boundary:
         warnings.warn("variance components: boundary (singular) fit — Ψ̂ is singular, "
                       "some random-effect variance or correlation is estimated at its "
                       "limit; consider dropping that random effect or "
-                      "structure='diagonal'. The fit is returned.", RuntimeWarning,
+                      "cov_structure='diagonal'. The fit is returned.", RuntimeWarning,
                       stacklevel=3)
     free = np.tril_indices(prof.q)
     return VarianceComponents(

@@ -31,7 +31,8 @@ import pandas as pd
 
 from hdlmm.sources.coltypes import check_columns, column_types
 
-__all__ = ["FormulaDesign", "parse_formula", "split_bars", "strip_force", "design_rows"]
+__all__ = ["FormulaDesign", "parse_formula", "split_bars", "strip_force", "strip_marker",
+           "design_rows", "design_offset", "offset_values"]
 
 MISSING = ("raise", "drop")
 
@@ -63,11 +64,13 @@ class FormulaDesign:
     column_types: dict | None = None
     terms: dict | None = None
     forced: list | None = None
+    offset: np.ndarray | None = None
+    offset_terms: list | None = None
 
     def without_data(self) -> FormulaDesign:
         """The design without the training rows (y, X, groups, Z): what a fitted model
         keeps to encode new data, so that pickling it does not carry the data."""
-        return replace(self, y=None, X=None, groups=None, Z=None)
+        return replace(self, y=None, X=None, groups=None, Z=None, offset=None)
 
 
 def split_bars(formula: str) -> tuple:
@@ -135,6 +138,11 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
         raise ValueError(f"data has duplicated column names {dup}; rename them")
     fixed, bars = split_bars(formula)
     fixed, forced_terms = strip_force(fixed)
+    fixed, offset_terms = strip_marker(fixed, "offset")
+    _refuse_unsupported(fixed, data)
+    if not bars and "|" in fixed:
+        raise ValueError(f"random-effect terms go in parentheses, e.g. "
+                         f"'y ~ x + (1 + x | g)'; got {formula!r}")
     if not bars:
         raise ValueError("the formula has no random-effect term such as (1 | group); "
                          "add one to say how rows are clustered")
@@ -142,7 +150,7 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
     dot = _has_dot(fixed)
     if dot:  # '.' = every other column, not the grouping factor
         fixed += "".join(f" - {c}" for c in group.split(":"))
-    used = _used_columns(fixed, bars, data)
+    used = _used_columns(fixed, bars, data, offset_terms)
     response = fixed.split("~", 1)[0].strip()
     dot_columns = ([c for c in data.columns if c != response and c not in group.split(":")]
                    if dot else [])
@@ -169,7 +177,8 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
                          fit_intercept=fit_intercept, group_column=group,
                          fixed_spec=mm.rhs.model_spec, re_spec=re_specs,
                          n_dropped=n_dropped, re_blocks=blocks, terms=terms,
-                         forced=forced,
+                         forced=forced, offset=offset_values(fm, offset_terms, data),
+                         offset_terms=offset_terms,
                          column_types=column_types(data[[c for c in data.columns
                                                          if c in used]],
                                                    response, group.split(":")))
@@ -182,8 +191,19 @@ def strip_force(fixed: str) -> tuple:
     >>> strip_force("y ~ force(age + sex) + x")
     ('y ~ age + sex + x', ['age + sex'])
     """
+    return strip_marker(fixed, "force")
+
+
+def strip_marker(fixed: str, marker: str) -> tuple:
+    """The fixed formula with every ``marker(...)`` call handled, and the text inside
+    each: ``force`` keeps its terms in the formula, ``offset`` removes the call (an
+    offset is not a candidate predictor).
+
+    >>> strip_marker("y ~ x + offset(np.log(t))", "offset")
+    ('y ~ x', ['np.log(t)'])
+    """
     out, marked, i = "", [], 0
-    for m in re.finditer(r"\bforce\s*\(", fixed):
+    for m in re.finditer(rf"\b{marker}\s*\(", fixed):
         if m.start() < i:
             continue
         depth, j = 1, m.end()
@@ -192,12 +212,56 @@ def strip_force(fixed: str) -> tuple:
             j += 1
         inner = fixed[m.end():j - 1].strip()
         if depth or not inner:
-            raise ValueError(f"force(...) in {fixed!r} needs terms inside its parentheses, "
-                             f"e.g. force(age + sex)")
-        out += fixed[i:m.start()] + inner
+            example = "force(age + sex)" if marker == "force" else "offset(np.log(exposure))"
+            raise ValueError(f"{marker}(...) in {fixed!r} needs terms inside its "
+                             f"parentheses, e.g. {example}")
+        out += fixed[i:m.start()] + (inner if marker == "force" else "")
         marked.append(inner)
         i = j
-    return out + fixed[i:], marked
+    out += fixed[i:]
+    if marker == "offset" and marked:  # drop the '+' left where the call was
+        out = re.sub(r"\+\s*(?=\+|$)", "", out.strip()).strip()
+        out = re.sub(r"~\s*\+", "~ ", out)
+        out = re.sub(r"\s+", " ", out)
+        out += " 1" if out.rstrip().endswith("~") else ""
+    return out, marked
+
+
+def offset_values(fm: object, terms: list, data: pd.DataFrame) -> np.ndarray | None:
+    """The sum of the ``offset(...)`` expressions evaluated on ``data`` (None if none):
+    known parts of the linear predictor, with coefficient 1, not estimated."""
+    if not terms:
+        return None
+    total = np.zeros(len(data))
+    for expr in terms:
+        mm = _materialise(fm, f"0 + {expr}", data, na_action="ignore")
+        if mm.shape[1] != 1:
+            raise ValueError(f"offset({expr}) must be one numeric value per row; it gives "
+                             f"{mm.shape[1]} columns")
+        values = np.asarray(mm, dtype=float).ravel()
+        if not np.isfinite(values).all():
+            raise ValueError(f"offset({expr}) is not finite in {int((~np.isfinite(values)).sum())}"
+                             f" rows (log of zero or a negative number?); fix those rows")
+        total += values
+    return total
+
+
+def _refuse_unsupported(fixed, data):
+    """Clear messages for constructs of lme4 or R that the fixed part cannot take."""
+    if re.search(r"(^|[~+\s(])\.\s*\^", fixed):
+        raise ValueError("'.^2' (every pairwise interaction of every column) is not "
+                         "supported; write the interactions you want, e.g. (x + z)^2, or "
+                         "build the columns yourself")
+    response = fixed.split("~", 1)[0].strip()
+    if re.match(r"cbind\s*\(", response):
+        raise ValueError(f"a response {response} (successes and failures) is for binomial "
+                         f"models, which hdlmm does not fit yet: it fits Gaussian outcomes")
+    if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
+        values = pd.unique(data[response].dropna())[:3]
+        raise ValueError(f"response {response!r} is not numeric (values such as "
+                         f"{[str(v) for v in values]}): hdlmm fits Gaussian outcomes; "
+                         f"convert it to numbers (a binary outcome as 0/1 is fitted as a "
+                         f"linear probability model)")
 
 
 def _term_columns(spec, fit_intercept):
@@ -279,24 +343,29 @@ def random_design_matrix(design, data):
                       for spec in design.re_spec])
 
 
-def _materialise(fm, formula, data):
+def _materialise(fm, formula, data, na_action="raise"):
     try:
-        return fm.model_matrix(formula, data, na_action="raise")
+        return fm.model_matrix(formula, data, na_action=na_action)
     except fm.errors.FactorEvaluationError as exc:
         m = re.search(r"`([^`]+)` is not present", str(exc))
-        what = f"unknown column {m.group(1)!r}" if m else str(exc).splitlines()[0]
-        raise ValueError(f"formula refers to {what}; data has columns "
-                         f"{_preview(data.columns)}") from None
+        if m:
+            raise ValueError(f"formula refers to unknown column {m.group(1)!r}; data has "
+                             f"columns {_preview(data.columns)}") from None
+        m = re.search(r"factor `([^`]+)`\. \[(\w+): (.*)\]", str(exc), re.S)
+        term, why = (m.group(1), f"{m.group(2)}: {m.group(3)}") if m else (formula, str(exc))
+        raise ValueError(f"cannot evaluate the term {term!r} of the formula ({why}); terms "
+                         f"can use columns, numpy functions (np.log(x)), I(...), C(...), "
+                         f"poly(x, d), force(...) and offset(...)") from None
     except fm.errors.FormulaicError as exc:
         raise ValueError(f"cannot read formula {formula!r}: {exc}") from None
 
 
-def _used_columns(fixed, bars, data):
+def _used_columns(fixed, bars, data, offsets=()):
     """The columns of ``data`` that the formula uses (every one, with '.')."""
     fm = _formulaic()
     used = set()
     dot = _has_dot(fixed)
-    for part in ([] if dot else [fixed]) + [t for t, _, _ in bars]:
+    for part in ([] if dot else [fixed]) + [t for t, _, _ in bars] + list(offsets):
         try:
             used |= set(fm.Formula(part).required_variables)
         except fm.errors.FormulaicError as exc:
@@ -351,3 +420,12 @@ def design_rows(design: FormulaDesign, data: pd.DataFrame, random_effects: bool 
                          f"predict with the fitted random effects, or pass "
                          f"random_effects=False for the marginal prediction")
     return X, group_labels(data, design.group_column), random_design_matrix(design, data)
+
+
+def design_offset(design: FormulaDesign, data: pd.DataFrame) -> np.ndarray | None:
+    """The formula's offset on new rows of ``data`` (None when it has none)."""
+    if not design.offset_terms:
+        return None
+    if any(not isinstance(c, str) for c in data.columns):
+        data = data.rename(columns=str)
+    return offset_values(_formulaic(), design.offset_terms, data)
