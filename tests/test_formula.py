@@ -140,7 +140,7 @@ def test_names_flow_into_the_path_plot(tmp_path):
     m = hdlmm.SparseLMM.from_formula("Reaction ~ Days + (1 | Subject)", SLEEP, a=1.0,
                                      support_size=1)
     ax = plot_path(m).axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Days"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Days", "chosen k = 1"]
 
 
 def test_pickled_formula_model_does_not_carry_the_training_rows():

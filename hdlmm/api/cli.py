@@ -65,6 +65,11 @@ def _fit_parser(sub):
                      help="comma-separated columns or terms kept in the model whatever "
                           "the selection (unpenalised, not counted in k); the formula "
                           "marker force(age + sex) does the same")
+    fit.add_argument("--feature-groups", choices=["terms", "columns"], default="terms",
+                     help="'terms' (default): a factor's dummies are selected together and "
+                          "count once in k; 'columns': each dummy on its own")
+    fit.add_argument("--no-progress", action="store_true",
+                     help="no progress bars (they show only on a terminal anyway)")
     fit.add_argument("--a", type=float, default=None,
                      help="proxy parameter a (default: chosen by grouped CV)")
     fit.add_argument("--cv", type=int, default=5, help="grouped CV folds (default 5)")
@@ -114,6 +119,8 @@ def _run_fit(args, argv):
     force = ([c.strip() for c in args.force.split(",") if c.strip()]
              if args.force else None)
     options = dict(support_size=args.support_size, a=args.a, cv=args.cv, force=force,
+                   feature_groups=args.feature_groups,
+                   progress=False if args.no_progress else None,
                    inference=inference, p_adjust=args.p_adjust,
                    random_state=args.random_state)
     check_params(SparseLMM(**options))

@@ -162,11 +162,19 @@ def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
                                                      indent=2, allow_nan=False))
         if plots:
             try:
-                from hdlmm.api.plots import plot_cv_curve, plot_path
+                from hdlmm.api.plots import (
+                    plot_cv_curve,
+                    plot_path,
+                    plot_random_effects,
+                    plot_residuals,
+                )
 
                 plot_path(model, path=tmp / "coef_path.png")
                 if model.cv_results_ is not None:
                     plot_cv_curve(model, path=tmp / "cv_curve.png")
+                if model.random_effects_ is not None:
+                    plot_residuals(model, path=tmp / "residuals.png")
+                    plot_random_effects(model, path=tmp / "random_effects.png")
             except ImportError:
                 pass
         written = sorted(p.name for p in tmp.iterdir())
@@ -176,7 +184,8 @@ def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
 
 
 #: the files ``write_results`` writes: an existing --out folder may hold only these
-OUTPUT_FILES = {"coefficients.csv", "results.json", "coef_path.png", "cv_curve.png"}
+OUTPUT_FILES = {"coefficients.csv", "results.json", "coef_path.png", "cv_curve.png",
+                "residuals.png", "random_effects.png"}
 
 
 def _check_output_folder(out):
