@@ -97,7 +97,8 @@ def full_cv_results(model: SparseLMM) -> object:
 def plot_cv_curve(model: SparseLMM, path: str | os.PathLike | None = None,
                   ax: object = None, full: bool = True) -> object:
     """Held-out criterion against k, one line per value of a (the chosen one with its
-    ±1 SE band), over the whole k range (``full``; see :func:`full_cv_results`), the chosen (a, k) marked."""
+    ±1 SE band), over the whole k range (``full``; see :func:`full_cv_results`), the
+    chosen (a, k) marked."""
     plt = _pyplot()
     if getattr(model, "cv_results_", None) is None:
         raise ValueError("the model has no cross-validation results; fit it with a=None "
