@@ -13,6 +13,7 @@ back to the user's units (:mod:`hdlmm.api._units`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -22,13 +23,13 @@ from hdlmm.api._units import to_user_units
 from hdlmm.api.params import resolve_feature_groups, resolve_forced
 from hdlmm.core._threads import default_blas_threads, one_blas_thread
 from hdlmm.core.aliasing import warn_aliased_columns
-from hdlmm.core.checks import check_lmm_arrays
+from hdlmm.core.checks import check_lmm_arrays, check_weights
 from hdlmm.core.row_pass import row_chunks
 from hdlmm.core.screening import screened_columns
 from hdlmm.core.stats import ClusterStats
 from hdlmm.inference.fixed_effects import fixed_effect_inference
 from hdlmm.model.checks import warn_constant_columns
-from hdlmm.model.random_part import random_part
+from hdlmm.model.random_part import likelihood_summaries, random_part
 from hdlmm.model.selection import Selector
 from hdlmm.model.settings import SelectionSettings
 
@@ -140,18 +141,30 @@ def expand_screened(fitted: dict, cols: ArrayLike, p: int, names: list) -> dict:
 def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | None, params: dict, *,
                re_names: list | None = None, re_blocks: list | None = None,
                no_groups: bool = False, allow_no_features: bool = False,
-               terms: dict | None = None, forced: ArrayLike | None = None) -> dict:
+               terms: dict | None = None, forced: ArrayLike | None = None,
+               weights: ArrayLike | None = None) -> dict:
     """Every fitted attribute of a SparseLMM with parameters ``params`` on rows in
     memory (``fit`` and the formulas): the checks, the screening, the statistics and
     :func:`fit_statistics`, then what needs the rows (scaled residuals, names).
 
     The forced columns are ``params["force"]`` (names or indices; ``terms`` maps a
     formula's terms to their columns) and ``forced`` (indices: a formula's
-    ``force(...)`` terms); screening always keeps them."""
+    ``force(...)`` terms); screening always keeps them.
+
+    ``weights`` (lme4's ``weights``, scikit-learn's ``sample_weight``): row j has
+    residual variance σ²/w_j. The statistics are those of the rows times √w
+    (:meth:`ClusterStats.from_checked`), so the selection whitens by W⁻¹ + aZZᵀ and the
+    REML/ML fit is the weighted one; the criterion and log-likelihood include the
+    Jacobian −Σ log w_j as lme4's do. Screening, when it runs, scores the unweighted
+    columns."""
     frame_names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
     row_index = X.index if isinstance(X, pd.DataFrame) else None
     X, y, Z, codes, labels = check_lmm_arrays(X, y, groups, Z,
                                               allow_no_features=allow_no_features)
+    w = None if weights is None else check_weights(weights, X.shape[0])
+    w_mean = 1.0 if w is None else float(np.mean(w))
+    if w is not None:  # weights of mean 1: their units must not move a's grid
+        w = w / w_mean
     settings = SelectionSettings.from_params(params)
     p = X.shape[1]
     names = all_names = frame_names or [f"x{j}" for j in range(p)]
@@ -172,12 +185,16 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
             X, y, Z, codes, labels, fit_intercept=params["fit_intercept"],
             n_blocks=params["cv"] if settings.needs_cv else 1,
             random_state=params["random_state"],
-            feature_names=names if frame_names is not None or kept is not None else None)
+            feature_names=names if frame_names is not None or kept is not None else None,
+            weights=w)
     index = stats.cluster_index(labels)[codes]
-    fitted = fit_statistics(stats, lambda: row_chunks(X, y, index), params,
+    u = None if w is None else np.sqrt(w)
+    fitted = fit_statistics(stats, lambda: row_chunks(X, y, index, u=u), params,
                             re_names=re_names, re_blocks=re_blocks, no_groups=no_groups,
                             forced=forced, feature_groups=groups)
-    fitted.update(_fitted_values(fitted, X, y, Z, labels[codes], row_index))
+    if w is not None:
+        fitted.update(_weighted_summaries(fitted, w, w_mean))
+    fitted.update(_fitted_values(fitted, X, y, Z, labels[codes], row_index, u))
     fitted["screened_features_"] = None
     if kept is not None:
         fitted.update(expand_screened(fitted, kept, p, all_names))
@@ -186,18 +203,33 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
     return fitted
 
 
-def _fitted_values(fitted, X, y, Z, row_labels, row_index):
+def _weighted_summaries(fitted, w, w_mean):
+    """The variance components of a fit on weights ``w`` of mean 1 (the user's divided
+    by ``w_mean``) as lme4 reports them for the user's weights: σ̂² of a row of weight 1
+    (σ̂² × w_mean, and Λ = Ψ̂^{1/2}/σ̂ accordingly), and the REML criterion / deviance
+    with the Jacobian of y ↦ W^{1/2}y, −Σ log w (invariant, as lme4's, to the units of
+    the weights)."""
+    vc = fitted.get("variance_components_")
+    if vc is None:
+        return {}
+    root = np.sqrt(w_mean)
+    vc = replace(vc, criterion=vc.criterion - float(np.sum(np.log(w))),
+                 scale=vc.scale * w_mean, theta=vc.theta / root, lam=vc.lam / root)
+    return dict(variance_components_=vc, scale_=vc.scale, **likelihood_summaries(vc))
+
+
+def _fitted_values(fitted, X, y, Z, row_labels, row_index, u=None):
     """The fitted values (marginal Xβ̂ + β̂₀, and conditional + Zγ̂ with the BLUPs) and
     the conditional residuals as Series on the rows' index, and the min, quartiles and
-    max of the residuals over σ̂ (lme4's "scaled residuals"; None without variance
-    components)."""
+    max of the residuals over σ̂ (lme4's "scaled residuals", times √w with weights; None
+    without variance components)."""
     marginal = X @ fitted["coef_"] + fitted["intercept_"]
     conditional, quantiles = marginal, None
     if fitted["random_effects_"] is not None:
         gamma = fitted["random_effects_"].reindex(pd.Index(row_labels)).to_numpy()
         conditional = marginal + np.einsum("ij,ij->i", Z, gamma)
-        quantiles = np.quantile((y - conditional) / np.sqrt(fitted["scale_"]),
-                                [0, 0.25, 0.5, 0.75, 1])
+        pearson = (y - conditional) * (1.0 if u is None else u)
+        quantiles = np.quantile(pearson / np.sqrt(fitted["scale_"]), [0, 0.25, 0.5, 0.75, 1])
     return dict(fittedvalues_=pd.Series(conditional, index=row_index, name="fitted"),
                 fittedvalues_marginal_=pd.Series(marginal, index=row_index,
                                                  name="fitted_marginal"),

@@ -311,7 +311,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------ front ends
     def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None,
-            Z: ArrayLike | None = None) -> SparseLMM:
+            Z: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> SparseLMM:
         """Fit on rows (X, y) in clusters ``groups`` with random-effect design ``Z``.
 
         Parameters
@@ -325,12 +325,17 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             ``groups`` to ``fit`` with metadata routing (see the README).
         Z : array-like of shape (N, q), optional
             Row-wise random-effect design; default a random intercept.
+        sample_weight : array-like of shape (N,), optional
+            Observation weights, positive: row j has residual variance σ²/w_j (lme4's
+            ``weights``). The selection whitens by W⁻¹ + aZZᵀ, the variance components
+            and fixed effects are the weighted REML/ML fit, and the criterion and
+            log-likelihood include −Σ log w_j as lme4's do.
 
         Returns
         -------
         self
         """
-        return self._fit_arrays(X, y, groups, Z)
+        return self._fit_arrays(X, y, groups, Z, weights=sample_weight)
 
     @classmethod
     def from_formula(cls, formula: str, data: pd.DataFrame, *, missing: str = "raise",
@@ -344,25 +349,24 @@ class SparseLMM(RegressorMixin, BaseEstimator):
             (:mod:`hdlmm.sources.formula`).
         data : pandas.DataFrame
         missing : {"raise", "drop"}
-        **params : SparseLMM parameters
+        **params : SparseLMM parameters, and ``weights``: observation weights as lme4's
+            (a column of ``data`` by name, or an array of one weight per row).
 
         Returns
         -------
         SparseLMM, fitted; column names flow into ``feature_names_in_``, ``params_``,
         ``summary()`` and the plots.
         """
-        if "weights" in params:
-            raise ValueError("observation weights (lme4's weights=) are not supported yet: "
-                             "hdlmm fits equal residual variances; drop weights, or fit "
-                             "the weighted model in lme4 on the support hdlmm selects")
-        design = parse_formula(formula, data, missing=missing)
+        weights = params.pop("weights", None)
+        design = parse_formula(formula, data, missing=missing, weights=weights)
         params.setdefault("fit_intercept", design.fit_intercept)
         return cls(**params)._fit_design(formula, design)
 
-    def fit_formula(self, formula: str, data: pd.DataFrame, *,
-                    missing: str = "raise") -> SparseLMM:
+    def fit_formula(self, formula: str, data: pd.DataFrame, *, missing: str = "raise",
+                    weights: str | ArrayLike | None = None) -> SparseLMM:
         """Fit this estimator on ``data`` described by ``formula`` (see from_formula)."""
-        return self._fit_design(formula, parse_formula(formula, data, missing=missing))
+        return self._fit_design(formula, parse_formula(formula, data, missing=missing,
+                                                       weights=weights))
 
     def fit_source(self, source: str | os.PathLike, *, y: str, groups: str, X: list | None = None,
                    Z: list | None = None, chunk_rows: int = 50_000, sep: str | None = None,
@@ -468,7 +472,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------- the front ends' parts
     def _fit_arrays(self, X, y, groups, Z, re_names=None, re_blocks=None,
-                    allow_no_features=False, terms=None, forced=None):
+                    allow_no_features=False, terms=None, forced=None, weights=None):
         """fit on arrays (and on the design of a formula)."""
         t0 = time.perf_counter()
         self._reset_fitted()
@@ -480,7 +484,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         fitted = fit_arrays(X, y, groups, Z, self.get_params(), re_names=re_names,
                             re_blocks=re_blocks, no_groups=no_groups,
                             allow_no_features=allow_no_features, terms=terms,
-                            forced=forced)
+                            forced=forced, weights=weights)
         self._set(named_outputs(fitted))
         self.fit_time_ = time.perf_counter() - t0
         return self
@@ -495,7 +499,7 @@ class SparseLMM(RegressorMixin, BaseEstimator):
         offset = 0.0 if design.offset is None else design.offset
         self._fit_arrays(design.X, design.y - offset, design.groups, design.Z,
                          design.re_names, re_blocks=design.re_blocks, allow_no_features=True,
-                         terms=design.terms, forced=design.forced)
+                         terms=design.terms, forced=design.forced, weights=design.weights)
         if design.offset is not None:  # fitted values on the scale of y
             self.fittedvalues_ = self.fittedvalues_ + design.offset
             self.fittedvalues_marginal_ = self.fittedvalues_marginal_ + design.offset

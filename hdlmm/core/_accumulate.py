@@ -31,9 +31,15 @@ class _Accumulator:
     """Running sums of the cross-products, chunk by chunk of rows.
 
     The intercept column is never materialised: its cross-products are column sums,
-    written into row and column 0. Rows of several folds are gathered fold by fold, in
-    pieces of ``gather_bytes``, into one buffer reused across chunks, so each fold's
-    Gram is BLAS calls on contiguous blocks and no chunk-sized array is allocated.
+    written into row and column 0. With observation weights w the rows come already
+    multiplied by u = √w and ``u`` is given: the intercept column is then u (its
+    cross-products are u-weighted sums) and every shift of the standardisation is
+    subtracted as a multiple of u, so the sums are those of the weighted model
+    W^{1/2}y = W^{1/2}Xβ + W^{1/2}Zγ + ε (ε ~ N(0, σ²I)).
+
+    Rows of several folds are gathered fold by fold, in pieces of ``gather_bytes``, into
+    one buffer reused across chunks, so each fold's Gram is BLAS calls on contiguous
+    blocks and no chunk-sized array is allocated.
     """
 
     #: rows per sparse product Z_iᵀX_i: its result is allocated by scipy on every call,
@@ -61,16 +67,18 @@ class _Accumulator:
         self._buffer = np.empty((0, 0))  # gathered rows of a fold, standardised
         self._pieces = np.empty((0, 0))  # standardised rows of a cluster product
 
-    def add_rows(self, X, y, Z, cluster, block_of_cluster, intercept):
+    def add_rows(self, X, y, Z, cluster, block_of_cluster, intercept, u=None):
         """Add rows given each row's cluster position (and, with ``intercept``, the
-        cross-products of a constant column 0 that X does not contain)."""
+        cross-products of a constant column 0 that X does not contain; ``u``: the rows
+        are weighted, see the class docstring)."""
         f = int(intercept)
         if self.standard is None:
             self.standard = (*_first_chunk_standardization(X, intercept),
                              *_first_chunk_z_standardization(Z, self.z_one),
                              float(np.mean(y)) if intercept and y.size else 0.0)
-        y = y - self.standard[4] if self.standard[4] else y
-        self._add_totals(X, y, block_of_cluster[cluster], f)
+        if self.standard[4]:
+            y = y - self.standard[4] * (1.0 if u is None else u)
+        self._add_totals(X, y, block_of_cluster[cluster], f, u)
         x_shift, x_scale, z_shift, z_scale, _ = self.standard
         # Z_iᵀX̃_i from the raw rows, (Z_iᵀX_i − Z_iᵀ1 sᵀ)/c, when every shift is within
         # a few SDs (no cancellation to speak of: the rounding error grows with |s|/c);
@@ -80,22 +88,25 @@ class _Accumulator:
             self._pieces = np.empty((self.product_rows, X.shape[1]))
         for lo in range(0, X.shape[0], self.product_rows):
             rows = slice(lo, lo + self.product_rows)
+            ur = None if u is None else u[rows]
             Xs = X[rows] if direct else self._standard(X[rows], f,
-                                                       out=self._pieces[:X[rows].shape[0]])
-            self._add_cluster_products(Xs, y[rows], (Z[rows] - z_shift) / z_scale,
-                                       cluster[rows], f, (x_shift[f:], x_scale[f:])
-                                       if direct else None)
+                                                       out=self._pieces[:X[rows].shape[0]],
+                                                       u=ur)
+            Zs = (Z[rows] - (z_shift if ur is None else ur[:, None] * z_shift)) / z_scale
+            self._add_cluster_products(Xs, y[rows], Zs, cluster[rows], f,
+                                       (x_shift[f:], x_scale[f:]) if direct else None, ur)
 
-    def _standard(self, X, f, out=None):
-        """(X − s) / c into ``out`` (a new array if None)."""
+    def _standard(self, X, f, out=None, u=None):
+        """(X − s) / c (with weights, (X − u sᵀ) / c) into ``out`` (new if None)."""
         shift, scale = self.standard[:2]
-        out = np.subtract(X, shift[f:], out=out)
+        out = np.subtract(X, shift[f:] if u is None else u[:, None] * shift[f:], out=out)
         out /= scale[f:]
         return out
 
-    def _add_cluster_products(self, X, y, Z, cluster, f, raw=None):
+    def _add_cluster_products(self, X, y, Z, cluster, f, raw=None, u=None):
         """n_i and Z_iᵀ[X_i, Z_i, y_i] of the clusters of some rows (``raw = (s, c)``:
-        X is not standardised yet, and its products are, after the product)."""
+        X is not standardised yet, and its products are, after the product; ``u``:
+        the intercept column, ones when None)."""
         uc, local = np.unique(cluster, return_inverse=True)
         self.n_obs[uc] += np.bincount(local, minlength=uc.size)
         # Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse (clusters·q × rows)
@@ -105,7 +116,8 @@ class _Accumulator:
             (Z.ravel(), ((local[:, None] * q + np.arange(q)).ravel(),
                          np.repeat(np.arange(n_rows), q))),
             shape=(uc.size * q, n_rows))
-        Z1 = np.asarray(S.sum(axis=1))  # Z_iᵀ1, (clusters·q, 1)
+        # Z_iᵀ1 (Z_iᵀu with weights), (clusters·q, 1)
+        Z1 = np.asarray(S.sum(axis=1)) if u is None else (S @ u)[:, None]
         ZX = S @ X
         if raw is not None:
             ZX -= Z1 * raw[0]
@@ -118,7 +130,7 @@ class _Accumulator:
         if f:  # Z_iᵀ1 for the intercept column
             self.ZtX[uc, :, 0] += Z1.reshape(uc.size, q)
 
-    def _add_totals(self, X, y, block, f):
+    def _add_totals(self, X, y, block, f, u=None):
         """XᵀX, Xᵀy, yᵀy and N of each fold (the intercept's in row/column 0 when f),
         of the standardised columns: the rows of each fold are gathered and standardised
         piece by piece into one reused buffer."""
@@ -134,27 +146,34 @@ class _Accumulator:
             for start in range(lo, hi, step):
                 stop = min(start + step, hi)
                 buf = self._buffer[:stop - start]
+                rows = slice(start, stop) if single else order[start:stop]
+                ub = None if u is None else u[rows]
                 if single:
-                    rows = slice(start, stop)
-                    Xb = self._standard(X[rows], f, out=buf)
+                    Xb = self._standard(X[rows], f, out=buf, u=ub)
                 else:
-                    rows = order[start:stop]
                     Xb = self._standard(np.take(X, rows, axis=0, out=buf, mode="clip"), f,
-                                        out=buf)
-                self._add_block(b, Xb, y[rows], f)
+                                        out=buf, u=ub)
+                self._add_block(b, Xb, y[rows], f, ub)
 
-    def _add_block(self, b, Xb, yb, f):
-        """Add some rows of fold b (contiguous in memory) to its totals."""
+    def _add_block(self, b, Xb, yb, f, ub=None):
+        """Add some rows of fold b (contiguous in memory) to its totals (``ub``: their
+        intercept column, ones when None)."""
         self.XtX[b, f:, f:] += Xb.T @ Xb
         self.Xty[b, f:] += Xb.T @ yb
         self.yty[b] += yb @ yb
         self.n_rows[b] += Xb.shape[0]
-        if f:
+        if f and ub is None:
             colsum = Xb.sum(axis=0)
             self.XtX[b, 0, 0] += Xb.shape[0]
             self.XtX[b, 0, 1:] += colsum
             self.XtX[b, 1:, 0] += colsum
             self.Xty[b, 0] += yb.sum()
+        elif f:
+            colsum = ub @ Xb
+            self.XtX[b, 0, 0] += ub @ ub
+            self.XtX[b, 0, 1:] += colsum
+            self.XtX[b, 1:, 0] += colsum
+            self.Xty[b, 0] += ub @ yb
 
     def fields(self, X=None, y=None):
         """The sums and their standardisation, as ClusterStats fields, after checking

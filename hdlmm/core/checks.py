@@ -13,7 +13,8 @@ from numpy.typing import ArrayLike
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 
-__all__ = ["NonNumericError", "all_finite", "check_a", "check_groups", "check_lmm_arrays"]
+__all__ = ["NonNumericError", "all_finite", "check_a", "check_groups", "check_lmm_arrays",
+           "check_weights"]
 
 
 class NonNumericError(ValueError, TypeError):
@@ -210,3 +211,17 @@ def check_a(a: float, name: str = "a") -> float:
         raise ValueError(f"{name} must be finite and ≥ 0 (0 ignores the clustering); "
                          f"got {a}")
     return float(a)
+
+
+def check_weights(weights: ArrayLike, n_rows: int) -> np.ndarray:
+    """Observation weights as positive finite floats, one per row."""
+    w = _as_float_matrix(weights, "sample_weight", allow_1d=True).ravel()
+    if w.size != n_rows:
+        raise ValueError(f"sample_weight has {w.size} values but X has {n_rows} rows; "
+                         f"pass one weight per row")
+    bad = np.flatnonzero(~(w > 0))
+    if bad.size:
+        raise ValueError(f"sample_weight must be positive: {bad.size} value(s) are zero, "
+                         f"negative or NaN (first: row {bad[0]}, {w[bad[0]]!r}); drop "
+                         f"those rows instead of giving them weight 0")
+    return w

@@ -40,12 +40,17 @@ def row_scores(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray, n_cluste
 
 
 def row_chunks(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray,
-               chunk_rows: int = 65536) -> Callable:
+               chunk_rows: int = 65536, u: np.ndarray | None = None) -> Callable:
     """Yield ``(X, y, cluster_index)`` in chunks of rows (views: no copies), so the
-    per-row temporaries of :func:`chunk_sums` stay O(chunk_rows · (s + J))."""
+    per-row temporaries of :func:`chunk_sums` stay O(chunk_rows · (s + J)). With
+    ``u`` = √w (observation weights), ``(u X, u y, cluster_index, u)``: the rows of the
+    weighted model, its intercept column last."""
     for start in range(0, X.shape[0], chunk_rows):
         sl = slice(start, start + chunk_rows)
-        yield X[sl], y[sl], cluster_index[sl]
+        if u is None:
+            yield X[sl], y[sl], cluster_index[sl]
+        else:
+            yield X[sl] * u[sl, None], y[sl] * u[sl], cluster_index[sl], u[sl]
 
 
 def row_sums(chunks: Callable, n_clusters: int, coef: np.ndarray, intercept: bool,
@@ -65,8 +70,10 @@ def row_sums(chunks: Callable, n_clusters: int, coef: np.ndarray, intercept: boo
     def rows(U, S, cols):
         out, buffer = None, []
         for chunk in chunks():
-            for Xc, yc, idx in standard_pieces(*chunk, standardization, buffer=buffer):
-                part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept)
+            u = chunk[3] if len(chunk) > 3 else None  # weighted rows: the intercept column
+            for Xc, yc, idx, uc in standard_pieces(*chunk[:3], standardization,
+                                                   buffer=buffer, u=u):
+                part = local_chunk_sums(Xc, yc, idx, U, S, cols, coef, intercept, u=uc)
                 out = add_cluster_sums(out, n_clusters, *part)
         return out
 
@@ -79,17 +86,19 @@ PIECE_BYTES = 32 * 2 ** 20
 
 def standard_pieces(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray,
                     standardization: tuple | None, piece_bytes: int = PIECE_BYTES,
-                    buffer: list | None = None) -> Iterator[tuple]:
-    """Yield ``(X̃, y − y₀, cluster_index)`` for pieces of the rows, X̃ = (X − s) / c with
-    ``standardization = (s, c, y₀)`` (as the statistics were built, see
-    :class:`hdlmm.core.stats.ClusterStats`); the rows as they are when it is None.
+                    buffer: list | None = None, u: np.ndarray | None = None) -> Iterator[tuple]:
+    """Yield ``(X̃, y − y₀, cluster_index, u)`` for pieces of the rows, X̃ = (X − s) / c
+    with ``standardization = (s, c, y₀)`` (as the statistics were built, see
+    :class:`hdlmm.core.stats.ClusterStats`); the rows as they are when it is None. With
+    weighted rows (``u`` = √w, the intercept column) the shifts are multiples of u:
+    X̃ = (X − u sᵀ) / c and y − u y₀; ``u`` is None (ones) otherwise.
 
     The columns are standardised before any product: X u computed as X(u/c) − sᵀ(u/c)
     would lose a column's spread to cancellation when its mean is large. The pieces
     share one buffer (the sums copy what they keep), so memory stays O(piece); pass a
     list as ``buffer`` to reuse it across calls (it holds the array)."""
     if standardization is None:
-        yield X, y, cluster_index
+        yield X, y, cluster_index, u
         return
     shift, scale, y_shift = standardization
     step = max(1, piece_bytes // (8 * max(X.shape[1], 1)))
@@ -98,23 +107,27 @@ def standard_pieces(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray,
         held[:] = [np.empty((min(step, X.shape[0]), X.shape[1]))]
     for lo in range(0, X.shape[0], step):
         rows = slice(lo, lo + step)
-        part = np.subtract(X[rows], shift, out=held[0][:X[rows].shape[0]])
+        ur = None if u is None else u[rows]
+        part = np.subtract(X[rows], shift if ur is None else ur[:, None] * shift,
+                           out=held[0][:X[rows].shape[0]])
         part /= scale
-        yield part, y[rows] - y_shift, cluster_index[rows]
+        yield (part, y[rows] - (y_shift if ur is None else y_shift * ur),
+               cluster_index[rows], ur)
 
 
 def local_chunk_sums(X: np.ndarray, y: np.ndarray, cluster_index: np.ndarray, U: np.ndarray,
-                     S: np.ndarray, cols: ArrayLike, coef: np.ndarray, intercept: bool) -> tuple:
+                     S: np.ndarray, cols: ArrayLike, coef: np.ndarray, intercept: bool,
+                     u: np.ndarray | None = None) -> tuple:
     """(clusters present, their sums): the sums of :func:`row_sums` over one chunk of
     rows, for the chunk's own clusters only (so a chunk's temporaries do not grow with
-    the number of clusters of the data)."""
+    the number of clusters of the data); ``u``: the intercept column of weighted rows."""
     order, starts = slice(None), _run_starts(cluster_index)
     clusters = cluster_index[starts]
     if np.unique(clusters).size < clusters.size:  # a cluster's rows are not together
         order = np.argsort(cluster_index, kind="stable")
         starts = _run_starts(cluster_index[order])
         clusters = cluster_index[order][starts]
-    return clusters, chunk_sums(X, y, order, starts, U, S, cols, coef, intercept)
+    return clusters, chunk_sums(X, y, order, starts, U, S, cols, coef, intercept, u=u)
 
 
 def _run_starts(values):
@@ -135,7 +148,7 @@ def add_cluster_sums(out: dict | None, n_clusters: int, clusters: np.ndarray,
 
 def chunk_sums(X: np.ndarray, y: np.ndarray, order: np.ndarray, starts: np.ndarray, U: np.ndarray,
                S: np.ndarray, cols: ArrayLike, coef: np.ndarray, intercept: bool,
-               pairs_at_once: int = 16) -> tuple:
+               pairs_at_once: int = 16, u: np.ndarray | None = None) -> tuple:
     """The per-cluster sums of :func:`row_sums` for one chunk of rows, whose clusters
     are given by ``order`` (the rows with each cluster's rows together, or a slice
     when they already are) and ``starts`` (where each cluster's rows begin in that
@@ -147,7 +160,7 @@ def chunk_sums(X: np.ndarray, y: np.ndarray, order: np.ndarray, starts: np.ndarr
     J = 5).
     """
     S = np.asarray(S, dtype=np.intp)
-    D, iU, ix = _columns(X, y, order, U, S, cols, coef, intercept)
+    D, iU, ix = _columns(X, y, order, U, S, cols, coef, intercept, u)
     s, J, ir = S.size, iU.size, D.shape[0] - 1
     iS, upper = np.arange(s), np.triu_indices(s)
     blocks = dict(ur=(iU, np.full(J, ir)), uu=(iU, iU), ux=(iU, ix),
@@ -165,19 +178,21 @@ def chunk_sums(X: np.ndarray, y: np.ndarray, order: np.ndarray, starts: np.ndarr
     return out
 
 
-def _columns(X, y, order, U, S, cols, coef, intercept):
+def _columns(X, y, order, U, S, cols, coef, intercept, u=None):
     """D = [x_S, X u, x_cols not in S, r] in cluster order, its columns as long rows
-    (so that each is contiguous), with the rows of X u and of each tested column in D.
+    (so that each is contiguous), with the rows of X u and of each tested column in D
+    (``u`` here: the intercept column of weighted rows, ones when None).
 
     A tested column already in S (the default: inference on the support) is not
     repeated, so its products with the others are computed once."""
     f = 1 if intercept else 0
     XW = thin_product(X, np.c_[U[f:], coef[f:]])  # X u_j and X β̂ together
-    XU = XW[:, :-1] + (U[0] if f else 0.0)
-    r = y - XW[:, -1] - (coef[0] if f else 0.0)
+    one = 1.0 if u is None else u[:, None]
+    XU = XW[:, :-1] + (U[0] * one if f else 0.0)
+    r = y - XW[:, -1] - (coef[0] * (1.0 if u is None else u) if f else 0.0)
     XS = X[:, np.maximum(S - f, 0)]
     if f:
-        XS[:, S == 0] = 1.0  # the intercept column
+        XS[:, S == 0] = one  # the intercept column
     s, J = S.size, XU.shape[1]
     row = {int(col) - f: i for i, col in enumerate(S) if col >= f}  # feature -> row of D
     extra = [j for j in map(int, cols) if j not in row]

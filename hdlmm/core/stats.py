@@ -192,8 +192,14 @@ class ClusterStats:
                      labels: np.ndarray, *, fit_intercept: bool = True, n_blocks: int = 1,
                      random_state: int | np.random.RandomState | None = None,
                      chunk_rows: int = 65536, feature_names: Sequence[str] | None = None,
-                     standardize: bool = True) -> ClusterStats:
-        """Build from the output of :func:`hdlmm.core.checks.check_lmm_arrays`."""
+                     standardize: bool = True, weights: np.ndarray | None = None) -> ClusterStats:
+        """Build from the output of :func:`hdlmm.core.checks.check_lmm_arrays`.
+
+        ``weights`` (positive, one per row): the statistics of the weighted model, in
+        which row j has residual variance σ²/w_j (lme4's ``weights``): the sums of the
+        rows multiplied by √w, the intercept column being √w (see
+        :class:`hdlmm.core._accumulate._Accumulator`). They are then moved to their own
+        weighted standardisation (:meth:`standardized`)."""
         layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
         p, q = X.shape[1] + fit_intercept, Z.shape[1]
@@ -204,12 +210,18 @@ class ClusterStats:
                      *z_standardization(Z, z_one), y_shift) if standardize
                     else (np.zeros(p), np.ones(p), np.zeros(q), np.ones(q), 0.0))
         acc = _Accumulator(labels.size, n_blocks, p, q, standard, z_one)
+        u = None if weights is None else np.sqrt(weights)
         for start in range(0, X.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
-            acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
-                         layout.block, fit_intercept)
+            if u is None:
+                acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
+                             layout.block, fit_intercept)
+            else:
+                ur = u[rows]
+                acc.add_rows(X[rows] * ur[:, None], y[rows] * ur, Z[rows] * ur[:, None],
+                             layout.position[codes[rows]], layout.block, fit_intercept, ur)
         stats = cls.from_sums(acc, layout.labels, layout.block, fit_intercept, names, X, y)
-        stats.own_standard = standardize
+        stats.own_standard = standardize and weights is None
         return stats
 
     @classmethod
@@ -294,7 +306,7 @@ class ClusterStats:
         delta = self.y_shift - y_shift
         sum_y = self.Xty[:, 0]  # 1ᵀỹ per block
         return replace(self, Xty=self.Xty + delta * self.XtX[:, 0, :],
-                       yty=self.yty + 2 * delta * sum_y + self.n_rows * delta ** 2,
+                       yty=self.yty + 2 * delta * sum_y + self.XtX[:, 0, 0] * delta ** 2,
                        Zty=self.Zty + delta * self.ZtX[:, :, 0], y_shift=y_shift,
                        own_standard=False)
 
@@ -305,7 +317,7 @@ class ClusterStats:
         D = self.x_scale / scale
         delta = (self.x_shift - shift) / scale
         shifted = self.intercept and np.any(delta != 0)
-        XtX = _affine_gram(self.XtX, D, delta, 0, self.n_rows, shifted)
+        XtX = _affine_gram(self.XtX, D, delta, 0, shifted)
         Xty = self.Xty * D
         ZtX = self.ZtX * D
         if shifted:
@@ -322,7 +334,7 @@ class ClusterStats:
         D = self.z_scale / scale
         delta = (self.z_shift - shift) / scale
         shifted = k0 >= 0 and np.any(delta != 0)
-        ZtZ = _affine_gram(self.ZtZ, D, delta, k0, self.n_obs, shifted)
+        ZtZ = _affine_gram(self.ZtZ, D, delta, k0, shifted)
         ZtX = self.ZtX * D[None, :, None]
         Zty = self.Zty * D
         if shifted:
@@ -340,6 +352,8 @@ class ClusterStats:
             return self
         N = self.n_rows.sum()
         XtX = self.XtX.sum(0)
+        if self.intercept:  # Σ w, the intercept column's square (N without weights)
+            N = XtX[0, 0]
         mean = XtX[0] / N if self.intercept else np.zeros(self.n_features)
         shift, scale = _own(mean, np.diag(XtX) / N, self.intercept)
         if self.z_one >= 0:
@@ -396,13 +410,15 @@ class ClusterStats:
                        x_scale=self.x_scale[columns])
 
 
-def _affine_gram(G, D, delta, one, n, shifted):
+def _affine_gram(G, D, delta, one, shifted):
     """The Gram matrices G (a stack) of columns w mapped to w D + 1δᵀ, where column
-    ``one`` is the constant 1 (so D w'ᵀ1 = u is its column):
+    ``one`` is the intercept column 1 (so D w'ᵀ1 = u is its column, and n = 1ᵀ1 its
+    square: the rows' count, or Σ w with weights, where the column is √w):
     D G D + u δᵀ + δ uᵀ + n δδᵀ (only D G D when not ``shifted``)."""
     out = G * D[None, :, None] * D[None, None, :]
     if shifted:
         u = G[:, :, one] * D
+        n = G[:, one, one]
         out += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
                 + n[:, None, None] * np.outer(delta, delta)[None])
     return out

@@ -194,7 +194,7 @@ def _partition_row_sums(frame, spec, index, U, S, cols, coef, intercept,
     X, y, _, g = spec.arrays(frame, 0, "a partition")
     clusters, local = np.unique(index.get_indexer(pd.Index(g)), return_inverse=True)
     out = None
-    for Xc, yc, idx in standard_pieces(X, y, local, standardization):
+    for Xc, yc, idx, _ in standard_pieces(X, y, local, standardization):
         out = add_cluster_sums(out, clusters.size, *local_chunk_sums(
             Xc, yc, idx, U, S, cols, coef, intercept))
     return clusters, out

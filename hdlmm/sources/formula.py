@@ -66,11 +66,13 @@ class FormulaDesign:
     forced: list | None = None
     offset: np.ndarray | None = None
     offset_terms: list | None = None
+    weights: np.ndarray | None = None
 
     def without_data(self) -> FormulaDesign:
         """The design without the training rows (y, X, groups, Z): what a fitted model
         keeps to encode new data, so that pickling it does not carry the data."""
-        return replace(self, y=None, X=None, groups=None, Z=None, offset=None)
+        return replace(self, y=None, X=None, groups=None, Z=None, offset=None,
+                       weights=None)
 
 
 def split_bars(formula: str) -> tuple:
@@ -120,8 +122,11 @@ def split_bars(formula: str) -> tuple:
     return fixed, out
 
 
-def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> FormulaDesign:
-    """Materialise ``formula`` on ``data`` (a pandas DataFrame).
+def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
+                  weights: str | np.ndarray | None = None) -> FormulaDesign:
+    """Materialise ``formula`` on ``data`` (a pandas DataFrame); ``weights``, lme4's
+    observation weights, is a column of ``data`` (its missing values are handled with
+    the formula's) or an array of one weight per row of ``data``.
 
     Returns
     -------
@@ -148,14 +153,18 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
                          "add one to say how rows are clustered")
     group = _grouping_factor(bars, data)
     dot = _has_dot(fixed)
-    if dot:  # '.' = every other column, not the grouping factor
-        fixed += "".join(f" - {c}" for c in group.split(":"))
-    used = _used_columns(fixed, bars, data, offset_terms)
+    data = _with_weights(data, weights)
+    not_dot = group.split(":") + ([_WEIGHTS] if weights is not None else []) + (
+        [weights] if isinstance(weights, str) else [])
+    if dot:  # '.' = every other column, not the grouping factor nor the weights
+        fixed += "".join(f" - {c}" for c in not_dot)
+    used = _used_columns(fixed, bars, data, offset_terms) | ({_WEIGHTS} if weights is not None
+                                                             else set())
     response = fixed.split("~", 1)[0].strip()
-    dot_columns = ([c for c in data.columns if c != response and c not in group.split(":")]
+    dot_columns = ([c for c in data.columns if c != response and c not in not_dot]
                    if dot else [])
     check_columns(data, [c for c in data.columns if c in used and c != response
-                         and c not in group.split(":")], dot_columns)
+                         and c not in not_dot], dot_columns)
     data, n_dropped = _handle_missing(data, used, group.split(":"), missing)
     fm = _formulaic()
     mm = _materialise(fm, fixed, data)
@@ -179,8 +188,9 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise") -> F
                          n_dropped=n_dropped, re_blocks=blocks, terms=terms,
                          forced=forced, offset=offset_values(fm, offset_terms, data),
                          offset_terms=offset_terms,
+                         weights=None if weights is None else data[_WEIGHTS].to_numpy(float),
                          column_types=column_types(data[[c for c in data.columns
-                                                         if c in used]],
+                                                         if c in used and c != _WEIGHTS]],
                                                    response, group.split(":")))
 
 
@@ -281,6 +291,27 @@ def _forced_columns(fm, forced_terms, terms):
                                  f"term of the model's fixed part {list(terms)}")
             cols += terms[term]
     return sorted(set(cols))
+
+
+#: the column the weights are carried in while rows with missing values are handled
+_WEIGHTS = "hdlmm_weights_"
+
+
+def _with_weights(data, weights):
+    """``data`` with the weights as a column (from a column name or an array)."""
+    if weights is None:
+        return data
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise ValueError(f"weights column {weights!r} is not in data; columns are "
+                             f"{_preview(data.columns)}")
+        values = data[weights]
+    else:
+        values = np.asarray(weights)
+        if values.shape != (len(data),):
+            raise ValueError(f"weights has {values.size} values but data has {len(data)} "
+                             f"rows; pass one weight per row or a column name")
+    return data.assign(**{_WEIGHTS: values})
 
 
 def _grouping_factor(bars, data):
