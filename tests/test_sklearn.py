@@ -13,7 +13,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import hdlmm
 from hdlmm import SparseLMM
 
-
 #: a weight of 2 is not two copies of a row in a mixed model: REML's degrees of freedom,
 #: the clusters' sizes and the CV folds count rows (lme4 gives different fits too)
 NOT_APPLICABLE = {"check_sample_weight_equivalence_on_dense_data":
