@@ -19,7 +19,7 @@ def test_bars_on_the_search_and_the_inference(data, capsys):
     SparseLMM(random_state=0, progress=True, inference="all").fit(data.X, data.y,
                                                                  data.groups, data.Z)
     err = capsys.readouterr().err
-    assert "choosing a and k" in err and "inference" in err
+    assert "cross-products" in err and "choosing a and k" in err and "inference" in err
     done = re.findall(r"choosing a and k: +\d+%\|.*?\| (\d+)/(\d+)", err)
     assert done and all(int(n) <= int(total) for n, total in done)  # a total: time left
     assert re.search(r"inference: +0%\|.*\| 0/20", err)

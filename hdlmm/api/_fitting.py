@@ -186,7 +186,7 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
             n_blocks=params["cv"] if settings.needs_cv else 1,
             random_state=params["random_state"],
             feature_names=names if frame_names is not None or kept is not None else None,
-            weights=w)
+            weights=w, progress=params["progress"])
     index = stats.cluster_index(labels)[codes]
     u = None if w is None else np.sqrt(w)
     fitted = fit_statistics(stats, lambda: row_chunks(X, y, index, u=u), params,

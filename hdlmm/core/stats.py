@@ -38,6 +38,7 @@ from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core._arrays import zeros
 from hdlmm.core.checks import _sort_order, check_lmm_arrays
 from hdlmm.core.folds import FoldLayout
+from hdlmm.core.progress import progress_bar
 from hdlmm.core.standardize import _own, column_standardization, intercept_column, z_standardization
 
 __all__ = ["ClusterStats"]
@@ -192,14 +193,16 @@ class ClusterStats:
                      labels: np.ndarray, *, fit_intercept: bool = True, n_blocks: int = 1,
                      random_state: int | np.random.RandomState | None = None,
                      chunk_rows: int = 65536, feature_names: Sequence[str] | None = None,
-                     standardize: bool = True, weights: np.ndarray | None = None) -> ClusterStats:
+                     standardize: bool = True, weights: np.ndarray | None = None,
+                     progress: bool | None = False) -> ClusterStats:
         """Build from the output of :func:`hdlmm.core.checks.check_lmm_arrays`.
 
         ``weights`` (positive, one per row): the statistics of the weighted model, in
         which row j has residual variance σ²/w_j (lme4's ``weights``): the sums of the
         rows multiplied by √w, the intercept column being √w (see
         :class:`hdlmm.core._accumulate._Accumulator`). They are then moved to their own
-        weighted standardisation (:meth:`standardized`)."""
+        weighted standardisation (:meth:`standardized`). ``progress``: a bar over the
+        rows (None: on a terminal only)."""
         layout = FoldLayout(labels, n_blocks, random_state)
         names = _feature_names(feature_names, X.shape[1], fit_intercept)
         p, q = X.shape[1] + fit_intercept, Z.shape[1]
@@ -211,6 +214,8 @@ class ClusterStats:
                     else (np.zeros(p), np.ones(p), np.zeros(q), np.ones(q), 0.0))
         acc = _Accumulator(labels.size, n_blocks, p, q, standard, z_one)
         u = None if weights is None else np.sqrt(weights)
+        bar = progress_bar(X.shape[0], "cross-products", progress, unit="rows",
+                           unit_scale=True)
         for start in range(0, X.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
             if u is None:
@@ -220,6 +225,8 @@ class ClusterStats:
                 ur = u[rows]
                 acc.add_rows(X[rows] * ur[:, None], y[rows] * ur, Z[rows] * ur[:, None],
                              layout.position[codes[rows]], layout.block, fit_intercept, ur)
+            bar.update(X[rows].shape[0])
+        bar.close()
         stats = cls.from_sums(acc, layout.labels, layout.block, fit_intercept, names, X, y)
         stats.own_standard = standardize and weights is None
         return stats
