@@ -208,6 +208,6 @@ def test_unsupported_formula_constructs_get_a_clear_message(formula, message):
         hdlmm.SparseLMM.from_formula(formula, df)
 
 
-def test_weights_are_refused_with_a_message():
-    with pytest.raises(ValueError, match="observation weights .* are not supported yet"):
-        hdlmm.SparseLMM.from_formula("y ~ x + (1 | g)", _offset_frame(), weights="t")
+def test_an_unknown_weights_column_is_named():
+    with pytest.raises(ValueError, match="weights column 'nope' is not in data"):
+        hdlmm.SparseLMM.from_formula("y ~ x + (1 | g)", _offset_frame(), weights="nope")
