@@ -8,12 +8,13 @@ docs/design.md for the architecture: the layers are the subpackages
 from hdlmm._version import __version__
 from hdlmm.api.compare import compare_models
 from hdlmm.api.estimator import DEFAULT_A_GRID, SparseLMM
+from hdlmm.api.glmm_estimator import SparseGLMM
 from hdlmm.core.splicing import best_subset, best_subset_path
 from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.sources.simulate import LMMData, make_lmm_data, make_tutorial_data
 from hdlmm.sources.streaming import TableSpec, stream_stats
 
-__all__ = ["SparseLMM", "ClusterStats", "ProxyTransform", "best_subset",
+__all__ = ["SparseLMM", "SparseGLMM", "ClusterStats", "ProxyTransform", "best_subset",
            "best_subset_path", "make_lmm_data", "make_tutorial_data", "LMMData",
            "DEFAULT_A_GRID", "TableSpec", "stream_stats", "compare_models", "__version__"]

@@ -6,7 +6,8 @@ import pkgutil
 
 import hdlmm
 
-PUBLIC = ["SparseLMM", "ClusterStats", "ProxyTransform", "best_subset", "best_subset_path",
+PUBLIC = ["SparseLMM", "SparseGLMM", "ClusterStats", "ProxyTransform", "best_subset",
+          "best_subset_path",
           "make_lmm_data", "make_tutorial_data", "LMMData", "DEFAULT_A_GRID", "TableSpec",
           "stream_stats", "compare_models", "__version__"]
 

@@ -10,7 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-__all__ = ["Family", "FAMILIES", "get_family"]
+__all__ = ["Family", "FAMILIES", "get_family", "MAX_ETA"]
+
+#: a Poisson log-mean beyond which exp(η) is not evaluated (e^60 ≈ 1e26 events: no data
+#: are there, but a trial step of an optimiser can be, and its weights must stay finite)
+MAX_ETA = 60.0
 
 
 @dataclass(frozen=True)
@@ -24,14 +28,14 @@ class Family:
         """μ = m · logistic(η) (binomial) or exp(η) (Poisson)."""
         if self.name == "binomial":
             return trials * special.expit(eta)
-        return np.exp(np.minimum(eta, 700.0))
+        return np.exp(np.minimum(eta, MAX_ETA))
 
     def variance(self, eta: np.ndarray, trials: np.ndarray) -> np.ndarray:
         """Var(y) = m p (1 − p) (binomial) or μ (Poisson): the IRLS weight W."""
         if self.name == "binomial":
             p = special.expit(eta)
             return trials * p * (1.0 - p)
-        return np.exp(np.minimum(eta, 700.0))
+        return np.exp(np.minimum(eta, MAX_ETA))
 
     def loglik(self, y: np.ndarray, eta: np.ndarray, trials: np.ndarray) -> np.ndarray:
         """log p(y | η) of each row, normalising constants included (as R's dbinom and
@@ -41,7 +45,7 @@ class Family:
                      - special.gammaln(trials - y + 1))
             # y log p + (m − y) log(1 − p), with log p = −log(1 + e^{−η})
             return const + y * eta - trials * np.logaddexp(0.0, eta)
-        return y * eta - np.exp(np.minimum(eta, 700.0)) - special.gammaln(y + 1)
+        return y * eta - np.exp(np.minimum(eta, MAX_ETA)) - special.gammaln(y + 1)
 
     def check_response(self, y: np.ndarray, trials: np.ndarray) -> None:
         """Counts of the family: 0 ≤ y ≤ m integers (binomial), y ≥ 0 integers

@@ -119,8 +119,8 @@ class LaplaceObjective:
             step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
             new, t = u + step, 1.0
             new_obj = self._penalised(fixed, ZL, new)
-            while np.any(new_obj > obj + 1e-12 * np.abs(obj)) and t > 1e-8:
-                worse = new_obj > obj + 1e-12 * np.abs(obj)  # halve those clusters' steps
+            while np.any(~(new_obj <= obj + 1e-12 * np.abs(obj))) and t > 1e-8:
+                worse = ~(new_obj <= obj + 1e-12 * np.abs(obj))  # (or not finite): halve
                 t /= 2
                 new[worse] = u[worse] + t * step[worse]
                 new_obj = self._penalised(fixed, ZL, new)
@@ -141,25 +141,52 @@ class LaplaceObjective:
         return -2.0 * ll + np.sum(u * u, axis=1)
 
     def deviance(self, phi: np.ndarray) -> float:
-        """D at φ = (θ, β)."""
+        """D at φ = (θ, β) (inf where PIRLS fails: a trial point far out)."""
         k = self.rows.size
-        return self.modes(phi[k:], phi[:k])[1]
+        try:
+            dev = self.modes(phi[k:], phi[:k])[1]
+        except np.linalg.LinAlgError:
+            dev = np.inf
+        if not np.isfinite(dev):
+            self._u = np.zeros_like(self._u)  # do not warm-start from there
+            return 1e300
+        return dev
 
 
 def _glm_start(obj, max_iter=50):
-    """β of the fit without random effects (IRLS), glmer's start for β."""
+    """β of the fit without random effects (IRLS from R's glm start, μ = (m y + ½)/(m + 1)
+    or y + 0.1), glmer's start for β."""
+    f, m = obj.family, obj.trials
+    if f.name == "binomial":
+        p0 = (obj.y + 0.5) / (m + 1.0)
+        eta = np.log(p0 / (1.0 - p0))
+    else:
+        eta = np.log(obj.y + 0.1)
     beta = np.zeros(obj.p)
-    f = obj.family
     for _ in range(max_iter):
-        eta = obj.X @ beta + obj.offset
-        mu, w = f.mean(eta, obj.trials), f.variance(eta, obj.trials)
-        w = np.maximum(w, 1e-10)
+        mu, w = f.mean(eta, m), np.maximum(f.variance(eta, m), 1e-10)
         z = eta - obj.offset + (obj.y - mu) / w
         new = np.linalg.lstsq(obj.X * np.sqrt(w)[:, None], z * np.sqrt(w), rcond=None)[0]
+        eta = obj.X @ new + obj.offset
         if np.max(np.abs(new - beta)) < 1e-10:
             return new
         beta = new
     return beta
+
+
+def _start_from(obj, start, shift, scale, one, default):
+    """φ = (θ, β_s) from (β, Ψ) in the user's units (the default where Ψ is singular)."""
+    beta, psi = start
+    beta_s = np.asarray(beta, dtype=float) * scale
+    if one.size:
+        beta_s[one[0]] = beta[one[0]] + np.dot(beta, shift) - beta[one[0]] * shift[one[0]]
+    try:
+        L = np.linalg.cholesky(np.atleast_2d(psi) + 1e-10 * np.eye(obj.q))
+    except np.linalg.LinAlgError:
+        return default
+    theta = L[obj.rows, obj.cols]
+    phi = np.r_[theta, beta_s]
+    return phi if np.isfinite(obj.deviance(phi)) else default
 
 
 def _gradient(fun, x, h):
@@ -190,9 +217,11 @@ def _hessian(fun, x, h):
 
 def fit_laplace(X: np.ndarray, y: np.ndarray, Z: np.ndarray, cluster: np.ndarray,
                 family: Family, trials: ArrayLike | None = None,
-                offset: ArrayLike | None = None) -> GLMMFit:
+                offset: ArrayLike | None = None, start: tuple | None = None) -> GLMMFit:
     """The Laplace fit of the GLMM with fixed-effect columns X (intercept first, a
     column of ones) and random-effect design Z, clusters ``cluster`` (0..n − 1).
+    ``start``: (β, Ψ) to start from (e.g. the PQL fit), in the units of X; default
+    glmer's (the fit without random effects, θ = 1).
 
     Returns
     -------
@@ -210,8 +239,9 @@ def fit_laplace(X: np.ndarray, y: np.ndarray, Z: np.ndarray, cluster: np.ndarray
     Xs = (X - shift) / scale
     obj = LaplaceObjective(Xs, y, Z, cluster, family, trials, offset)
     k = obj.rows.size
-    beta0 = _glm_start(obj)
-    phi0 = np.r_[obj.theta0(), beta0]
+    phi0 = np.r_[obj.theta0(), _glm_start(obj)]
+    if start is not None:
+        phi0 = _start_from(obj, start, shift, scale, one, phi0)
     bounds = obj.theta_bounds() + [(None, None)] * obj.p
 
     def fun(phi):

@@ -1,0 +1,143 @@
+"""Accuracy of SparseGLMM (binary and count outcomes) against an oracle and the peers a
+user would pick instead, in one process on the same data.
+
+Settings (seed = replicate): 150 clusters of 5-20 rows (N ≈ 1,900), p = 500, k = 5
+with coefficients ±U(0.5, 1), a random intercept and slope (Ψ = [[0.5, 0.1], [0.1,
+0.3]], slope covariate U(0, 1)):
+
+    binary   y ~ Bernoulli(logistic(η))
+    poisson  y ~ Poisson(exp(0.5 + η))
+
+Estimators:
+
+    hdlmm        SparseGLMM(family) defaults (PQL selection, then the Laplace fit)
+    oracle       the Laplace fit (= glmer, tests/test_glmm.py) on the true support
+    abess        abess LogisticRegression / PoissonRegression (its default path and
+                 criterion), ignoring the clusters
+    lasso        binary: scikit-learn LogisticRegressionCV, L1 (liblinear, 6 values
+                 of C), 5 grouped folds (whole clusters), ignoring the clusters;
+                 poisson: none (scikit-learn has no L1 Poisson)
+
+Reported: exact support recovery, mean TP/FP, mean l2 error of β (± MC SE), its ratio
+to the oracle's, median seconds.
+
+Run:  python benchmarks/glmm_accuracy.py --setting binary --reps 200
+      python benchmarks/glmm_accuracy.py --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from hdlmm.api.glmm_estimator import SparseGLMM
+from hdlmm.model.families import get_family
+from hdlmm.model.glmm import fit_laplace
+
+
+def simulate(seed: int, setting: str, n_clusters: int = 150, p: int = 500, k: int = 5):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 21, n_clusters)
+    g = np.repeat(np.arange(n_clusters), sizes)
+    N = g.size
+    X = rng.normal(size=(N, p))
+    beta = np.zeros(p)
+    S = np.sort(rng.choice(p, k, replace=False))
+    beta[S] = rng.choice([-1, 1], k) * rng.uniform(0.5, 1.0, k)
+    Z = np.c_[np.ones(N), rng.uniform(0, 1, N)]
+    gamma = rng.multivariate_normal([0, 0], [[0.5, 0.1], [0.1, 0.3]], n_clusters)
+    eta = X @ beta + np.sum(Z * gamma[g], axis=1)
+    if setting == "binary":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        y = rng.poisson(np.exp(0.5 + eta))
+    return X, y.astype(float), g, Z, beta, S
+
+
+def _row(name, seed, coef, beta, S, seconds):
+    chosen = set(np.flatnonzero(coef))
+    return dict(estimator=name, seed=seed, exact=chosen == set(S),
+                tp=len(chosen & set(S)), fp=len(chosen - set(S)),
+                l2=float(np.linalg.norm(coef - beta)), seconds=seconds)
+
+
+def replicate(seed: int, setting: str) -> list[dict]:
+    X, y, g, Z, beta, S = simulate(seed, setting)
+    family = "binomial" if setting == "binary" else "poisson"
+    rows = []
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = SparseGLMM(family, random_state=seed).fit(X, y, g, Z)
+    rows.append(_row("hdlmm", seed, m.coef_, beta, S, time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    fit = fit_laplace(np.c_[np.ones(len(y)), X[:, S]], y, Z, g, get_family(family))
+    coef = np.zeros_like(beta)
+    coef[S] = fit.coef[1:]
+    rows.append(_row("oracle", seed, coef, beta, S, time.perf_counter() - t0))
+    try:
+        import abess
+        t0 = time.perf_counter()
+        est = (abess.LogisticRegression() if setting == "binary"
+               else abess.PoissonRegression())
+        est.fit(X, y)
+        rows.append(_row("abess", seed, np.asarray(est.coef_).ravel(), beta, S,
+                         time.perf_counter() - t0))
+    except ImportError:
+        pass
+    if setting == "binary":
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import GroupKFold
+        t0 = time.perf_counter()
+        folds = list(GroupKFold(5).split(X, y, g))
+        est = LogisticRegressionCV(Cs=6, cv=folds, penalty="l1", solver="liblinear",
+                                   max_iter=1000).fit(X, y)
+        rows.append(_row("lasso", seed, est.coef_.ravel(), beta, S,
+                         time.perf_counter() - t0))
+    return rows
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    oracle = table[table.estimator == "oracle"].set_index("seed").l2
+    out = []
+    for name, part in table.groupby("estimator", sort=False):
+        n = len(part)
+        ratio = part.set_index("seed").l2 / oracle
+        out.append(dict(
+            estimator=name, reps=n,
+            exact=f"{part.exact.mean():.3f} ± {part.exact.std() / np.sqrt(n):.3f}",
+            tp=f"{part.tp.mean():.2f}", fp=f"{part.fp.mean():.2f}",
+            l2=f"{part.l2.mean():.4f} ± {part.l2.std() / np.sqrt(n):.4f}",
+            l2_over_oracle=f"{ratio.mean():.3f} ± {ratio.std() / np.sqrt(n):.3f}",
+            median_s=f"{part.seconds.median():.2f}"))
+    return pd.DataFrame(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", choices=["binary", "poisson"], default="binary")
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--summary", action="store_true")
+    args = parser.parse_args()
+    if args.summary:
+        for setting in ("binary", "poisson"):
+            files = glob.glob(f"benchmarks/out/glmm_{setting}_from*.csv")
+            if files:
+                table = pd.concat([pd.read_csv(f) for f in files])
+                print(f"{setting}:\n{summarise(table).to_string(index=False)}\n")
+        return
+    rows = [r for seed in range(args.start, args.start + args.reps)
+            for r in replicate(seed, args.setting)]
+    pd.DataFrame(rows).to_csv(f"benchmarks/out/glmm_{args.setting}_from{args.start}.csv",
+                              index=False)
+    print(summarise(pd.DataFrame(rows)).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

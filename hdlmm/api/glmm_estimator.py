@@ -1,0 +1,228 @@
+"""SparseGLMM: best-subset fixed effects of a generalized linear mixed model for binary
+and count outcomes (scikit-learn API).
+
+Method (Breslow & Clayton 1993; Hui, Müller & Welsh 2017 for regularised PQL):
+
+1. **Selection on the working model of penalised quasi-likelihood (PQL).** From η
+   (start: glm's, p = (y + ½)/(m + 1) or μ = y + 0.1), the IRLS working response
+   z = η − o + (y − μ)/W with weights W = Var(y | η) is a linear mixed model with
+   residual variances 1/W: :class:`SparseLMM` on (X, z, groups, Z) with
+   ``sample_weight=W`` chooses a and k (its proxy is W⁻¹ + aZZᵀ) and fits Ψ and the
+   BLUPs, and η = o + Xβ̂ + Zγ̂ is updated. Once the support is the same in two
+   successive iterations it is held and the iteration runs to convergence of η.
+2. **The reported model: the Laplace fit on that support** (:mod:`hdlmm.model.glmm`,
+   lme4's ``glmer`` with nAGQ = 1): fixed effects, Ψ̂, conditional modes, the
+   log-likelihood, and Wald standard errors that ignore the selection step.
+
+What is not here yet: the choice of k by grouped CV on the held-out deviance (k and a
+are those of the last working model: EBIC and grouped CV on it), debiased inference,
+formulas, the CLI, files and Dask.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import special
+from scipy import stats as sps
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from hdlmm.api.estimator import SparseLMM
+from hdlmm.api.params import check_predict_groups, check_predict_X, match_columns
+from hdlmm.core.checks import check_lmm_arrays
+from hdlmm.model.families import get_family
+from hdlmm.model.glmm import fit_laplace
+
+__all__ = ["SparseGLMM"]
+
+
+class SparseGLMM(BaseEstimator):
+    """Sparse fixed effects of a generalized linear mixed model (binomial or Poisson).
+
+    Parameters
+    ----------
+    family : {"binomial", "poisson"}
+        Binomial with the logit link (0/1 outcomes, or successes out of ``trials``);
+        Poisson with the log link (counts, with an ``offset`` such as log exposure).
+    support_size : int or None
+        k; None chooses it on the working model (EBIC, confirmed by grouped CV).
+    a : float or None
+        Proxy parameter of the working model; None: grouped CV.
+    cv, k_max, random_state, progress
+        As :class:`SparseLMM`'s.
+    max_iter : int
+        PQL iterations at most.
+    tol : float
+        Convergence of the PQL iteration: the largest change of η.
+
+    Attributes
+    ----------
+    coef_, intercept_, params_ : the Laplace fixed effects (``params_`` by name)
+    support_, support_size_, a_ : the selected columns, k and the working model's a
+    bse_, pvalues_ : pandas.Series, Wald standard errors and p-values of the Laplace
+        fit on the selected support (they ignore the selection step); NaN off it
+    cov_re_ : Ψ̂;  random_effects_ : DataFrame of the conditional modes by cluster
+    loglik_ : the Laplace log-likelihood;  n_iter_, converged_ : the PQL iteration
+    working_model_ : the last working SparseLMM
+    """
+
+    def __init__(self, family: str = "binomial", support_size: int | None = None,
+                 a: float | None = None, *, cv: int = 5, k_max: int | None = None,
+                 max_iter: int = 30, tol: float = 1e-6, progress: bool | None = None,
+                 random_state: int | np.random.RandomState | None = None) -> None:
+        self.family = family
+        self.support_size = support_size
+        self.a = a
+        self.cv = cv
+        self.k_max = k_max
+        self.max_iter = max_iter
+        self.tol = tol
+        self.progress = progress
+        self.random_state = random_state
+
+    def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | None = None,
+            trials: ArrayLike | None = None, offset: ArrayLike | None = None) -> SparseGLMM:
+        """Fit on rows (X, y) in clusters ``groups``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (N, p)
+        y : array-like of shape (N,)
+            0/1 outcomes, successes (with ``trials``) or counts.
+        groups : array-like of shape (N,)
+        Z : array-like of shape (N, q), optional  (default a random intercept)
+        trials : array-like of shape (N,), optional  binomial trials (default 1)
+        offset : array-like of shape (N,), optional  added to the linear predictor
+
+        Returns
+        -------
+        self
+        """
+        family = get_family(self.family)
+        names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
+        Xa, ya, Za, codes, labels = check_lmm_arrays(X, y, groups, Z)
+        m = np.ones(ya.size) if trials is None else np.asarray(trials, dtype=float)
+        o = np.zeros(ya.size) if offset is None else np.asarray(offset, dtype=float)
+        if m.shape != ya.shape or o.shape != ya.shape:
+            raise ValueError(f"trials and offset need one value per row ({ya.size})")
+        if family.name == "poisson" and trials is not None:
+            raise ValueError("trials are for the binomial family; for exposures in a "
+                             "Poisson model pass offset=np.log(exposure)")
+        family.check_response(ya, m)
+        working, eta = self._pql(Xa, ya, Za, labels[codes], m, o, family, names)
+        support = working.support_
+        Xs = np.c_[np.ones(ya.size), Xa[:, support]]
+        start = None  # from the working model: glmer's first stage, near the optimum
+        if working.cov_re_ is not None:
+            start = (np.r_[working.intercept_, working.coef_[support]], working.cov_re_)
+        fit = fit_laplace(Xs, ya, Za, codes, family, trials=m, offset=o, start=start)
+        self._set(fit, working, support, Xa.shape[1], labels, names)
+        return self
+
+    def _pql(self, X, y, Z, row_labels, m, o, family, names):
+        """The PQL iteration (module docstring, step 1): (working model, η)."""
+        if family.name == "binomial":  # R's glm start: p = (y + ½) / (m + 1)
+            eta = special.logit((y + 0.5) / (m + 1.0))
+        else:
+            eta = np.log(y + 0.1)
+        frame = pd.DataFrame(X, columns=names) if names is not None else X
+        held, last, model = None, None, None
+        self.converged_ = False
+        for it in range(1, self.max_iter + 1):
+            mu, w = family.mean(eta, m), np.maximum(family.variance(eta, m), 1e-10)
+            z = eta - o + (y - mu) / w
+            params = dict(support_size=self.support_size, a=self.a, cv=self.cv,
+                          k_max=self.k_max, random_state=self.random_state,
+                          inference=None, progress=self.progress)
+            if held is not None:  # the support has settled: hold it and a
+                force = [names[j] for j in held] if names else [int(j) for j in held]
+                params.update(support_size=0, a=model.a_, force=force)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
+                model = SparseLMM(**params).fit(frame, z, row_labels, Z, sample_weight=w)
+            new = model.predict(X, row_labels, Z)
+            new = np.asarray(new) + o
+            change = float(np.max(np.abs(new - eta)))
+            eta = new
+            support = tuple(model.support_)
+            if held is None and support == last:
+                held = support
+            last = support
+            if held is not None and change < self.tol:
+                self.converged_ = True
+                break
+        self.n_iter_ = it
+        if not self.converged_:
+            warnings.warn(f"the PQL iteration did not converge in max_iter={self.max_iter} "
+                          f"iterations (last change of η {change:.2g}); the Laplace fit "
+                          f"on its last support is reported; increase max_iter",
+                          RuntimeWarning, stacklevel=3)
+        return model, eta
+
+    def _set(self, fit, working, support, p, labels, names):
+        names = names or [f"x{j}" for j in range(p)]
+        self.working_model_ = working
+        self.a_ = working.a_
+        self.support_ = np.asarray(support, dtype=np.intp)
+        self.support_size_ = self.support_.size
+        self.n_features_in_ = p
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        coef = np.zeros(p)
+        coef[self.support_] = fit.coef[1:]
+        self.coef_, self.intercept_ = coef, float(fit.coef[0])
+        index = pd.Index(["(Intercept)"] + names)
+        self.params_ = pd.Series(np.r_[self.intercept_, coef], index=index, name="coef")
+        bse = np.full(p + 1, np.nan)
+        bse[np.r_[0, self.support_ + 1]] = fit.bse
+        self.bse_ = pd.Series(bse, index=index, name="std_err")
+        self.pvalues_ = pd.Series(2 * sps.norm.sf(np.abs(self.params_ / self.bse_)),
+                                  index=index, name="pvalue")
+        self.cov_re_ = fit.cov_re
+        q = fit.cov_re.shape[0]
+        self.random_effects_ = pd.DataFrame(fit.random_effects,
+                                            index=pd.Index(labels, name="group"),
+                                            columns=[f"z{j}" for j in range(q)])
+        self.loglik_ = fit.loglik
+        self.laplace_converged_ = fit.converged
+
+    # ------------------------------------------------------------ predict
+    def decision_function(self, X: ArrayLike, groups: ArrayLike | None = None,
+                          Z: ArrayLike | None = None, offset: ArrayLike | None = None,
+                          random_effects: bool = True) -> np.ndarray:
+        """The linear predictor η: Xβ̂ + β̂₀ (+ offset), plus Zγ̂ for rows of clusters
+        seen in fit (γ = 0 for new clusters, or with ``random_effects=False``)."""
+        check_is_fitted(self, "coef_")
+        X = check_predict_X(match_columns(X, getattr(self, "feature_names_in_", None)),
+                            self.coef_.size)
+        eta = X @ self.coef_ + self.intercept_
+        if offset is not None:
+            eta = eta + np.asarray(offset, dtype=float)
+        if groups is not None and random_effects:
+            Z, groups = check_predict_groups(X, groups, Z, self.random_effects_.shape[1])
+            gamma = self.random_effects_.reindex(pd.Index(groups)).to_numpy()
+            eta = eta + np.nan_to_num(np.einsum("ij,ij->i", Z, gamma), nan=0.0)
+        return eta
+
+    def predict(self, X: ArrayLike, groups: ArrayLike | None = None, Z: ArrayLike | None = None,
+                offset: ArrayLike | None = None, random_effects: bool = True) -> np.ndarray:
+        """The mean on the response scale: the probability (binomial, per trial) or the
+        expected count (Poisson), conditional on the random effects of seen clusters
+        (see :meth:`decision_function`). New clusters get γ = 0 (the conditional mean
+        at the average cluster, not the population-averaged mean)."""
+        eta = self.decision_function(X, groups, Z, offset, random_effects)
+        return special.expit(eta) if self.family == "binomial" else np.exp(eta)
+
+    def predict_proba(self, X: ArrayLike, groups: ArrayLike | None = None,
+                      Z: ArrayLike | None = None, offset: ArrayLike | None = None,
+                      random_effects: bool = True) -> np.ndarray:
+        """Binomial only: [P(y = 0), P(y = 1)] of each row (scikit-learn's layout)."""
+        if self.family != "binomial":
+            raise ValueError("predict_proba is for the binomial family; use predict for "
+                             "the expected count")
+        p = self.predict(X, groups, Z, offset, random_effects)
+        return np.c_[1.0 - p, p]

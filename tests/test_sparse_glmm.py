@@ -1,0 +1,105 @@
+"""SparseGLMM: binary and count outcomes. With nothing to select it is glmer's fit
+(tests/data/glmer); with p > N it finds the true support; predictions, offsets and the
+errors a user meets."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hdlmm.api.glmm_estimator import SparseGLMM
+
+formulaic = pytest.importorskip("formulaic")
+
+HERE = Path(__file__).parent / "data" / "glmer"
+REFERENCE = json.loads((HERE / "reference.json").read_text())
+CASES = {  # reference: (fixed part without the intercept, response, trials, group)
+    "cbpp_trials": ("period", "incidence", "size", "herd"),
+    "contraception_intercept": ("age + I(age**2) + urban + livch", "use", None, "district"),
+    "grouseticks_poisson": ("YEAR + cHEIGHT", "TICKS", None, "BROOD"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_with_nothing_to_select_the_fit_is_glmers(name):
+    ref = REFERENCE[name]
+    factors = [ref["factors"]] if isinstance(ref["factors"], str) else ref["factors"]
+    data = pd.read_csv(HERE / ref["data"], dtype={c: str for c in factors})
+    fixed, response, trials, group = CASES[name]
+    X = formulaic.model_matrix(f"~ {fixed}", data).drop(columns=["Intercept"])
+    X = pd.DataFrame(np.asarray(X, dtype=float), columns=list(X.columns))
+    m = SparseGLMM(ref["family"], support_size=X.shape[1], a=1.0, random_state=0).fit(
+        X, data[response].to_numpy(float), data[group],
+        trials=None if trials is None else data[trials].to_numpy(float))
+    se = np.asarray(ref["se"])
+    assert m.support_size_ == X.shape[1]
+    assert -2 * m.loglik_ <= -2 * ref["loglik"] + 1e-6
+    np.testing.assert_array_less(np.abs(m.params_.to_numpy() - ref["fixef"]) / se, 1e-3)
+    np.testing.assert_allclose(m.cov_re_, np.atleast_2d(ref["cov_re"]), rtol=1e-3)
+    np.testing.assert_allclose(m.bse_.to_numpy(), se, rtol=1e-3)
+
+
+def _simulate(seed, family, n_clusters=100, p=300, offset=None):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_clusters), 10)
+    N = g.size
+    X = rng.normal(size=(N, p))
+    beta = np.zeros(p)
+    beta[[3, 50, 120]] = [1.0, -0.8, 0.9]
+    eta = X @ beta + rng.normal(scale=0.6, size=n_clusters)[g]
+    if offset is not None:
+        eta = eta + offset
+    if family == "binomial":
+        return X, rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float), g, beta
+    return X, rng.poisson(np.exp(0.3 + eta)).astype(float), g, beta
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_finds_the_support_with_more_columns_than_rows_per_cluster(family):
+    X, y, g, beta = _simulate(0, family)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = SparseGLMM(family, random_state=0).fit(X, y, g)
+    assert m.support_.tolist() == [3, 50, 120] and m.converged_
+    assert np.linalg.norm(m.coef_ - beta) < 0.3
+    assert m.pvalues_.iloc[[4, 51, 121]].max() < 1e-6
+
+
+def test_predictions_on_the_response_scale():
+    X, y, g, _ = _simulate(1, "binomial")
+    m = SparseGLMM("binomial", random_state=0).fit(X, y, g)
+    proba = m.predict_proba(X[:20], g[:20])
+    assert proba.shape == (20, 2) and np.allclose(proba.sum(1), 1)
+    eta = X[:20] @ m.coef_ + m.intercept_
+    np.testing.assert_allclose(m.predict(X[:20]), 1 / (1 + np.exp(-eta)))  # new clusters
+    gamma = m.random_effects_.loc[g[:20]].to_numpy()[:, 0]
+    np.testing.assert_allclose(m.decision_function(X[:20], g[:20]), eta + gamma)
+
+
+def test_a_poisson_offset_is_the_exposure():
+    rng = np.random.default_rng(2)
+    exposure = rng.uniform(0.5, 5, 1000)
+    X, y, g, beta = _simulate(2, "poisson", offset=np.log(exposure))
+    m = SparseGLMM("poisson", random_state=0).fit(X, y, g, offset=np.log(exposure))
+    assert m.support_.tolist() == [3, 50, 120]
+    assert abs(m.intercept_ - 0.3) < 0.25
+    pred = m.predict(X[:5], offset=np.log(exposure[:5]))
+    np.testing.assert_allclose(pred, np.exp(X[:5] @ m.coef_ + m.intercept_) * exposure[:5])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(family="gaussian"), "family must be one of"),
+    (dict(y=np.tile([0.5, 1.5], 20)), "must be counts"),
+    (dict(trials=np.zeros(40)), "more successes than trials"),
+    (dict(family="poisson", trials=np.ones(40)), "trials are for the binomial family"),
+])
+def test_bad_input(kwargs, message):
+    rng = np.random.default_rng(3)
+    X, g = rng.normal(size=(40, 3)), np.repeat(np.arange(8), 5)
+    y = kwargs.pop("y", rng.integers(0, 2, 40).astype(float))
+    family = kwargs.pop("family", "binomial")
+    with pytest.raises(ValueError, match=message):
+        SparseGLMM(family).fit(X, y, g, **kwargs)
