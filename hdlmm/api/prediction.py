@@ -11,7 +11,8 @@ effects on the support (``variance_components_.cov_coef``) and Ψ̂, σ̂² plug
 interval is ŷ ± t · se with the normal quantile. As in merTools' ``predictInterval``
 and statsmodels' ``get_prediction``, the covariance between β̂ and γ̂_i − γ_i and the
 uncertainty of Ψ̂, σ̂² are left out; the selection step is taken as given. The coverage
-this gives is measured in ``benchmarks/prediction_coverage.py``.
+this gives is measured in ``benchmarks/prediction_coverage.py``. After a weighted fit
+(``sample_weight``), a new row is taken to have weight 1 (residual variance σ̂²).
 """
 
 from __future__ import annotations
