@@ -103,3 +103,39 @@ def test_bad_input(kwargs, message):
     family = kwargs.pop("family", "binomial")
     with pytest.raises(ValueError, match=message):
         SparseGLMM(family).fit(X, y, g, **kwargs)
+
+
+def test_formula_with_cbind_is_glmers_fit():
+    """cbind(successes, failures) as glmer's; the factor period is one unit (k = 1)."""
+    ref = REFERENCE["cbpp_trials"]
+    data = pd.read_csv(HERE / ref["data"], dtype={"herd": str, "period": str})
+    m = SparseGLMM.from_formula("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                                data, "binomial", support_size=1, a=1.0)
+    assert m.support_size_ == 1 and m.support_.size == 3
+    np.testing.assert_array_less(np.abs(m.params_.to_numpy() - ref["fixef"]) / ref["se"],
+                                 1e-3)
+    assert m.loglik_ >= ref["loglik"] - 1e-6
+    new = data.head(4)
+    eta = m.decision_function(m.formula_design_.fixed_spec.get_model_matrix(new)
+                              .drop(columns=["Intercept"]), new.herd.to_numpy(object))
+    np.testing.assert_allclose(m.predict_frame(new), 1 / (1 + np.exp(-eta)))
+
+
+def test_formula_offset_for_poisson_rates():
+    rng = np.random.default_rng(4)
+    exposure = rng.uniform(0.5, 5, 1000)
+    X, y, g, beta = _simulate(4, "poisson", offset=np.log(exposure))
+    data = pd.DataFrame(X[:, :40], columns=[f"x{j}" for j in range(40)]).assign(
+        y=y, g=g, t=exposure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = SparseGLMM.from_formula("y ~ . + offset(np.log(t)) + (1 | g)", data, "poisson",
+                                    random_state=0)
+    assert "t" not in m.feature_names_in_ and m.support_.tolist() == [3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SparseGLMM("poisson", random_state=0).fit(X[:, :40], y, g,
+                                                        offset=np.log(exposure))
+    np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(m.predict_frame(data.head(5)),
+                               m.predict(X[:5, :40], g[:5], offset=np.log(exposure[:5])))

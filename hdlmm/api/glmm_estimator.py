@@ -14,9 +14,12 @@ Method (Breslow & Clayton 1993; Hui, Müller & Welsh 2017 for regularised PQL):
    lme4's ``glmer`` with nAGQ = 1): fixed effects, Ψ̂, conditional modes, the
    log-likelihood, and Wald standard errors that ignore the selection step.
 
+Formulas as glmer's: ``cbind(successes, failures) ~ ...`` for binomial counts,
+``offset(np.log(exposure))`` for Poisson rates (:meth:`SparseGLMM.from_formula`).
+
 What is not here yet: the choice of k by grouped CV on the held-out deviance (k and a
 are those of the last working model: EBIC and grouped CV on it), debiased inference,
-formulas, the CLI, files and Dask.
+forced columns and factor groups, the CLI, files and Dask.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from hdlmm.api.params import check_predict_groups, check_predict_X, match_column
 from hdlmm.core.checks import check_lmm_arrays
 from hdlmm.model.families import get_family
 from hdlmm.model.glmm import fit_laplace
+from hdlmm.sources.formula import design_offset, design_rows, parse_formula
 
 __all__ = ["SparseGLMM"]
 
@@ -52,6 +56,8 @@ class SparseGLMM(BaseEstimator):
         k; None chooses it on the working model (EBIC, confirmed by grouped CV).
     a : float or None
         Proxy parameter of the working model; None: grouped CV.
+    feature_groups : "terms", "columns" or list of lists
+        As :class:`SparseLMM`'s: a formula's factor is selected whole by default.
     cv, k_max, random_state, progress
         As :class:`SparseLMM`'s.
     max_iter : int
@@ -71,18 +77,59 @@ class SparseGLMM(BaseEstimator):
     """
 
     def __init__(self, family: str = "binomial", support_size: int | None = None,
-                 a: float | None = None, *, cv: int = 5, k_max: int | None = None,
+                 a: float | None = None, *, feature_groups: str | list = "terms",
+                 cv: int = 5, k_max: int | None = None,
                  max_iter: int = 30, tol: float = 1e-6, progress: bool | None = None,
                  random_state: int | np.random.RandomState | None = None) -> None:
         self.family = family
         self.support_size = support_size
         self.a = a
+        self.feature_groups = feature_groups
         self.cv = cv
         self.k_max = k_max
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
         self.random_state = random_state
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, family: str = "binomial", *,
+                     missing: str = "raise", **params: object) -> SparseGLMM:
+        """Fit ``SparseGLMM(family, **params)`` to ``data`` by an lme4-style formula:
+        ``"use ~ . + (1 | district)"`` (0/1), ``"cbind(s, n - s) ~ x + (1 | g)"``
+        (successes out of trials), ``"y ~ . + offset(np.log(t)) + (1 | g)"`` (counts
+        with exposure); random-effect bars as :class:`SparseLMM`'s.
+
+        Returns
+        -------
+        SparseGLMM, fitted, with ``formula_`` and the design to encode new data
+        (:meth:`predict_frame`).
+        """
+        design = parse_formula(formula, data, missing=missing, counts=True)
+        if not design.fit_intercept:
+            raise ValueError("SparseGLMM fits an intercept; remove '0 +' or '- 1' from "
+                             "the formula")
+        model = cls(family, **params)
+        names = list(map(str, design.X.columns))
+        model._formula_groups = [[names[j] for j in cols] for cols in design.terms.values()
+                                 if len(cols) > 1]  # a factor's dummies: one unit
+        model.fit(design.X, design.y, design.groups, design.Z, trials=design.trials,
+                  offset=design.offset)
+        del model._formula_groups
+        model.formula_ = formula
+        model.group_name_ = design.group_column
+        model.formula_design_ = design.without_data()
+        return model
+
+    def predict_frame(self, data: pd.DataFrame, random_effects: bool = True) -> np.ndarray:
+        """:meth:`predict` for the rows of a DataFrame, encoded as in ``from_formula``
+        (with the formula's offset evaluated on ``data``)."""
+        design = getattr(self, "formula_design_", None)
+        if design is None:
+            raise ValueError("predict_frame needs a model fitted by from_formula")
+        X, groups, Z = design_rows(design, data, random_effects)
+        return self.predict(X, groups, Z, offset=design_offset(design, data),
+                            random_effects=random_effects)
 
     def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | None = None,
             trials: ArrayLike | None = None, offset: ArrayLike | None = None) -> SparseGLMM:
@@ -113,18 +160,18 @@ class SparseGLMM(BaseEstimator):
             raise ValueError("trials are for the binomial family; for exposures in a "
                              "Poisson model pass offset=np.log(exposure)")
         family.check_response(ya, m)
-        working, eta = self._pql(Xa, ya, Za, labels[codes], m, o, family, names)
+        working, eta, k = self._pql(Xa, ya, Za, labels[codes], m, o, family, names)
         support = working.support_
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
         if working.cov_re_ is not None:
             start = (np.r_[working.intercept_, working.coef_[support]], working.cov_re_)
         fit = fit_laplace(Xs, ya, Za, codes, family, trials=m, offset=o, start=start)
-        self._set(fit, working, support, Xa.shape[1], labels, names)
+        self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
 
     def _pql(self, X, y, Z, row_labels, m, o, family, names):
-        """The PQL iteration (module docstring, step 1): (working model, η)."""
+        """The PQL iteration (module docstring, step 1): (working model, η, k)."""
         if family.name == "binomial":  # R's glm start: p = (y + ½) / (m + 1)
             eta = special.logit((y + 0.5) / (m + 1.0))
         else:
@@ -135,9 +182,12 @@ class SparseGLMM(BaseEstimator):
         for it in range(1, self.max_iter + 1):
             mu, w = family.mean(eta, m), np.maximum(family.variance(eta, m), 1e-10)
             z = eta - o + (y - mu) / w
+            groups = self.feature_groups
+            if isinstance(groups, str):
+                groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
             params = dict(support_size=self.support_size, a=self.a, cv=self.cv,
                           k_max=self.k_max, random_state=self.random_state,
-                          inference=None, progress=self.progress)
+                          inference=None, progress=self.progress, feature_groups=groups)
             if held is not None:  # the support has settled: hold it and a
                 force = [names[j] for j in held] if names else [int(j) for j in held]
                 params.update(support_size=0, a=model.a_, force=force)
@@ -150,25 +200,27 @@ class SparseGLMM(BaseEstimator):
             eta = new
             support = tuple(model.support_)
             if held is None and support == last:
-                held = support
+                held, k = support, model.support_size_  # k in units (a factor once)
             last = support
             if held is not None and change < self.tol:
                 self.converged_ = True
                 break
+        if held is None:
+            k = model.support_size_
         self.n_iter_ = it
         if not self.converged_:
             warnings.warn(f"the PQL iteration did not converge in max_iter={self.max_iter} "
                           f"iterations (last change of η {change:.2g}); the Laplace fit "
                           f"on its last support is reported; increase max_iter",
                           RuntimeWarning, stacklevel=3)
-        return model, eta
+        return model, eta, k
 
-    def _set(self, fit, working, support, p, labels, names):
+    def _set(self, fit, working, support, k, p, labels, names):
         names = names or [f"x{j}" for j in range(p)]
         self.working_model_ = working
         self.a_ = working.a_
         self.support_ = np.asarray(support, dtype=np.intp)
-        self.support_size_ = self.support_.size
+        self.support_size_ = int(k)
         self.n_features_in_ = p
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)

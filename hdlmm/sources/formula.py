@@ -5,7 +5,8 @@ and its random-effect bars (``(Days | Subject)``: the terms ``1 + Days`` varying
 ``Subject``). Each part is then materialised by formulaic (categorical columns get
 treatment contrasts, transforms such as ``np.log(x)`` work, ``.`` means every other
 column), so the only hand-written parsing is the split on ``|`` inside parentheses,
-which formulaic does not know. ``.`` excludes the response and the grouping column.
+which formulaic does not know. ``.`` excludes the response, the grouping column, the
+weights column and the columns of ``offset(...)`` terms.
 
 Each bar means what it means in lme4: ``(t | g)`` and ``(1 + t | g)`` have a random
 intercept and slope, ``(0 + t | g)`` and ``(t - 1 | g)`` a slope only; separate bars on
@@ -67,12 +68,13 @@ class FormulaDesign:
     offset: np.ndarray | None = None
     offset_terms: list | None = None
     weights: np.ndarray | None = None
+    trials: np.ndarray | None = None
 
     def without_data(self) -> FormulaDesign:
         """The design without the training rows (y, X, groups, Z): what a fitted model
         keeps to encode new data, so that pickling it does not carry the data."""
         return replace(self, y=None, X=None, groups=None, Z=None, offset=None,
-                       weights=None)
+                       weights=None, trials=None)
 
 
 def split_bars(formula: str) -> tuple:
@@ -123,10 +125,13 @@ def split_bars(formula: str) -> tuple:
 
 
 def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
-                  weights: str | np.ndarray | None = None) -> FormulaDesign:
+                  weights: str | np.ndarray | None = None,
+                  counts: bool = False) -> FormulaDesign:
     """Materialise ``formula`` on ``data`` (a pandas DataFrame); ``weights``, lme4's
     observation weights, is a column of ``data`` (its missing values are handled with
-    the formula's) or an array of one weight per row of ``data``.
+    the formula's) or an array of one weight per row of ``data``. ``counts`` (binomial
+    and Poisson models): the response may be ``cbind(successes, failures)``, as in
+    glmer; y is then the successes and ``trials`` their sum.
 
     Returns
     -------
@@ -144,6 +149,7 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
     fixed, bars = split_bars(formula)
     fixed, forced_terms = strip_force(fixed)
     fixed, offset_terms = strip_marker(fixed, "offset")
+    fixed, binomial = _binomial_response(fixed) if counts else (fixed, None)
     _refuse_unsupported(fixed, data)
     if not bars and "|" in fixed:
         raise ValueError(f"random-effect terms go in parentheses, e.g. "
@@ -155,11 +161,13 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
     dot = _has_dot(fixed)
     data = _with_weights(data, weights)
     not_dot = group.split(":") + ([_WEIGHTS] if weights is not None else []) + (
-        [weights] if isinstance(weights, str) else [])
-    if dot:  # '.' = every other column, not the grouping factor nor the weights
+        [weights] if isinstance(weights, str) else []) + (
+        _variables((binomial or []) + offset_terms, data))
+    if dot:  # '.' = every other column: not the grouping factor, weights or offset's
         fixed += "".join(f" - {c}" for c in not_dot)
-    used = _used_columns(fixed, bars, data, offset_terms) | ({_WEIGHTS} if weights is not None
-                                                             else set())
+    used = _used_columns(fixed, bars, data, offset_terms + [f"I({e})" for e in
+                                                            binomial or []]) | (
+        {_WEIGHTS} if weights is not None else set())
     response = fixed.split("~", 1)[0].strip()
     dot_columns = ([c for c in data.columns if c != response and c not in not_dot]
                    if dot else [])
@@ -189,6 +197,8 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
                          forced=forced, offset=offset_values(fm, offset_terms, data),
                          offset_terms=offset_terms,
                          weights=None if weights is None else data[_WEIGHTS].to_numpy(float),
+                         trials=None if binomial is None else offset_values(
+                             fm, [f"I({e})" for e in binomial], data),
                          column_types=column_types(data[[c for c in data.columns
                                                          if c in used and c != _WEIGHTS]],
                                                    response, group.split(":")))
@@ -254,6 +264,35 @@ def offset_values(fm: object, terms: list, data: pd.DataFrame) -> np.ndarray | N
                              f" rows (log of zero or a negative number?); fix those rows")
         total += values
     return total
+
+
+def _binomial_response(fixed):
+    """``cbind(s, f) ~ rhs`` as (``I(s) ~ rhs``, [s, f]); other formulas unchanged."""
+    response, rhs = fixed.split("~", 1)
+    m = re.fullmatch(r"\s*cbind\s*\((.*)\)\s*", response)
+    if not m:
+        return fixed, None
+    parts, depth, last = [], 0, 0
+    inner = m.group(1)
+    for i, ch in enumerate(inner):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(inner[last:i].strip())
+            last = i + 1
+    parts.append(inner[last:].strip())
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"cbind(...) needs two parts, successes and failures, e.g. "
+                         f"cbind(incidence, size - incidence); got cbind({inner})")
+    return f"I({parts[0]}) ~{rhs}", parts
+
+
+def _variables(expressions, data):
+    """The columns of ``data`` that some expressions use."""
+    fm = _formulaic()
+    out = set()
+    for expr in expressions:
+        out |= set(fm.Formula(f"0 + I({expr})").required_variables)
+    return [c for c in data.columns if c in out]
 
 
 def _refuse_unsupported(fixed, data):
