@@ -139,3 +139,20 @@ def test_formula_offset_for_poisson_rates():
     np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(m.predict_frame(data.head(5)),
                                m.predict(X[:5, :40], g[:5], offset=np.log(exposure[:5])))
+
+
+def test_cli_family(tmp_path, capsys):
+    from hdlmm.api.cli import main
+
+    ref = REFERENCE["grouseticks_poisson"]
+    code = main(["fit", str(HERE / ref["data"]), "--formula",
+                 "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", "--family", "poisson",
+                 "--out", str(tmp_path / "out"), "--support-size", "2", "--a", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Family: poisson  ( log )" in out
+    table = pd.read_csv(tmp_path / "out" / "coefficients.csv")
+    assert table.selected.sum() == 3  # the intercept, YEAR (numeric in the CSV), cHEIGHT
+    code = main(["fit", str(HERE / ref["data"]), "--formula",
+                 "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", "--family", "poisson",
+                 "--force", "YEAR", "--out", str(tmp_path / "o2")])
+    assert code == 2 and "--force is not available" in capsys.readouterr().err

@@ -61,6 +61,11 @@ def _fit_parser(sub):
     fit.add_argument("--support-size", type=int, default=None,
                      help="number of nonzero fixed effects k (default: chosen by EBIC "
                           "and confirmed by grouped CV)")
+    fit.add_argument("--family", choices=["gaussian", "binomial", "poisson"],
+                     default="gaussian",
+                     help="the response's family: gaussian (default, SparseLMM), binomial "
+                          "(0/1 or cbind(successes, failures)) or poisson (counts; "
+                          "offset(np.log(t)) in the formula for exposures): SparseGLMM")
     fit.add_argument("--force", default=None,
                      help="comma-separated columns or terms kept in the model whatever "
                           "the selection (unpenalised, not counted in k); the formula "
@@ -131,12 +136,32 @@ def _run_fit(args, argv):
         group_columns = []  # the formula's own error comes with the fit
     data = read_table(args.data, sep=args.sep, text_columns=group_columns,
                       decimal=args.decimal)
+    if args.family != "gaussian":
+        _run_glmm(args, argv, data, options)
+        return
     model = SparseLMM.from_formula(args.formula, data, missing=args.missing, **options)
     print(model.summary())
     if model.inference_ is not None and args.level != 0.95:
         print(f"\n{args.level:.0%} intervals:\n{model.confint(args.level)}")
     paths = write_results(model, args.out, level=args.level, argv=argv,
                           plots=not args.no_plots)
+    print("\nwritten:")
+    for p in paths:
+        print(f"  {Path(p).resolve()}")
+
+
+def _run_glmm(args, argv, data, options):
+    """``hdlmm fit --family binomial|poisson``: SparseGLMM (no debiased inference)."""
+    from hdlmm.api.glmm_estimator import SparseGLMM
+    from hdlmm.api.output import write_glmm_results
+
+    keep = ("support_size", "a", "cv", "random_state", "progress", "feature_groups")
+    if args.force:
+        raise ValueError("--force is not available with --family binomial or poisson yet")
+    model = SparseGLMM.from_formula(args.formula, data, args.family, missing=args.missing,
+                                    **{k: v for k, v in options.items() if k in keep})
+    print(model.summary())
+    paths = write_glmm_results(model, args.out, argv=argv)
     print("\nwritten:")
     for p in paths:
         print(f"  {Path(p).resolve()}")

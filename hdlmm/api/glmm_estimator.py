@@ -116,6 +116,8 @@ class SparseGLMM(BaseEstimator):
         model.fit(design.X, design.y, design.groups, design.Z, trials=design.trials,
                   offset=design.offset)
         del model._formula_groups
+        if len(design.re_names) == model.random_effects_.shape[1]:
+            model.random_effects_.columns = design.re_names
         model.formula_ = formula
         model.group_name_ = design.group_column
         model.formula_design_ = design.without_data()
@@ -241,6 +243,44 @@ class SparseGLMM(BaseEstimator):
                                             columns=[f"z{j}" for j in range(q)])
         self.loglik_ = fit.loglik
         self.laplace_converged_ = fit.converged
+
+    def summary(self) -> str:
+        """The fit laid out as lme4's ``summary(glmer(...))``: family and link, formula,
+        how the support was selected, the Laplace log-likelihood with AIC and BIC, the
+        random effects, and the fixed effects with Wald SEs (which ignore the
+        selection step)."""
+        check_is_fitted(self, "coef_")
+        link = "logit" if self.family == "binomial" else "log"
+        q = self.cov_re_.shape[0]
+        df = self.support_.size + 1 + q * (q + 1) // 2
+        n = int(self.working_model_.stats_.n_samples)
+        aic, bic = -2 * self.loglik_ + 2 * df, -2 * self.loglik_ + df * np.log(n)
+        group = getattr(self, "group_name_", None) or "group"
+        lines = ["Generalized linear mixed model fit by maximum likelihood (Laplace "
+                 "approximation) ['glmerMod'-like, hdlmm]",
+                 f" Family: {self.family}  ( {link} )"]
+        if getattr(self, "formula_", None):
+            lines.append(f"Formula: {self.formula_}")
+        lines += [f"Selection: k = {self.support_size_} by best subset on the PQL working "
+                  f"model ({self.n_iter_} iterations); a = {self.a_:g}",
+                  "", f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'df':>5}",
+                  f"{aic:>10.1f}{bic:>10.1f}{self.loglik_:>10.1f}{df:>5d}",
+                  "", "Random effects:",
+                  f" {'Groups':<10}{'Name':<14}{'Variance':>12}{'Std.Dev.':>10}"]
+        for i, name in enumerate(self.random_effects_.columns):
+            var = self.cov_re_[i, i]
+            lines.append(f" {group if i == 0 else '':<10}{name:<14}{var:>12.5g}"
+                         f"{np.sqrt(max(var, 0)):>10.5g}")
+        lines.append(f"Number of obs: {n}, groups:  {group}, {self.random_effects_.shape[0]}")
+        on = np.r_[0, self.support_ + 1]
+        tab = pd.DataFrame({"estimate": self.params_.iloc[on], "std.err": self.bse_.iloc[on]})
+        tab["z"] = tab["estimate"] / tab["std.err"]
+        tab["p"] = self.pvalues_.iloc[on]
+        lines += ["", "Fixed effects (the selected support; Wald SEs, which ignore the "
+                      "selection step):"]
+        lines += [" " + ln for ln in tab.to_string(float_format=lambda v: f"{v:.5g}")
+                  .splitlines()]
+        return "\n".join(lines)
 
     # ------------------------------------------------------------ predict
     def decision_function(self, X: ArrayLike, groups: ArrayLike | None = None,

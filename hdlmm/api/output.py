@@ -183,6 +183,36 @@ def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
     return [out / name for name in written]
 
 
+def write_glmm_results(model: object, out: str | os.PathLike,
+                       argv: list[str] | None = None) -> list:
+    """Write coefficients.csv (every candidate: estimate, selected, Wald SE, p-value)
+    and results.json of a fitted :class:`hdlmm.SparseGLMM` to ``out`` (atomically)."""
+    out = Path(out)
+    _check_output_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({"feature": model.params_.index, "estimate": model.params_.values,
+                          "selected": [True] + list(model.coef_ != 0),
+                          "wald_std_err": model.bse_.values,
+                          "wald_pvalue": model.pvalues_.values})
+    names = list(model.params_.index)
+    results = {"family": model.family, "formula": getattr(model, "formula_", None),
+               "support": [names[j + 1] for j in model.support_],
+               "support_size": model.support_size_, "a": model.a_,
+               "intercept": model.intercept_,
+               "estimates": {names[j + 1]: model.coef_[j] for j in model.support_},
+               "cov_re": model.cov_re_, "loglik": model.loglik_,
+               "pql_iterations": model.n_iter_, "command": argv}
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        table.to_csv(tmp / "coefficients.csv", index=False)
+        (tmp / "results.json").write_text(json.dumps(_jsonable(results), indent=2,
+                                                     allow_nan=False))
+        written = sorted(p.name for p in tmp.iterdir())
+        if out.exists():
+            _retire(out)
+    return [out / name for name in written]
+
+
 #: the files ``write_results`` writes: an existing --out folder may hold only these
 OUTPUT_FILES = {"coefficients.csv", "results.json", "coef_path.png", "cv_curve.png",
                 "residuals.png", "random_effects.png"}
