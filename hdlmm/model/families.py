@@ -37,6 +37,13 @@ class Family:
             return trials * p * (1.0 - p)
         return np.exp(np.minimum(eta, MAX_ETA))
 
+    def variance_derivative(self, eta: np.ndarray, trials: np.ndarray) -> np.ndarray:
+        """dW/dη: m p (1 − p)(1 − 2p) (binomial) or μ (Poisson)."""
+        if self.name == "binomial":
+            p = special.expit(eta)
+            return trials * p * (1.0 - p) * (1.0 - 2.0 * p)
+        return np.exp(np.minimum(eta, MAX_ETA))
+
     def loglik(self, y: np.ndarray, eta: np.ndarray, trials: np.ndarray) -> np.ndarray:
         """log p(y | η) of each row, normalising constants included (as R's dbinom and
         dpois, hence lme4's logLik)."""
