@@ -103,3 +103,21 @@ def test_conditional_modes_maximise_the_penalised_likelihood():
             return -2 * np.sum(y[rows] * eta - np.exp(eta)) + v @ v
         best = optimize.minimize(pen, np.zeros(2), method="BFGS", options={"gtol": 1e-10})
         np.testing.assert_allclose(u[i], best.x, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_the_exact_beta_gradient_equals_central_differences(family):
+    from hdlmm.model.glmm import _gradient
+
+    rng = np.random.default_rng(5)
+    n, per = 30, 8
+    codes = np.repeat(np.arange(n), per)
+    X = np.c_[np.ones(n * per), rng.normal(size=(n * per, 3))]
+    Z = np.c_[np.ones(n * per), rng.normal(size=n * per)]
+    y = (rng.binomial(1, 0.4, n * per) if family == "binomial"
+         else rng.poisson(1.5, n * per)).astype(float)
+    obj = LaplaceObjective(X, y, Z, codes, get_family(family))
+    beta, theta = np.array([0.1, 0.3, -0.2, 0.1]), np.array([0.8, 0.3, 0.5])
+    numeric = _gradient(lambda b: obj.modes(b, theta)[1], beta, np.full(4, 1e-5))
+    np.testing.assert_allclose(obj.beta_gradient(beta, theta), numeric, rtol=1e-6,
+                               atol=1e-6)
