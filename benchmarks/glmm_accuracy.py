@@ -45,9 +45,11 @@ from hdlmm.model.families import get_family
 from hdlmm.model.glmm import fit_laplace
 
 
-def simulate(seed: int, setting: str, n_clusters: int = 150, p: int = 500, k: int = 5):
+def simulate(seed: int, setting: str, n_clusters: int = 150, p: int = 500, k: int = 5,
+             largest: int = 20):
+    """(X, y, groups, Z, β, true support, η) of one replicate; clusters of 5..largest."""
     rng = np.random.default_rng(seed)
-    sizes = rng.integers(5, 21, n_clusters)
+    sizes = rng.integers(5, largest + 1, n_clusters)
     g = np.repeat(np.arange(n_clusters), sizes)
     N = g.size
     X = rng.normal(size=(N, p))
@@ -61,7 +63,7 @@ def simulate(seed: int, setting: str, n_clusters: int = 150, p: int = 500, k: in
         y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
     else:
         y = rng.poisson(np.exp(0.5 + eta))
-    return X, y.astype(float), g, Z, beta, S
+    return X, y.astype(float), g, Z, beta, S, eta
 
 
 def _row(name, seed, coef, beta, S, seconds):
@@ -72,7 +74,7 @@ def _row(name, seed, coef, beta, S, seconds):
 
 
 def replicate(seed: int, setting: str, lasso: bool = True) -> list[dict]:
-    X, y, g, Z, beta, S = simulate(seed, setting)
+    X, y, g, Z, beta, S, _ = simulate(seed, setting)
     family = "binomial" if setting == "binary" else "poisson"
     rows = []
     t0 = time.perf_counter()
@@ -109,7 +111,7 @@ def replicate(seed: int, setting: str, lasso: bool = True) -> list[dict]:
 
 def coverage(seed: int, setting: str) -> dict:
     """Coverage of hdlmm's 95% Wald intervals for the selected true nonzeros."""
-    X, y, g, Z, beta, S = simulate(seed, setting)
+    X, y, g, Z, beta, S, _ = simulate(seed, setting)
     family = "binomial" if setting == "binary" else "poisson"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from glmm_accuracy import simulate
 
 from hdlmm import SparseGLMM, SparseLMM
 
@@ -35,27 +36,12 @@ cat(t, "\\n")
 """
 
 
-def simulate(n_clusters, p, seed=0, k=5):
-    rng = np.random.default_rng(seed)
-    g = np.repeat(np.arange(n_clusters), rng.integers(5, 16, n_clusters))
-    N = g.size
-    X = rng.normal(size=(N, p))
-    beta = np.zeros(p)
-    S = np.sort(rng.choice(p, k, replace=False))
-    beta[S] = rng.choice([-1, 1], k) * rng.uniform(0.5, 1.0, k)
-    Z = np.c_[np.ones(N), rng.uniform(0, 1, N)]
-    gamma = rng.multivariate_normal([0, 0], [[0.5, 0.1], [0.1, 0.3]], n_clusters)
-    eta = X @ beta + np.sum(Z * gamma[g], axis=1)
-    y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
-    return X, y, g, Z, beta, S, eta
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=10_000)
     parser.add_argument("--p", type=int, default=200)
     args = parser.parse_args()
-    X, y, g, Z, beta, S, eta = simulate(args.clusters, args.p)
+    X, y, g, Z, beta, S, eta = simulate(0, "binary", args.clusters, args.p, largest=15)
     print(f"N = {len(y)}, {args.clusters} clusters, p = {args.p}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
