@@ -10,12 +10,16 @@ with coefficients ±U(0.5, 1), a random intercept and slope (Ψ = [[0.5, 0.1], [
 
 Estimators:
 
-    hdlmm        SparseGLMM(family) defaults (PQL selection, then the Laplace fit)
+    hdlmm        SparseGLMM(family) defaults (PQL selection with k and a by grouped CV
+                 on the held-out deviance, then the Laplace fit)
+    hdlmm_ic     (``--also-ic``) SparseGLMM(family, k_selection="ic"): k by EBIC on
+                 the working model, a by that CV
     oracle       the Laplace fit (= glmer, tests/test_glmm.py) on the true support
     abess        abess LogisticRegression / PoissonRegression (its default path and
                  criterion), ignoring the clusters
-    lasso        binary: scikit-learn LogisticRegressionCV, L1 (liblinear, 6 values
-                 of C), 5 grouped folds (whole clusters), ignoring the clusters;
+    lasso        binary: scikit-learn LogisticRegressionCV, L1 (liblinear), on glmnet's
+                 kind of grid (20 values of λ from λ_max down to λ_max / 100, C = 1/(Nλ)),
+                 5 grouped folds (whole clusters), ignoring the clusters;
                  poisson: none (scikit-learn has no L1 Poisson)
 
 Reported: exact support recovery, mean TP/FP, mean l2 error of β (± MC SE), its ratio
@@ -73,15 +77,16 @@ def _row(name, seed, coef, beta, S, seconds):
                 l2=float(np.linalg.norm(coef - beta)), seconds=seconds)
 
 
-def replicate(seed: int, setting: str, lasso: bool = True) -> list[dict]:
+def replicate(seed: int, setting: str, lasso: bool = True, also_ic: bool = False) -> list[dict]:
     X, y, g, Z, beta, S, _ = simulate(seed, setting)
     family = "binomial" if setting == "binary" else "poisson"
     rows = []
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = SparseGLMM(family, random_state=seed).fit(X, y, g, Z)
-    rows.append(_row("hdlmm", seed, m.coef_, beta, S, time.perf_counter() - t0))
+    for name, how in [("hdlmm", "cv")] + [("hdlmm_ic", "ic")] * also_ic:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = SparseGLMM(family, k_selection=how, random_state=seed).fit(X, y, g, Z)
+        rows.append(_row(name, seed, m.coef_, beta, S, time.perf_counter() - t0))
     t0 = time.perf_counter()
     fit = fit_laplace(np.c_[np.ones(len(y)), X[:, S]], y, Z, g, get_family(family))
     coef = np.zeros_like(beta)
@@ -102,7 +107,9 @@ def replicate(seed: int, setting: str, lasso: bool = True) -> list[dict]:
         from sklearn.model_selection import GroupKFold
         t0 = time.perf_counter()
         folds = list(GroupKFold(5).split(X, y, g))
-        est = LogisticRegressionCV(Cs=6, cv=folds, penalty="l1", solver="liblinear",
+        lam_max = np.max(np.abs((X - X.mean(0)).T @ (y - y.mean()))) / len(y)
+        Cs = 1.0 / (len(y) * lam_max * np.logspace(0, -2, 20))
+        est = LogisticRegressionCV(Cs=Cs, cv=folds, penalty="l1", solver="liblinear",
                                    max_iter=1000).fit(X, y)
         rows.append(_row("lasso", seed, est.coef_.ravel(), beta, S,
                          time.perf_counter() - t0))
@@ -146,6 +153,7 @@ def main():
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--coverage", action="store_true")
     parser.add_argument("--no-lasso", action="store_true", help="leave out the slow peer")
+    parser.add_argument("--also-ic", action="store_true", help="also k_selection='ic'")
     args = parser.parse_args()
     if args.coverage:
         table = pd.DataFrame([coverage(seed, args.setting)
@@ -163,7 +171,7 @@ def main():
                 print(f"{setting}:\n{summarise(table).to_string(index=False)}\n")
         return
     rows = [r for seed in range(args.start, args.start + args.reps)
-            for r in replicate(seed, args.setting, not args.no_lasso)]
+            for r in replicate(seed, args.setting, not args.no_lasso, args.also_ic)]
     tag = "_nolasso" if args.no_lasso else ""
     pd.DataFrame(rows).to_csv(f"benchmarks/out/glmm_{args.setting}{tag}_from{args.start}.csv",
                               index=False)

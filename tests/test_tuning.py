@@ -220,16 +220,16 @@ def test_ml_rule_in_the_estimator():
 
 
 def test_coarse_grid_and_neighbours():
-    from hdlmm.model.selection import _coarse, _new_neighbours
+    from hdlmm.model.selection import coarse_grid, new_neighbours
     from hdlmm.model.settings import SelectionSettings
 
     grid = hdlmm.DEFAULT_A_GRID
-    np.testing.assert_allclose(_coarse(grid), [0.0, 0.1, 1.0, 10.0, 100.0])
-    assert _coarse([0.5, 2.0]) == [0.5, 2.0]  # no 0 given: none added
-    assert _coarse([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) == [0.0, 1.0, 4.0, 5.0]  # last kept
-    assert _new_neighbours(grid, 1.0, [0.0, 0.1, 1.0, 10.0, 100.0]) == [grid[3], grid[5]]
-    assert _new_neighbours(grid, 0.0, [0.0, 0.1]) == []
-    assert _new_neighbours(grid, 100.0, [100.0]) == [grid[-2]]
+    np.testing.assert_allclose(coarse_grid(grid), [0.0, 0.1, 1.0, 10.0, 100.0])
+    assert coarse_grid([0.5, 2.0]) == [0.5, 2.0]  # no 0 given: none added
+    assert coarse_grid([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) == [0.0, 1.0, 4.0, 5.0]  # last kept
+    assert new_neighbours(grid, 1.0, [0.0, 0.1, 1.0, 10.0, 100.0]) == [grid[3], grid[5]]
+    assert new_neighbours(grid, 0.0, [0.0, 0.1]) == []
+    assert new_neighbours(grid, 100.0, [100.0]) == [grid[-2]]
     m = SparseLMM(a_grid=[3.0, 0.0, 1.0, 3.0])
     grid = SelectionSettings.from_params(m.get_params()).grid()
     np.testing.assert_array_equal(grid, [0.0, 1.0, 3.0])  # sorted, no repeats

@@ -17,9 +17,11 @@ Method (Breslow & Clayton 1993; Hui, Müller & Welsh 2017 for regularised PQL):
 Formulas as glmer's: ``cbind(successes, failures) ~ ...`` for binomial counts,
 ``offset(np.log(exposure))`` for Poisson rates (:meth:`SparseGLMM.from_formula`).
 
-What is not here yet: the choice of k by grouped CV on the held-out deviance (k and a
-are those of the last working model: EBIC and grouped CV on it), debiased inference,
-forced columns and factor groups, the CLI, files and Dask.
+k and a are chosen by grouped CV on the held-out deviance at the converged working model
+(:mod:`hdlmm.model.glmm_cv`); when that changes them, the PQL iteration runs again at
+the chosen (a, k) from its last η.
+
+What is not here yet: debiased inference, forced columns, files and Dask.
 """
 
 from __future__ import annotations
@@ -35,13 +37,24 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from hdlmm.api.estimator import SparseLMM
-from hdlmm.api.params import check_predict_groups, check_predict_X, match_columns
+from hdlmm.api.params import (
+    check_predict_groups,
+    check_predict_X,
+    match_columns,
+    resolve_feature_groups,
+)
 from hdlmm.core.checks import check_lmm_arrays
+from hdlmm.core.stats import ClusterStats
 from hdlmm.model.families import get_family
 from hdlmm.model.glmm import fit_laplace
+from hdlmm.model.glmm_cv import HeldOutRows, choose_by_deviance
+from hdlmm.model.path import default_k_max
+from hdlmm.model.settings import DEFAULT_A_GRID
 from hdlmm.sources.formula import design_offset, design_rows, parse_formula
 
 __all__ = ["SparseGLMM"]
+
+K_SELECTIONS = ("cv", "ic", "working")
 
 
 class SparseGLMM(BaseEstimator):
@@ -53,9 +66,16 @@ class SparseGLMM(BaseEstimator):
         Binomial with the logit link (0/1 outcomes, or successes out of ``trials``);
         Poisson with the log link (counts, with an ``offset`` such as log exposure).
     support_size : int or None
-        k; None chooses it on the working model (EBIC, confirmed by grouped CV).
+        k; None chooses it (``k_selection``).
     a : float or None
-        Proxy parameter of the working model; None: grouped CV.
+        Proxy parameter of the working model; None: grouped CV on the held-out deviance.
+    k_selection : {"cv", "ic", "working"}
+        How k and a are chosen (:mod:`hdlmm.model.glmm_cv`): "cv", jointly by grouped
+        CV on the held-out (marginal, Laplace) deviance at the converged working model,
+        then the sparsest k not significantly worse (paired over folds); "ic", k by EBIC
+        on the working model and a by that CV at k, k then lowered by the same rule;
+        "working", the working SparseLMM's own choice (EBIC, and a by the Gaussian
+        held-out likelihood of the working response).
     feature_groups : "terms", "columns" or list of lists
         As :class:`SparseLMM`'s: a formula's factor is selected whole by default.
     cv, k_max, random_state, progress
@@ -69,6 +89,8 @@ class SparseGLMM(BaseEstimator):
     ----------
     coef_, intercept_, params_ : the Laplace fixed effects (``params_`` by name)
     support_, support_size_, a_ : the selected columns, k and the working model's a
+    selection_ : str, how a and k were chosen;  cv_results_ : DataFrame or None, the
+        held-out deviance per row (mean and SE over folds) per (a, k)
     bse_, pvalues_ : pandas.Series, Wald standard errors and p-values of the Laplace
         fit on the selected support (they ignore the selection step); NaN off it
     cov_re_ : Ψ̂;  random_effects_ : DataFrame of the conditional modes by cluster
@@ -77,13 +99,14 @@ class SparseGLMM(BaseEstimator):
     """
 
     def __init__(self, family: str = "binomial", support_size: int | None = None,
-                 a: float | None = None, *, feature_groups: str | list = "terms",
-                 cv: int = 5, k_max: int | None = None,
+                 a: float | None = None, *, k_selection: str = "cv",
+                 feature_groups: str | list = "terms", cv: int = 5, k_max: int | None = None,
                  max_iter: int = 30, tol: float = 1e-6, progress: bool | None = None,
                  random_state: int | np.random.RandomState | None = None) -> None:
         self.family = family
         self.support_size = support_size
         self.a = a
+        self.k_selection = k_selection
         self.feature_groups = feature_groups
         self.cv = cv
         self.k_max = k_max
@@ -152,6 +175,9 @@ class SparseGLMM(BaseEstimator):
         self
         """
         family = get_family(self.family)
+        if self.k_selection not in K_SELECTIONS:
+            raise ValueError(f"k_selection must be one of {K_SELECTIONS}; got "
+                             f"{self.k_selection!r}")
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         Xa, ya, Za, codes, labels = check_lmm_arrays(X, y, groups, Z)
         m = np.ones(ya.size) if trials is None else np.asarray(trials, dtype=float)
@@ -162,7 +188,16 @@ class SparseGLMM(BaseEstimator):
             raise ValueError("trials are for the binomial family; for exposures in a "
                              "Poisson model pass offset=np.log(exposure)")
         family.check_response(ya, m)
-        working, eta, k = self._pql(Xa, ya, Za, labels[codes], m, o, family, names)
+        row_labels = labels[codes]
+        pql = dict(X=Xa, y=ya, Z=Za, row_labels=row_labels, m=m, o=o, family=family,
+                   names=names)
+        self.n_iter_ = 0
+        working, eta, k, z, w = self._pql(**pql)
+        self.cv_results_, self.selection_ = None, working.selection_
+        if self.k_selection != "working" and (self.support_size is None or self.a is None):
+            a, k_cv = self._choose(pql, codes, labels, z, w, k)
+            if (a, k_cv) != (working.a_, k):  # PQL again, at the chosen (a, k)
+                working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a)
         support = working.support_
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
@@ -172,11 +207,50 @@ class SparseGLMM(BaseEstimator):
         self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
 
-    def _pql(self, X, y, Z, row_labels, m, o, family, names):
-        """The PQL iteration (module docstring, step 1): (working model, η, k)."""
-        if family.name == "binomial":  # R's glm start: p = (y + ½) / (m + 1)
-            eta = special.logit((y + 0.5) / (m + 1.0))
+    def _groups(self, names, p):
+        """The groups of columns selected together, as lists of column indices."""
+        groups = self.feature_groups
+        if isinstance(groups, str):
+            groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
+        return resolve_feature_groups(groups, names or [f"x{j}" for j in range(p)], p)
+
+    def _choose(self, pql, codes, labels, z, w, k_working):
+        """(a, k) by grouped CV on the held-out deviance at the converged working
+        model (:mod:`hdlmm.model.glmm_cv`); sets ``cv_results_`` and ``selection_``."""
+        X = pql["X"]
+        N, p = X.shape
+        units = [g + 1 for g in self._groups(pql["names"], p)]  # + 1: the intercept
+        n_units = p - sum(g.size - 1 for g in units)
+        stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels, n_blocks=self.cv,
+                                          random_state=self.random_state,
+                                          weights=w / np.mean(w)).standardized()
+        rows = HeldOutRows.from_stats(stats, X, pql["Z"], pql["y"], pql["m"], pql["o"],
+                                      pql["row_labels"])
+        grid = DEFAULT_A_GRID if self.a is None else np.array([float(self.a)])
+        if self.support_size is not None:
+            k_ic, k_max = self.support_size, self.support_size
         else:
+            k_ic = k_working if self.k_selection == "ic" else None
+            k_max = self.k_max or default_k_max(N * (self.cv - 1) // self.cv, n_units)
+            k_max = max(min(k_max, n_units), k_working)
+        a, k, res, how = choose_by_deviance(stats, rows, pql["family"], grid, k_max,
+                                            k_ic=k_ic, units=units,
+                                            lower=self.support_size is None,
+                                            k_start=max(2 * k_working, k_working + 10))
+        self.cv_results_ = res.table()
+        self.selection_ = how
+        return a, k
+
+    def _pql(self, X, y, Z, row_labels, m, o, family, names, eta=None, k=None, a=None):
+        """The PQL iteration (module docstring, step 1) from η (default: glm's start),
+        with k and a given (None: the estimator's). Returns (working model, η, k, z, W),
+        z and W those the working model was fitted on; adds its iterations to
+        ``n_iter_``."""
+        k = self.support_size if k is None else k
+        a = self.a if a is None else a
+        if eta is None and family.name == "binomial":  # R's glm start: (y + ½)/(m + 1)
+            eta = special.logit((y + 0.5) / (m + 1.0))
+        elif eta is None:
             eta = np.log(y + 0.1)
         frame = pd.DataFrame(X, columns=names) if names is not None else X
         held, last, model = None, None, None
@@ -187,17 +261,16 @@ class SparseGLMM(BaseEstimator):
             groups = self.feature_groups
             if isinstance(groups, str):
                 groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
-            params = dict(support_size=self.support_size, a=self.a, cv=self.cv,
-                          k_max=self.k_max, random_state=self.random_state,
-                          inference=None, progress=self.progress, feature_groups=groups)
+            params = dict(support_size=k, a=a, cv=self.cv, k_max=self.k_max,
+                          random_state=self.random_state, inference=None,
+                          progress=self.progress, feature_groups=groups)
             if held is not None:  # the support has settled: hold it and a
                 force = [names[j] for j in held] if names else [int(j) for j in held]
                 params.update(support_size=0, a=model.a_, force=force)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
                 model = SparseLMM(**params).fit(frame, z, row_labels, Z, sample_weight=w)
-            new = model.predict(X, row_labels, Z)
-            new = np.asarray(new) + o
+            new = np.asarray(model.predict(X, row_labels, Z)) + o
             change = float(np.max(np.abs(new - eta)))
             eta = new
             support = tuple(model.support_)
@@ -209,13 +282,13 @@ class SparseGLMM(BaseEstimator):
                 break
         if held is None:
             k = model.support_size_
-        self.n_iter_ = it
+        self.n_iter_ += it
         if not self.converged_:
             warnings.warn(f"the PQL iteration did not converge in max_iter={self.max_iter} "
                           f"iterations (last change of η {change:.2g}); the Laplace fit "
                           f"on its last support is reported; increase max_iter",
                           RuntimeWarning, stacklevel=3)
-        return model, eta, k
+        return model, eta, k, z, w
 
     def _set(self, fit, working, support, k, p, labels, names):
         names = names or [f"x{j}" for j in range(p)]
@@ -263,6 +336,7 @@ class SparseGLMM(BaseEstimator):
             lines.append(f"Formula: {self.formula_}")
         lines += [f"Selection: k = {self.support_size_} by best subset on the PQL working "
                   f"model ({self.n_iter_} iterations); a = {self.a_:g}",
+                  f"  ({self.selection_})",
                   "", f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'df':>5}",
                   f"{aic:>10.1f}{bic:>10.1f}{self.loglik_:>10.1f}{df:>5d}",
                   "", "Random effects:",

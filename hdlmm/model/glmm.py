@@ -33,7 +33,7 @@ from scipy import optimize
 
 from hdlmm.model.families import Family
 
-__all__ = ["GLMMFit", "fit_laplace", "LaplaceObjective"]
+__all__ = ["GLMMFit", "fit_laplace", "LaplaceObjective", "conditional_modes"]
 
 
 @dataclass
@@ -105,41 +105,13 @@ class LaplaceObjective:
     def modes(self, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100) -> tuple:
         """(û (n, q), D(β, θ), H (n, q, q)): PIRLS from the last modes."""
-        L = self.lam(theta)
-        ZL = self.Z @ L  # (N, q)
-        fixed = self.X @ beta + self.offset
-        u = self._u.copy()
-        f = self.family
-        obj = self._penalised(fixed, ZL, u)
-        for _ in range(max_iter):
-            eta = fixed + np.einsum("nq,nq->n", ZL, u[self.cluster])
-            mu, w = f.mean(eta, self.trials), f.variance(eta, self.trials)
-            grad = self._cluster_sum(ZL * (self.y - mu)[:, None]) - u
-            H = self._cluster_sum(w[:, None, None] * ZL[:, :, None] * ZL[:, None, :])
-            H += np.eye(self.q)
-            step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
-            new, t = u + step, 1.0
-            new_obj = self._penalised(fixed, ZL, new)
-            while np.any(~(new_obj <= obj + 1e-12 * np.abs(obj))) and t > 1e-8:
-                worse = ~(new_obj <= obj + 1e-12 * np.abs(obj))  # (or not finite): halve
-                t /= 2
-                new[worse] = u[worse] + t * step[worse]
-                new_obj = self._penalised(fixed, ZL, new)
-            u, obj = new, new_obj
-            if np.max(np.abs(step)) < tol:
-                break
-        eta = fixed + np.einsum("nq,nq->n", ZL, u[self.cluster])
-        w = f.variance(eta, self.trials)
-        H = self._cluster_sum(w[:, None, None] * ZL[:, :, None] * ZL[:, None, :]) + np.eye(self.q)
-        self._u = u
-        logdet = np.linalg.slogdet(H)[1]
-        return u, float(np.sum(obj) + np.sum(logdet)), H
-
-    def _penalised(self, fixed, ZL, u):
-        """−2 log p(y_i | u_i) + ‖u_i‖² of each cluster."""
-        eta = fixed + np.einsum("nq,nq->n", ZL, u[self.cluster])
-        ll = self._cluster_sum(self.family.loglik(self.y, eta, self.trials))
-        return -2.0 * ll + np.sum(u * u, axis=1)
+        ZL = self.Z @ self.lam(theta)
+        fixed = (self.X @ beta + self.offset)[None]
+        u, obj, H = conditional_modes(fixed, ZL, self.cluster, self.starts, self.y,
+                                      self.trials, self.family, self._u[None], tol, max_iter)
+        self._u = u[0]
+        logdet = np.linalg.slogdet(H[0])[1]
+        return u[0], float(np.sum(obj[0]) + np.sum(logdet)), H[0]
 
     def beta_gradient(self, beta: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """∂D/∂β at (β, θ), exactly. With the modes û optimal, the penalised part gives
@@ -172,6 +144,72 @@ class LaplaceObjective:
             self._u = np.zeros_like(self._u)  # do not warm-start from there
             return 1e300
         return dev
+
+
+def conditional_modes(fixed: np.ndarray, ZL: np.ndarray, cluster: np.ndarray,
+                      starts: np.ndarray, y: np.ndarray, trials: np.ndarray, family: Family,
+                      u0: np.ndarray | None = None, tol: float = 1e-10,
+                      max_iter: int = 100) -> tuple:
+    """The conditional modes û of the random effects for m fixed parts of η at once.
+
+    PIRLS (Newton's method on log p(y_i | u_i) − ½‖u_i‖², concave for the canonical
+    links) batched over the m fixed parts and the n clusters, each step halved where it
+    does not lower its cluster's objective.
+
+    Parameters
+    ----------
+    fixed : ndarray (m, N)
+        Fixed part of η of each row (Xβ + offset), for m values of β; rows sorted by
+        cluster.
+    ZL : ndarray (N, q)
+        The random-effect design times Λ.
+    cluster : ndarray of int (N,)
+        Cluster index of each row, 0..n − 1, non-decreasing.
+    starts : ndarray of int (n,)
+        First row of each cluster.
+    y, trials : ndarray (N,)
+    family : Family
+    u0 : ndarray (m, n, q), optional
+        Start (default 0).
+
+    Returns
+    -------
+    u : ndarray (m, n, q)
+    objective : ndarray (m, n)
+        −2 log p(y_i | û_i) + ‖û_i‖² of each cluster.
+    H : ndarray (m, n, q, q)
+        ΛᵀZ_iᵀW_iZ_iΛ + I at û.
+    """
+    m, n, q = fixed.shape[0], starts.size, ZL.shape[1]
+    u = np.zeros((m, n, q)) if u0 is None else np.array(u0, dtype=float)
+    outer = ZL[:, :, None] * ZL[:, None, :]  # (N, q, q)
+
+    def penalised(u):
+        eta = fixed + np.einsum("nq,mnq->mn", ZL, u[:, cluster])
+        ll = np.add.reduceat(family.loglik(y, eta, trials), starts, axis=1)
+        return -2.0 * ll + np.sum(u * u, axis=2), eta
+
+    def hessian(eta):
+        w = family.variance(eta, trials)
+        return np.add.reduceat(w[:, :, None, None] * outer, starts, axis=1) + np.eye(q)
+
+    obj, eta = penalised(u)
+    for _ in range(max_iter):
+        mu = family.mean(eta, trials)
+        grad = np.add.reduceat(ZL * (y - mu)[:, :, None], starts, axis=1) - u
+        step = np.linalg.solve(hessian(eta), grad[..., None])[..., 0]
+        new, t = u + step, 1.0
+        new_obj, new_eta = penalised(new)
+        worse = ~(new_obj <= obj + 1e-12 * np.abs(obj))  # (or not finite): halve
+        while np.any(worse) and t > 1e-8:
+            t /= 2
+            new[worse] = u[worse] + t * step[worse]
+            new_obj, new_eta = penalised(new)
+            worse = ~(new_obj <= obj + 1e-12 * np.abs(obj))
+        u, obj, eta = new, new_obj, new_eta
+        if np.max(np.abs(step)) < tol:
+            break
+    return u, obj, hessian(eta)
 
 
 def _glm_start(obj, max_iter=50):

@@ -35,7 +35,7 @@ from hdlmm.model.path import Criterion, default_k_max, fit_path, least_squares_b
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion
 
-__all__ = ["DEFAULT_A_GRID", "Selection", "Selector"]
+__all__ = ["DEFAULT_A_GRID", "Selection", "Selector", "coarse_grid", "new_neighbours"]
 
 #: k_max above which the maximum-likelihood choice of k computes paths only as far as
 #: it needs them (:meth:`Selector._ml_k`); below, a whole path costs little more
@@ -233,14 +233,14 @@ class Selector:
         """
         s, transform = self.settings, self.transform
         full = s.a_search == "full"
-        seen = list(a_grid) if full else _coarse(a_grid)
+        seen = list(a_grid) if full else coarse_grid(a_grid)
         self._expect(len(seen))
         transform.prepare(seen)  # the G(a) of several a in one pass over the rows
         use_ic = s.support_size is None and s.k_selection == "ic"
         k_index, ic_how = None, ""  # a -> the k the criterion allows at a
         while use_ic:
             k_index, ic_how, focus = self._ic_choices(seen, k_max)
-            new = [] if full or focus is None else _new_neighbours(a_grid, focus, seen)
+            new = [] if full or focus is None else new_neighbours(a_grid, focus, seen)
             if not new:
                 break
             seen = _evaluate(transform, seen, new)
@@ -255,7 +255,7 @@ class Selector:
             k_of_a = None if k_index is None else np.array([k_index[a]
                                                             for a in cvres.a_grid])
             a, k, how = choose_from_cv(s, cvres, k_of_a, ic_how)
-            todo = [] if full else _new_neighbours(a_grid, a, seen)
+            todo = [] if full else new_neighbours(a_grid, a, seen)
             if not todo:
                 break
             seen = _evaluate(transform, seen, todo)
@@ -395,7 +395,7 @@ class Selector:
                          path=table, cv_results=cv_results, forced=self.forced)
 
 
-def _coarse(grid, step=3):
+def coarse_grid(grid, step=3):
     """Every ``step``-th positive value of a sorted grid, its last, and 0 if present:
     decades on the default grid."""
     positive = [float(a) for a in grid if a > 0]
@@ -405,7 +405,7 @@ def _coarse(grid, step=3):
     return [0.0] * bool(len(grid) > len(positive)) + keep
 
 
-def _new_neighbours(grid, a, seen):
+def new_neighbours(grid, a, seen):
     """The values next to ``a`` on the sorted grid that are not in ``seen``."""
     i = int(np.searchsorted(grid, a))
     return [float(grid[j]) for j in (i - 1, i + 1)
