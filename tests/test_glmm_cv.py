@@ -173,3 +173,26 @@ def test_bad_k_selection_is_refused_by_name():
     X, y, g, Z = _data(8, "binomial", n=20)
     with pytest.raises(ValueError, match="k_selection must be one of"):
         SparseGLMM("binomial", k_selection="aic").fit(X, y, g, Z)
+
+
+def test_debiased_and_wald_intervals():
+    X, y, g, Z = _data(10, "poisson", n=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = SparseGLMM("poisson", random_state=0).fit(X, y, g, Z)
+        none = SparseGLMM("poisson", inference=None, random_state=0).fit(X, y, g, Z)
+    names = [f"x{j}" for j in m.support_]
+    wald = m.confint(kind="wald")
+    on = np.r_[0, m.support_ + 1]
+    np.testing.assert_allclose(wald.iloc[:, 1] - m.params_.iloc[on],
+                               1.959963984540054 * m.bse_.iloc[on])
+    debiased = m.confint()
+    assert list(debiased.index) == names
+    inf = m.inference_.table()
+    assert np.all(np.abs(inf["debiased"] - m.params_[names]) < 3 * inf["std.err"])
+    assert "Debiased inference" in m.summary()
+    assert none.inference_ is None
+    with pytest.raises(ValueError, match="no debiased inference"):
+        none.confint()
+    with pytest.raises(ValueError, match="kind must be"):
+        m.confint(kind="profile")

@@ -80,6 +80,9 @@ class SparseGLMM(BaseEstimator):
         As :class:`SparseLMM`'s: a formula's factor is selected whole by default.
     cv, k_max, random_state, progress
         As :class:`SparseLMM`'s.
+    inference : "support", "all", list or None
+        Coordinates of the debiased inference on the final working model (as
+        :class:`SparseLMM`'s ``inference``, with its defaults); None: none.
     max_iter : int
         PQL iterations at most.
     tol : float
@@ -94,6 +97,10 @@ class SparseGLMM(BaseEstimator):
     bse_, pvalues_ : pandas.Series, Wald standard errors and p-values of the Laplace
         fit on the selected support (they ignore the selection step); NaN off it
     cov_re_ : Ψ̂;  random_effects_ : DataFrame of the conditional modes by cluster
+    inference_ : DebiasedInference or None
+        Debiased estimates and cluster-robust SEs of the ``inference`` coordinates on
+        the final working model (Li, Cai & Li 2022's construction on the PQL working
+        response; :meth:`confint`)
     loglik_ : the Laplace log-likelihood;  n_iter_, converged_ : the PQL iteration
     working_model_ : the last working SparseLMM
     """
@@ -101,7 +108,8 @@ class SparseGLMM(BaseEstimator):
     def __init__(self, family: str = "binomial", support_size: int | None = None,
                  a: float | None = None, *, k_selection: str = "cv",
                  feature_groups: str | list = "terms", cv: int = 5, k_max: int | None = None,
-                 max_iter: int = 30, tol: float = 1e-6, progress: bool | None = None,
+                 inference: str | list | None = "support", max_iter: int = 30,
+                 tol: float = 1e-6, progress: bool | None = None,
                  random_state: int | np.random.RandomState | None = None) -> None:
         self.family = family
         self.support_size = support_size
@@ -110,6 +118,7 @@ class SparseGLMM(BaseEstimator):
         self.feature_groups = feature_groups
         self.cv = cv
         self.k_max = k_max
+        self.inference = inference
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
@@ -199,6 +208,7 @@ class SparseGLMM(BaseEstimator):
             if (a, k_cv) != (working.a_, k):  # PQL again, at the chosen (a, k)
                 working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a)
         support = working.support_
+        self.inference_ = self._debiased(pql, z, w, working, k)
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
         if working.cov_re_ is not None:
@@ -206,6 +216,23 @@ class SparseGLMM(BaseEstimator):
         fit = fit_laplace(Xs, ya, Za, codes, family, trials=m, offset=o, start=start)
         self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
+
+    def _debiased(self, pql, z, w, working, k):
+        """The debiased inference of the final working model (the converged PQL
+        working response z and weights W, the selected support held), or None."""
+        if self.inference is None:
+            return None
+        names = pql["names"]
+        held = working.support_
+        force = [names[j] for j in held] if names else [int(j) for j in held]
+        frame = pd.DataFrame(pql["X"], columns=names) if names is not None else pql["X"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model = SparseLMM(support_size=0, a=working.a_, force=force,
+                              inference=self.inference, progress=self.progress,
+                              random_state=self.random_state).fit(
+                frame, z, pql["row_labels"], pql["Z"], sample_weight=w)
+        return model.inference_
 
     def _groups(self, names, p):
         """The groups of columns selected together, as lists of column indices."""
@@ -354,7 +381,39 @@ class SparseGLMM(BaseEstimator):
                       "selection step):"]
         lines += [" " + ln for ln in tab.to_string(float_format=lambda v: f"{v:.5g}")
                   .splitlines()]
+        if self.inference_ is not None:
+            table = self.inference_.table()
+            lines += ["", f"Debiased inference on the final working model "
+                          f"({self.inference_.method}):"]
+            lines += [" " + ln for ln in table.to_string(float_format=lambda v: f"{v:.4g}")
+                      .splitlines()]
         return "\n".join(lines)
+
+    def confint(self, level: float = 0.95, kind: str = "debiased") -> pd.DataFrame:
+        """Confidence intervals of the fixed effects.
+
+        ``kind="debiased"``: β̃_j ± t · se_j of the ``inference`` coordinates, from the
+        debiased estimator on the final working model with cluster-robust SEs (they
+        account for the selection step); ``"wald"``: β̂_j ± z · se_j of the Laplace fit
+        on the selected support (glmer's Wald intervals, which ignore it).
+
+        Returns
+        -------
+        pandas.DataFrame, one row per coordinate, lower and upper bounds.
+        """
+        check_is_fitted(self, "coef_")
+        if kind == "wald":
+            on = np.r_[0, self.support_ + 1]
+            half = sps.norm.ppf(0.5 + level / 2) * self.bse_.iloc[on]
+            est = self.params_.iloc[on]
+            pct = f"{100 * (1 - level) / 2:g}"
+            return pd.DataFrame({f"{pct}%": est - half, f"{100 - float(pct):g}%": est + half})
+        if kind != "debiased":
+            raise ValueError(f"kind must be 'debiased' or 'wald'; got {kind!r}")
+        if self.inference_ is None:
+            raise ValueError("no debiased inference was computed: fit with "
+                             "inference='support', 'all' or a list of columns")
+        return self.inference_.confint(level)
 
     # ------------------------------------------------------------ predict
     def decision_function(self, X: ArrayLike, groups: ArrayLike | None = None,
