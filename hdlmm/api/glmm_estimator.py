@@ -27,6 +27,7 @@ What is not here yet: debiased inference, forced columns, files and Dask.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,32 @@ from hdlmm.sources.formula import design_offset, design_rows, parse_formula
 __all__ = ["SparseGLMM"]
 
 K_SELECTIONS = ("cv", "ic", "working")
+
+
+@dataclass
+class _Working:
+    """The PQL working model in the user's columns: the last working fit ``model``
+    (on the held support's columns once the support is held), the ``support`` and
+    ``coef`` (p,) in all columns, ``a``, ``intercept``, ``cov_re`` (Ψ̂ of the working
+    LMM) and how the support was chosen (``selection``)."""
+
+    model: SparseLMM
+    support: np.ndarray
+    coef: np.ndarray
+    a: float
+    intercept: float
+    cov_re: np.ndarray | None
+    selection: str
+
+    @classmethod
+    def of(cls, model: SparseLMM, cols: np.ndarray | None, p: int, how: str) -> _Working:
+        coef = np.asarray(model.coef_, dtype=float)
+        support = np.asarray(model.support_, dtype=np.intp)
+        if cols is not None:  # fitted on the columns ``cols``
+            coef, support = np.zeros(p), cols[support]
+            coef[cols] = model.coef_
+        return cls(model=model, support=support, coef=coef, a=float(model.a_),
+                   intercept=float(model.intercept_), cov_re=model.cov_re_, selection=how)
 
 
 class SparseGLMM(BaseEstimator):
@@ -102,7 +129,8 @@ class SparseGLMM(BaseEstimator):
         the final working model (Li, Cai & Li 2022's construction on the PQL working
         response; :meth:`confint`)
     loglik_ : the Laplace log-likelihood;  n_iter_, converged_ : the PQL iteration
-    working_model_ : the last working SparseLMM
+    working_model_ : the last working SparseLMM (on the selected columns alone once the
+        support has settled)
     """
 
     def __init__(self, family: str = "binomial", support_size: int | None = None,
@@ -202,33 +230,33 @@ class SparseGLMM(BaseEstimator):
                    names=names)
         self.n_iter_ = 0
         working, eta, k, z, w = self._pql(**pql)
-        self.cv_results_, self.selection_ = None, working.selection_
+        self.cv_results_, self.selection_ = None, working.selection
         if self.k_selection != "working" and (self.support_size is None or self.a is None):
             a, k_cv = self._choose(pql, codes, labels, z, w, k)
-            if (a, k_cv) != (working.a_, k):  # PQL again, at the chosen (a, k)
+            if (a, k_cv) != (working.a, k):  # PQL again, at the chosen (a, k)
                 working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a)
-        support = working.support_
-        self.inference_ = self._debiased(pql, z, w, working, k)
+        support = working.support
+        self.inference_ = self._debiased(pql, z, w, working)
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
-        if working.cov_re_ is not None:
-            start = (np.r_[working.intercept_, working.coef_[support]], working.cov_re_)
+        if working.cov_re is not None:
+            start = (np.r_[working.intercept, working.coef[support]], working.cov_re)
         fit = fit_laplace(Xs, ya, Za, codes, family, trials=m, offset=o, start=start)
         self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
 
-    def _debiased(self, pql, z, w, working, k):
+    def _debiased(self, pql, z, w, working):
         """The debiased inference of the final working model (the converged PQL
         working response z and weights W, the selected support held), or None."""
         if self.inference is None:
             return None
         names = pql["names"]
-        held = working.support_
+        held = working.support
         force = [names[j] for j in held] if names else [int(j) for j in held]
         frame = pd.DataFrame(pql["X"], columns=names) if names is not None else pql["X"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            model = SparseLMM(support_size=0, a=working.a_, force=force,
+            model = SparseLMM(support_size=0, a=working.a, force=force,
                               inference=self.inference, progress=self.progress,
                               random_state=self.random_state).fit(
                 frame, z, pql["row_labels"], pql["Z"], sample_weight=w)
@@ -270,9 +298,10 @@ class SparseGLMM(BaseEstimator):
 
     def _pql(self, X, y, Z, row_labels, m, o, family, names, eta=None, k=None, a=None):
         """The PQL iteration (module docstring, step 1) from η (default: glm's start),
-        with k and a given (None: the estimator's). Returns (working model, η, k, z, W),
-        z and W those the working model was fitted on; adds its iterations to
-        ``n_iter_``."""
+        with k and a given (None: the estimator's). Once the support repeats it is held
+        (and a with it), and the working model is fitted on its columns alone. Returns
+        (_Working, η, k, z, W), z and W those of the last working fit; adds its
+        iterations to ``n_iter_``."""
         k = self.support_size if k is None else k
         a = self.a if a is None else a
         if eta is None and family.name == "binomial":  # R's glm start: (y + ½)/(m + 1)
@@ -280,47 +309,51 @@ class SparseGLMM(BaseEstimator):
         elif eta is None:
             eta = np.log(y + 0.1)
         frame = pd.DataFrame(X, columns=names) if names is not None else X
-        held, last, model = None, None, None
+        groups = self.feature_groups
+        if isinstance(groups, str):
+            groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
+        held, last, model, cols, how = None, None, None, None, ""
         self.converged_ = False
         for it in range(1, self.max_iter + 1):
             mu, w = family.mean(eta, m), np.maximum(family.variance(eta, m), 1e-10)
             z = eta - o + (y - mu) / w
-            groups = self.feature_groups
-            if isinstance(groups, str):
-                groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
             params = dict(support_size=k, a=a, cv=self.cv, k_max=self.k_max,
                           random_state=self.random_state, inference=None,
                           progress=self.progress, feature_groups=groups)
-            if held is not None:  # the support has settled: hold it and a
-                force = [names[j] for j in held] if names else [int(j) for j in held]
-                params.update(support_size=0, a=model.a_, force=force)
+            data, fit_cols = frame, cols
+            if cols is not None:  # the support has settled: its columns, a held
+                data = frame.iloc[:, cols] if names is not None else X[:, cols]
+                force = [names[j] for j in cols] if names else list(range(cols.size))
+                params.update(support_size=0, a=model.a_, force=force, feature_groups=[])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
-                model = SparseLMM(**params).fit(frame, z, row_labels, Z, sample_weight=w)
-            new = np.asarray(model.predict(X, row_labels, Z)) + o
+                model = SparseLMM(**params).fit(data, z, row_labels, Z, sample_weight=w)
+            rows = X if cols is None else X[:, cols]
+            new = np.asarray(model.predict(rows, row_labels, Z)) + o
             change = float(np.max(np.abs(new - eta)))
             eta = new
-            support = tuple(model.support_)
+            support = tuple(model.support_) if cols is None else held
             if held is None and support == last:
-                held, k = support, model.support_size_  # k in units (a factor once)
+                held, k, how = support, model.support_size_, model.selection_
+                cols = np.asarray(held, dtype=np.intp) if held else None
             last = support
             if held is not None and change < self.tol:
                 self.converged_ = True
                 break
         if held is None:
-            k = model.support_size_
+            k, how = model.support_size_, model.selection_
         self.n_iter_ += it
         if not self.converged_:
             warnings.warn(f"the PQL iteration did not converge in max_iter={self.max_iter} "
                           f"iterations (last change of η {change:.2g}); the Laplace fit "
                           f"on its last support is reported; increase max_iter",
                           RuntimeWarning, stacklevel=3)
-        return model, eta, k, z, w
+        return _Working.of(model, fit_cols, X.shape[1], how), eta, k, z, w
 
     def _set(self, fit, working, support, k, p, labels, names):
         names = names or [f"x{j}" for j in range(p)]
-        self.working_model_ = working
-        self.a_ = working.a_
+        self.working_model_ = working.model
+        self.a_ = working.a
         self.support_ = np.asarray(support, dtype=np.intp)
         self.support_size_ = int(k)
         self.n_features_in_ = p

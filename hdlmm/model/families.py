@@ -44,15 +44,24 @@ class Family:
             return trials * p * (1.0 - p) * (1.0 - 2.0 * p)
         return np.exp(np.minimum(eta, MAX_ETA))
 
-    def loglik(self, y: np.ndarray, eta: np.ndarray, trials: np.ndarray) -> np.ndarray:
-        """log p(y | η) of each row, normalising constants included (as R's dbinom and
-        dpois, hence lme4's logLik)."""
+    def loglik(self, y: np.ndarray, eta: np.ndarray, trials: np.ndarray,
+               const: bool = True) -> np.ndarray:
+        """log p(y | η) of each row, with the normalising constants (as R's dbinom and
+        dpois, hence lme4's logLik) or, ``const=False``, without them (the part that
+        depends on η: what an optimiser over η needs; :meth:`log_const` is the rest)."""
+        if self.name == "binomial":  # y log p + (m − y) log(1 − p), log p = −log(1 + e^{−η})
+            kernel = y * eta - trials * np.logaddexp(0.0, eta)
+        else:
+            kernel = y * eta - np.exp(np.minimum(eta, MAX_ETA))
+        return kernel + self.log_const(y, trials) if const else kernel
+
+    def log_const(self, y: np.ndarray, trials: np.ndarray) -> np.ndarray:
+        """The normalising constant of log p(y | η) of each row: log C(m, y) (binomial)
+        or −log y! (Poisson)."""
         if self.name == "binomial":
-            const = (special.gammaln(trials + 1) - special.gammaln(y + 1)
-                     - special.gammaln(trials - y + 1))
-            # y log p + (m − y) log(1 − p), with log p = −log(1 + e^{−η})
-            return const + y * eta - trials * np.logaddexp(0.0, eta)
-        return y * eta - np.exp(np.minimum(eta, MAX_ETA)) - special.gammaln(y + 1)
+            return (special.gammaln(trials + 1) - special.gammaln(y + 1)
+                    - special.gammaln(trials - y + 1))
+        return -special.gammaln(y + 1)
 
     def check_response(self, y: np.ndarray, trials: np.ndarray) -> None:
         """Counts of the family: 0 ≤ y ≤ m integers (binomial), y ≥ 0 integers
