@@ -10,15 +10,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# after installing, compile the splicing kernel once (numba caches it on disk)
+# after installing, compile the numba kernels once (numba caches them on disk)
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -c "from hdlmm.core._path_kernel import warm_up; warm_up()"
+	$(BIN)/python -c "import hdlmm; hdlmm.warm_up()"
 	touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"
-	$(BIN)/python -c "from hdlmm.core._path_kernel import warm_up; warm_up()"
+	$(BIN)/python -c "import hdlmm; hdlmm.warm_up()"
 	touch $@
 
 demo: $(VENV)/.installed-dev

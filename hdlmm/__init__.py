@@ -15,6 +15,17 @@ from hdlmm.core.transform import ProxyTransform
 from hdlmm.sources.simulate import LMMData, make_lmm_data, make_tutorial_data
 from hdlmm.sources.streaming import TableSpec, stream_stats
 
-__all__ = ["SparseLMM", "SparseGLMM", "ClusterStats", "ProxyTransform", "best_subset",
+
+def warm_up() -> None:
+    """Compile hdlmm's numba kernels (splicing, and the GLMM's conditional modes) once,
+    or load them from numba's on-disk cache, so that no fit pays for it."""
+    from hdlmm.core._path_kernel import warm_up as splicing
+    from hdlmm.model._pirls_kernel import warm_up as pirls
+
+    splicing()
+    pirls()
+
+
+__all__ = ["warm_up", "SparseLMM", "SparseGLMM", "ClusterStats", "ProxyTransform", "best_subset",
            "best_subset_path", "make_lmm_data", "make_tutorial_data", "LMMData",
            "DEFAULT_A_GRID", "TableSpec", "stream_stats", "compare_models", "__version__"]

@@ -43,9 +43,9 @@ def test_batched_modes_equal_one_at_a_time_and_a_scalar_optimiser(family):
     ZL = Z[:, :1] * 0.9  # q = 1: each cluster's mode by a scalar optimiser
     starts = np.flatnonzero(np.r_[True, np.diff(g) != 0])
     ones = np.ones(y.size)
-    u, obj, H = conditional_modes(fixed, ZL, g, starts, y, ones, fam)
+    u, obj, H = conditional_modes(fixed, ZL, starts, y, ones, fam)
     for m in range(3):
-        u1, obj1, H1 = conditional_modes(fixed[m:m + 1], ZL, g, starts, y, ones, fam)
+        u1, obj1, H1 = conditional_modes(fixed[m:m + 1], ZL, starts, y, ones, fam)
         np.testing.assert_allclose(u[m], u1[0], atol=1e-10)
         np.testing.assert_allclose(obj[m], obj1[0], rtol=1e-12)
     for i in (0, 7, 39):

@@ -6,7 +6,7 @@ import pkgutil
 
 import hdlmm
 
-PUBLIC = ["SparseLMM", "SparseGLMM", "ClusterStats", "ProxyTransform", "best_subset",
+PUBLIC = ["warm_up", "SparseLMM", "SparseGLMM", "ClusterStats", "ProxyTransform", "best_subset",
           "best_subset_path",
           "make_lmm_data", "make_tutorial_data", "LMMData", "DEFAULT_A_GRID", "TableSpec",
           "stream_stats", "compare_models", "__version__"]

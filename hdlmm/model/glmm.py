@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize
 
+from hdlmm.model._pirls_kernel import FAMILY_CODES, pirls
 from hdlmm.model.families import Family
 
 __all__ = ["GLMMFit", "fit_laplace", "LaplaceObjective", "conditional_modes"]
@@ -86,6 +87,7 @@ class LaplaceObjective:
         self.family = family
         self.rows, self.cols = np.tril_indices(self.q)
         self._u = np.zeros((self.n, self.q))  # warm start of the conditional modes
+        self._const = np.add.reduceat(family.log_const(self.y, self.trials), self.starts)
 
     # θ ↔ Λ ---------------------------------------------------------------
     def lam(self, theta: np.ndarray) -> np.ndarray:
@@ -108,8 +110,8 @@ class LaplaceObjective:
         """(û (n, q), D(β, θ), H (n, q, q)): PIRLS from the last modes."""
         ZL = self.Z @ self.lam(theta)
         fixed = (self.X @ beta + self.offset)[None]
-        u, obj, H = conditional_modes(fixed, ZL, self.cluster, self.starts, self.y,
-                                      self.trials, self.family, self._u[None], tol, max_iter)
+        u, obj, H = conditional_modes(fixed, ZL, self.starts, self.y, self.trials,
+                                      self.family, self._u[None], tol, max_iter, self._const)
         self._u = u[0]
         logdet = np.linalg.slogdet(H[0])[1]
         return u[0], float(np.sum(obj[0]) + np.sum(logdet)), H[0]
@@ -147,15 +149,16 @@ class LaplaceObjective:
         return dev
 
 
-def conditional_modes(fixed: np.ndarray, ZL: np.ndarray, cluster: np.ndarray,
-                      starts: np.ndarray, y: np.ndarray, trials: np.ndarray, family: Family,
-                      u0: np.ndarray | None = None, tol: float = 1e-10,
-                      max_iter: int = 100) -> tuple:
+def conditional_modes(fixed: np.ndarray, ZL: np.ndarray, starts: np.ndarray, y: np.ndarray,
+                      trials: np.ndarray, family: Family, u0: np.ndarray | None = None,
+                      tol: float = 1e-10, max_iter: int = 100,
+                      const: np.ndarray | None = None) -> tuple:
     """The conditional modes û of the random effects for m fixed parts of η at once.
 
-    PIRLS (Newton's method on log p(y_i | u_i) − ½‖u_i‖², concave for the canonical
-    links) batched over the m fixed parts and the n clusters, each step halved where it
-    does not lower its cluster's objective.
+    PIRLS: Newton's method on −2 log p(y_i | u_i) + ‖u_i‖² (convex for the canonical
+    links), for each of the m fixed parts and each cluster, every step halved until it
+    does not raise its cluster's objective, until the step is below ``tol``
+    (compiled: :mod:`hdlmm.model._pirls_kernel`).
 
     Parameters
     ----------
@@ -164,54 +167,33 @@ def conditional_modes(fixed: np.ndarray, ZL: np.ndarray, cluster: np.ndarray,
         cluster.
     ZL : ndarray (N, q)
         The random-effect design times Λ.
-    cluster : ndarray of int (N,)
-        Cluster index of each row, 0..n − 1, non-decreasing.
     starts : ndarray of int (n,)
         First row of each cluster.
     y, trials : ndarray (N,)
     family : Family
     u0 : ndarray (m, n, q), optional
         Start (default 0).
+    const : ndarray (n,), optional
+        Σ_j log-normalising constant of each cluster (``family.log_const`` summed), if
+        known.
 
     Returns
     -------
     u : ndarray (m, n, q)
     objective : ndarray (m, n)
-        −2 log p(y_i | û_i) + ‖û_i‖² of each cluster.
+        −2 log p(y_i | û_i) + ‖û_i‖² of each cluster (normalising constants included).
     H : ndarray (m, n, q, q)
         ΛᵀZ_iᵀW_iZ_iΛ + I at û.
     """
     m, n, q = fixed.shape[0], starts.size, ZL.shape[1]
-    u = np.zeros((m, n, q)) if u0 is None else np.array(u0, dtype=float)
-    outer = ZL[:, :, None] * ZL[:, None, :]  # (N, q, q)
-
-    def penalised(u):  # without the normalising constants, added at the end
-        eta = fixed + np.einsum("nq,mnq->mn", ZL, u[:, cluster])
-        ll = np.add.reduceat(family.loglik(y, eta, trials, const=False), starts, axis=1)
-        return -2.0 * ll + np.sum(u * u, axis=2), eta
-
-    def hessian(eta):
-        w = family.variance(eta, trials)
-        return np.add.reduceat(w[:, :, None, None] * outer, starts, axis=1) + np.eye(q)
-
-    obj, eta = penalised(u)
-    for _ in range(max_iter):
-        mu = family.mean(eta, trials)
-        grad = np.add.reduceat(ZL * (y - mu)[:, :, None], starts, axis=1) - u
-        step = np.linalg.solve(hessian(eta), grad[..., None])[..., 0]
-        new, t = u + step, 1.0
-        new_obj, new_eta = penalised(new)
-        worse = ~(new_obj <= obj + 1e-12 * np.abs(obj))  # (or not finite): halve
-        while np.any(worse) and t > 1e-8:
-            t /= 2
-            new[worse] = u[worse] + t * step[worse]
-            new_obj, new_eta = penalised(new)
-            worse = ~(new_obj <= obj + 1e-12 * np.abs(obj))
-        u, obj, eta = new, new_obj, new_eta
-        if np.max(np.abs(step)) < tol:
-            break
-    const = np.add.reduceat(family.log_const(y, trials), starts)
-    return u, obj - 2.0 * const, hessian(eta)
+    u = np.zeros((m, n, q)) if u0 is None else np.array(u0, dtype=float, order="C")
+    y, trials = np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(trials, dtype=float)
+    obj, H = pirls(FAMILY_CODES[family.name], np.ascontiguousarray(fixed, dtype=float),
+                   np.ascontiguousarray(ZL, dtype=float), y, trials,
+                   np.r_[starts, y.size].astype(np.int64), u, tol, max_iter)
+    if const is None:
+        const = np.add.reduceat(family.log_const(y, trials), starts)
+    return u, obj - 2.0 * const, H
 
 
 def _glm_start(obj, max_iter=50):

@@ -74,23 +74,21 @@ class HeldOutRows:
                    fold=stats.block[cluster], cluster=cluster)
 
     def fold_rows(self, f: int) -> tuple:
-        """(rows of fold f sorted by cluster, their cluster index 0.., first rows)."""
+        """(rows of fold f sorted by cluster, the first row of each cluster)."""
         rows = np.flatnonzero(self.fold == f)
         rows = rows[np.argsort(self.cluster[rows], kind="stable")]
-        _, first, cluster = np.unique(self.cluster[rows], return_index=True,
-                                      return_inverse=True)
-        return rows, cluster, first
+        return rows, np.unique(self.cluster[rows], return_index=True)[1]
 
 
 def heldout_deviance(rows: HeldOutRows, f: int, coefs: np.ndarray, psi_scale: float,
                      family: Family) -> np.ndarray:
     """Marginal deviance per row of fold f (Laplace; module docstring) of each
     coefficient vector in ``coefs`` (m, p + 1), with Ψ = ``psi_scale`` · I."""
-    idx, cluster, first = rows.fold_rows(f)
+    idx, first = rows.fold_rows(f)
     fixed = coefs @ rows.X[idx].T + rows.offset[idx]  # (m, N_f)
     ZL = rows.Z[idx] * np.sqrt(psi_scale)
     y, m = rows.y[idx], rows.trials[idx]
-    u, obj, H = conditional_modes(fixed, ZL, cluster, first, y, m, family)
+    u, obj, H = conditional_modes(fixed, ZL, first, y, m, family)
     dev = obj.sum(axis=1) + np.linalg.slogdet(H)[1].sum(axis=1)
     return dev / idx.size
 

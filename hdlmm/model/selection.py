@@ -395,7 +395,7 @@ class Selector:
                          path=table, cv_results=cv_results, forced=self.forced)
 
 
-def coarse_grid(grid, step=3):
+def coarse_grid(grid: ArrayLike, step: int = 3) -> list:
     """Every ``step``-th positive value of a sorted grid, its last, and 0 if present:
     decades on the default grid."""
     positive = [float(a) for a in grid if a > 0]
@@ -405,7 +405,7 @@ def coarse_grid(grid, step=3):
     return [0.0] * bool(len(grid) > len(positive)) + keep
 
 
-def new_neighbours(grid, a, seen):
+def new_neighbours(grid: ArrayLike, a: float, seen: list) -> list:
     """The values next to ``a`` on the sorted grid that are not in ``seen``."""
     i = int(np.searchsorted(grid, a))
     return [float(grid[j]) for j in (i - 1, i + 1)
