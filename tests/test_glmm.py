@@ -121,3 +121,21 @@ def test_the_exact_beta_gradient_equals_central_differences(family):
     numeric = _gradient(lambda b: obj.modes(b, theta)[1], beta, np.full(4, 1e-5))
     np.testing.assert_allclose(obj.beta_gradient(beta, theta), numeric, rtol=1e-6,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_conditional_modes_and_their_covariances_are_glmers(name):
+    """ranef(fit, condVar = TRUE): the modes and their conditional covariances."""
+    ref = REFERENCE[name]
+    X, y, Z, codes, m = _design(name)
+    fit = fit_laplace(X, y, Z, codes, get_family(ref["family"]), trials=m)
+    factors = [ref["factors"]] if isinstance(ref["factors"], str) else ref["factors"]
+    data = pd.read_csv(HERE / ref["data"], dtype={c: str for c in factors})
+    labels = pd.factorize(data[DESIGNS[name][4]])[1]
+    order = pd.Index(ref["mode_labels"]).get_indexer(labels.astype(str))
+    q = Z.shape[1]
+    modes = np.asarray(ref["modes"], dtype=float).reshape(-1, q)[order]
+    cond = np.asarray(ref["cond_var"], dtype=float).reshape(-1, q, q)[order]
+    scale = np.sqrt(np.diag(fit.cov_re))
+    np.testing.assert_allclose(fit.random_effects / scale, modes / scale, atol=2e-3)
+    np.testing.assert_allclose(fit.mode_cov, cond, rtol=5e-3, atol=1e-3 * cond.max())

@@ -152,6 +152,15 @@ def test_cli_family(tmp_path, capsys):
     assert code == 0 and "Family: poisson  ( log )" in out
     table = pd.read_csv(tmp_path / "out" / "coefficients.csv")
     assert table.selected.sum() == 3  # the intercept, YEAR (numeric in the CSV), cHEIGHT
+    assert table.loc[table.selected, "debiased_estimate"].iloc[1:].notna().all()
+    assert "Debiased inference" in out
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    pytest.importorskip("matplotlib")
+    assert {"random_effects.png", "coefficients.csv", "results.json"} <= written
+    code = main(["fit", str(HERE / ref["data"]), "--formula",
+                 "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", "--family", "poisson",
+                 "--out", str(tmp_path / "cv"), "--no-progress"])
+    assert code == 0 and (tmp_path / "cv" / "cv_curve.png").exists()
     code = main(["fit", str(HERE / ref["data"]), "--formula",
                  "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", "--family", "poisson",
                  "--force", "YEAR", "--out", str(tmp_path / "o2")])

@@ -151,17 +151,20 @@ def _run_fit(args, argv):
 
 
 def _run_glmm(args, argv, data, options):
-    """``hdlmm fit --family binomial|poisson``: SparseGLMM (no debiased inference)."""
+    """``hdlmm fit --family binomial|poisson``: SparseGLMM (with the debiased inference
+    of the final working model unless --inference none)."""
     from hdlmm.api.glmm_estimator import SparseGLMM
     from hdlmm.api.output import write_glmm_results
 
-    keep = ("support_size", "a", "cv", "random_state", "progress", "feature_groups")
+    keep = ("support_size", "a", "cv", "random_state", "progress", "feature_groups",
+            "inference")
     if args.force:
         raise ValueError("--force is not available with --family binomial or poisson yet")
     model = SparseGLMM.from_formula(args.formula, data, args.family, missing=args.missing,
                                     **{k: v for k, v in options.items() if k in keep})
     print(model.summary())
-    paths = write_glmm_results(model, args.out, argv=argv)
+    paths = write_glmm_results(model, args.out, argv=argv, level=args.level,
+                               plots=not args.no_plots)
     print("\nwritten:")
     for p in paths:
         print(f"  {Path(p).resolve()}")

@@ -124,6 +124,8 @@ class SparseGLMM(BaseEstimator):
     bse_, pvalues_ : pandas.Series, Wald standard errors and p-values of the Laplace
         fit on the selected support (they ignore the selection step); NaN off it
     cov_re_ : Ψ̂;  random_effects_ : DataFrame of the conditional modes by cluster
+    random_effects_cov_ : ndarray (n, q, q), their conditional covariances (lme4's
+        ``condVar``), in the order of ``random_effects_``
     inference_ : DebiasedInference or None
         Debiased estimates and cluster-robust SEs of the ``inference`` coordinates on
         the final working model (Li, Cai & Li 2022's construction on the PQL working
@@ -374,6 +376,7 @@ class SparseGLMM(BaseEstimator):
         self.random_effects_ = pd.DataFrame(fit.random_effects,
                                             index=pd.Index(labels, name="group"),
                                             columns=[f"z{j}" for j in range(q)])
+        self.random_effects_cov_ = fit.mode_cov
         self.loglik_ = fit.loglik
         self.laplace_converged_ = fit.converged
 

@@ -183,10 +183,12 @@ def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
     return [out / name for name in written]
 
 
-def write_glmm_results(model: object, out: str | os.PathLike,
-                       argv: list[str] | None = None) -> list:
-    """Write coefficients.csv (every candidate: estimate, selected, Wald SE, p-value)
-    and results.json of a fitted :class:`hdlmm.SparseGLMM` to ``out`` (atomically)."""
+def write_glmm_results(model: object, out: str | os.PathLike, argv: list[str] | None = None,
+                       level: float = 0.95, plots: bool = True) -> list:
+    """Write coefficients.csv (every candidate: estimate, selected, Wald SE and p-value,
+    and the debiased estimate, SE, p-value and interval where computed), results.json
+    and (with matplotlib) cv_curve.png and random_effects.png of a fitted
+    :class:`hdlmm.SparseGLMM` to ``out`` (atomically)."""
     out = Path(out)
     _check_output_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -198,15 +200,31 @@ def write_glmm_results(model: object, out: str | os.PathLike,
     results = {"family": model.family, "formula": getattr(model, "formula_", None),
                "support": [names[j + 1] for j in model.support_],
                "support_size": model.support_size_, "a": model.a_,
-               "intercept": model.intercept_,
+               "selection": model.selection_, "intercept": model.intercept_,
                "estimates": {names[j + 1]: model.coef_[j] for j in model.support_},
                "cov_re": model.cov_re_, "loglik": model.loglik_,
                "pql_iterations": model.n_iter_, "command": argv}
+    if model.inference_ is not None:
+        inf = model.inference_.table(level)
+        debiased = inf.rename(columns=lambda c: "debiased_estimate" if c == "debiased"
+                              else f"debiased_{c}")
+        table = table.merge(debiased, left_on="feature", right_index=True, how="left")
+        results["inference"] = {"method": model.inference_.method, "level": level,
+                                "table": inf.reset_index().to_dict(orient="records")}
     with atomic_path(out) as tmp:
         tmp.mkdir()
         table.to_csv(tmp / "coefficients.csv", index=False)
         (tmp / "results.json").write_text(json.dumps(_jsonable(results), indent=2,
                                                      allow_nan=False))
+        if plots:
+            try:
+                from hdlmm.api.plots import plot_cv_curve, plot_random_effects
+
+                if model.cv_results_ is not None:
+                    plot_cv_curve(model, path=tmp / "cv_curve.png")
+                plot_random_effects(model, path=tmp / "random_effects.png")
+            except ImportError:
+                pass
         written = sorted(p.name for p in tmp.iterdir())
         if out.exists():
             _retire(out)

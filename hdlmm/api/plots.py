@@ -105,6 +105,7 @@ def plot_cv_curve(model: SparseLMM, path: str | os.PathLike | None = None,
                          "or k_selection='cv'")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 5))
+    full = full and hasattr(model, "stats_")  # a SparseGLMM's table is already whole
     table = full_cv_results(model) if full else model.cv_results_
     colors = plt.cm.viridis(np.linspace(0, 0.9, table["a"].nunique()))
     for (a, tab), color in zip(table.groupby("a"), colors):
@@ -120,7 +121,8 @@ def plot_cv_curve(model: SparseLMM, path: str | os.PathLike | None = None,
             label=f"chosen: a = {model.a_:.3g}, k = {model.support_size_}", zorder=5)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("support size k")
-    ax.set_ylabel(f"held-out criterion ({model.cv_criterion}, mean ± SE over folds)")
+    criterion = getattr(model, "cv_criterion", "deviance per row")
+    ax.set_ylabel(f"held-out criterion ({criterion}, mean ± SE over folds)")
     ax.set_title(f"Grouped {model.cv}-fold cross-validation")
     ax.legend(fontsize=7, ncol=2)
     return _finish(ax, path)
@@ -185,8 +187,9 @@ def plot_residuals(model: SparseLMM, path: str | os.PathLike | None = None) -> o
 
 def plot_random_effects(model: SparseLMM, path: str | os.PathLike | None = None,
                         level: float = 0.95, max_clusters: int = 60) -> object:
-    """Caterpillar plot: each cluster's BLUP with its conditional interval, sorted, one
-    panel per random effect (at most ``max_clusters`` clusters, evenly spread)."""
+    """Caterpillar plot: each cluster's BLUP (a SparseGLMM's conditional mode) with its
+    conditional interval, sorted, one panel per random effect (at most
+    ``max_clusters`` clusters, evenly spread)."""
     plt = _pyplot()
     from scipy import stats as sps
 
@@ -195,7 +198,9 @@ def plot_random_effects(model: SparseLMM, path: str | os.PathLike | None = None,
     if model.random_effects_ is None:
         raise ValueError("the model has no random effects (fit with groups and vc_method)")
     blups = model.random_effects_
-    sd = np.sqrt(np.clip(np.einsum("nii->ni", conditional_covariances(model)), 0, None))
+    cov = getattr(model, "random_effects_cov_", None)  # a SparseGLMM's (Laplace)
+    cov = conditional_covariances(model) if cov is None else cov
+    sd = np.sqrt(np.clip(np.einsum("nii->ni", cov), 0, None))
     z = sps.norm.ppf(0.5 + level / 2)
     q = blups.shape[1]
     fig, axes = plt.subplots(1, q, figsize=(4 * q + 1, 6), squeeze=False)

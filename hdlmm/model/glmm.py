@@ -43,7 +43,8 @@ class GLMMFit:
     """A Laplace fit: fixed effects ``coef`` (intercept first) and ``cov_coef``, θ and
     Λ, Ψ = ΛΛᵀ (``cov_re``), the conditional modes of the random effects
     ``random_effects`` (n, q) = Λ û_i, the log-likelihood (Laplace) ``loglik``,
-    ``converged``."""
+    ``converged``, and ``mode_cov`` (n, q, q) = Λ H_i⁻¹ Λᵀ, the covariance of γ_i given
+    y_i in the Laplace approximation (lme4's ``condVar``)."""
 
     coef: np.ndarray
     cov_coef: np.ndarray
@@ -53,6 +54,7 @@ class GLMMFit:
     random_effects: np.ndarray
     loglik: float
     converged: bool
+    mode_cov: np.ndarray | None = None
 
     @property
     def bse(self) -> np.ndarray:
@@ -317,7 +319,7 @@ def fit_laplace(X: np.ndarray, y: np.ndarray, Z: np.ndarray, cluster: np.ndarray
     res = optimize.minimize(fun, phi0, jac=jac, method="L-BFGS-B", bounds=bounds,
                             options=dict(maxiter=2000, ftol=1e-15, gtol=1e-9))
     phi = res.x
-    u, dev, _ = obj.modes(phi[k:], phi[:k])
+    u, dev, H_modes = obj.modes(phi[k:], phi[:k])
     H = _hessian_from_gradient(fun, lambda f: obj.beta_gradient(f[k:], f[:k]), phi,
                                1e-4 * np.maximum(1.0, np.abs(phi)), k)
     cov_s = 2.0 * np.linalg.pinv(H)[k:, k:]
@@ -332,4 +334,5 @@ def fit_laplace(X: np.ndarray, y: np.ndarray, Z: np.ndarray, cluster: np.ndarray
     modes[:] = u @ L.T
     return GLMMFit(coef=beta, cov_coef=A @ cov_s @ A.T, theta=phi[:k], lam=L,
                    cov_re=L @ L.T, random_effects=modes, loglik=-0.5 * dev,
-                   converged=bool(res.success))
+                   converged=bool(res.success),
+                   mode_cov=np.einsum("ab,nbc,dc->nad", L, np.linalg.inv(H_modes), L))

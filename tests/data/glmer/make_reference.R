@@ -2,7 +2,8 @@
 #
 # Run from this folder:  Rscript make_reference.R
 # (R and lme4, mlmRev, jsonlite from Debian's packages.) Writes one CSV per dataset and
-# reference.json: the log-likelihood, fixed effects and their SEs, θ and Ψ of each fit.
+# reference.json: the log-likelihood, fixed effects and their SEs, θ and Ψ of each fit,
+# and the conditional modes with their conditional covariances (ranef's condVar).
 # Factor levels are sorted as formulaic sorts them, so that the contrasts match.
 # PIRLS runs to tolPwrss = 1e-12: at lme4's default (1e-7) the log-determinant in the
 # reported deviance uses the weights of the last-but-one PIRLS iterate, which moved
@@ -41,12 +42,16 @@ for (m in models) {
                control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12,
                                       optCtrl = list(maxfun = 1e5)))
   vc <- VarCorr(fit)[[1]]
+  re <- ranef(fit, condVar = TRUE)[[1]]
+  post <- attr(re, "postVar")  # q x q x n: the conditional covariances (condVar)
   out[[m$name]] <- list(
     data = paste0(m$data, ".csv"), formula = m$formula, family = m$family,
     loglik = as.numeric(logLik(fit)), fixef = unname(fixef(fit)),
     fixef_names = names(fixef(fit)),
     se = unname(sqrt(diag(as.matrix(vcov(fit))))), theta = unname(getME(fit, "theta")),
     cov_re = unname(as.matrix(vc)), group = names(VarCorr(fit))[1],
+    mode_labels = rownames(re), modes = unname(as.matrix(re)),
+    cond_var = lapply(seq_len(dim(post)[3]), function(i) unname(post[, , i, drop = TRUE])),
     factors = names(Filter(is.factor, data_sets[[m$data]])))
 }
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "reference.json")
