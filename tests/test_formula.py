@@ -196,7 +196,7 @@ def test_an_offset_is_subtracted_and_added_back():
 @pytest.mark.parametrize("formula, message", [
     ("y ~ .^2 + (1 | g)", r"'\.\^2' \(every pairwise interaction"),
     ("ytext ~ x + (1 | g)", r"response 'ytext' is not numeric \(values such as"),
-    ("cbind(y, x) ~ z + (1 | g)", "is for binomial models"),
+    ("cbind(y, x) ~ z + (1 | g)", "is for a binomial model: fit it with hdlmm.SparseGLMM"),
     ("y ~ x + s(z) + (1 | g)", r"cannot evaluate the term 's\(z\)' of the formula"),
     ("y ~ x | g", "random-effect terms go in parentheses"),
     ("y ~ x + offset() + (1 | g)", r"offset\(\.\.\.\) .* needs terms"),

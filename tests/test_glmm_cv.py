@@ -63,8 +63,8 @@ def _rows_and_stats(X, y, g, Z, w, z, K=4):
     Xc, zc, Zc, codes, labels = check_lmm_arrays(X, z, g, Z)
     stats = ClusterStats.from_checked(Xc, zc, Zc, codes, labels, n_blocks=K,
                                       random_state=3, weights=w / w.mean()).standardized()
-    rows = HeldOutRows.from_stats(stats, X, Z, y, np.ones(y.size), np.zeros(y.size),
-                                  labels[codes])
+    rows = HeldOutRows.from_stats(stats, lambda cols: X[:, cols], Z, y, np.ones(y.size),
+                                  np.zeros(y.size), labels[codes])
     return stats, rows
 
 
@@ -84,7 +84,8 @@ def test_heldout_deviance_at_a_zero_is_the_glm_deviance(family):
     coefs = np.random.default_rng(0).normal(scale=0.3, size=(2, X.shape[1] + 1))
     dev = heldout_deviance(rows, 1, coefs, 0.0, fam)
     on = rows.fold == 1
-    eta = coefs @ rows.X[on].T + rows.offset[on]
+    Xs = (np.c_[np.ones(y.size), X] - stats.x_shift) / stats.x_scale
+    eta = coefs @ Xs[on].T + rows.offset[on]
     expected = -2 * fam.loglik(y[on], eta, np.ones(on.sum())).sum(axis=1) / on.sum()
     np.testing.assert_allclose(dev, expected, rtol=1e-12)
 
@@ -103,7 +104,8 @@ def test_heldout_deviance_is_the_laplace_approximation_written_out():
     total, count = 0.0, 0
     for i in np.unique(rows.cluster[rows.fold == 2]):
         on = rows.cluster == i
-        fixed = rows.X[on] @ coef[0] + rows.offset[on]
+        Xs = (np.c_[np.ones(y.size), X] - stats.x_shift) / stats.x_scale
+        fixed = Xs[on] @ coef[0] + rows.offset[on]
         ones = np.ones(on.sum())
 
         def penalised(v, fixed=fixed, on=on, ones=ones):

@@ -29,7 +29,8 @@ paired rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,30 +49,52 @@ __all__ = ["HeldOutRows", "deviance_cv", "choose_by_deviance"]
 class HeldOutRows:
     """The rows the held-out deviance is computed on, in the statistics' units.
 
-    Built by :meth:`from_stats`: X̃ (the intercept's column first), Z̃, y, trials,
-    offset + the shift of z, and each row's fold and cluster index.
+    Built by :meth:`from_stats`: Z̃, y, trials, offset + the shift of z, each row's
+    fold and cluster index, and the columns of X, standardised as the statistics',
+    loaded only when a candidate β̂ uses them (``load(cols)`` returns the raw columns
+    ``cols`` of X for every row: a slice in memory, a pass over a file).
     """
 
-    X: np.ndarray
     Z: np.ndarray
     y: np.ndarray
     trials: np.ndarray
     offset: np.ndarray
     fold: np.ndarray
     cluster: np.ndarray
+    x_shift: np.ndarray
+    x_scale: np.ndarray
+    load: Callable[[np.ndarray], np.ndarray]
+    columns: dict = field(default_factory=dict)
 
     @classmethod
-    def from_stats(cls, stats: ClusterStats, X: np.ndarray, Z: np.ndarray, y: np.ndarray,
-                   trials: np.ndarray, offset: np.ndarray,
+    def from_stats(cls, stats: ClusterStats, load: Callable[[np.ndarray], np.ndarray],
+                   Z: np.ndarray, y: np.ndarray, trials: np.ndarray, offset: np.ndarray,
                    row_labels: np.ndarray) -> HeldOutRows:
-        """The rows (X, Z, y, trials, offset, cluster labels) standardised as ``stats``
-        (which must have an intercept column)."""
-        Xf = np.c_[np.ones(X.shape[0]), X]
-        Xs = (Xf - stats.x_shift) / stats.x_scale
+        """The rows (``load`` for X's columns, Z, y, trials, offset, cluster labels)
+        standardised as ``stats`` (which must have an intercept column)."""
         Zs = (Z - stats.z_shift) / stats.z_scale
         cluster = stats.cluster_index(row_labels)
-        return cls(X=Xs, Z=Zs, y=y, trials=trials, offset=offset + stats.y_shift,
-                   fold=stats.block[cluster], cluster=cluster)
+        return cls(Z=Zs, y=y, trials=trials, offset=offset + stats.y_shift,
+                   fold=stats.block[cluster], cluster=cluster, x_shift=stats.x_shift,
+                   x_scale=stats.x_scale, load=load)
+
+    def ensure(self, cols: np.ndarray) -> None:
+        """Load the statistics' columns ``cols`` (≥ 1; 0 is the intercept) not loaded
+        yet, in one call of ``load``."""
+        missing = [int(c) for c in cols if c > 0 and int(c) not in self.columns]
+        if missing:
+            values = self.load(np.asarray(missing) - 1)
+            for i, c in enumerate(missing):
+                self.columns[c] = (values[:, i] - self.x_shift[c]) / self.x_scale[c]
+
+    def fixed(self, coefs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """X̃β̃ + offset of ``rows`` for each β̃ in ``coefs`` (m, p + 1)."""
+        used = np.flatnonzero(np.any(coefs[:, 1:] != 0, axis=0)) + 1
+        self.ensure(used)
+        out = coefs[:, :1] + self.offset[rows]
+        for c in used:
+            out = out + coefs[:, c:c + 1] * self.columns[int(c)][rows]
+        return out
 
     def fold_rows(self, f: int) -> tuple:
         """(rows of fold f sorted by cluster, the first row of each cluster)."""
@@ -85,7 +108,7 @@ def heldout_deviance(rows: HeldOutRows, f: int, coefs: np.ndarray, psi_scale: fl
     """Marginal deviance per row of fold f (Laplace; module docstring) of each
     coefficient vector in ``coefs`` (m, p + 1), with Ψ = ``psi_scale`` · I."""
     idx, first = rows.fold_rows(f)
-    fixed = coefs @ rows.X[idx].T + rows.offset[idx]  # (m, N_f)
+    fixed = rows.fixed(coefs, idx)  # (m, N_f)
     ZL = rows.Z[idx] * np.sqrt(psi_scale)
     y, m = rows.y[idx], rows.trials[idx]
     u, obj, H = conditional_modes(fixed, ZL, first, y, m, family)
@@ -100,20 +123,25 @@ def deviance_cv(stats: ClusterStats, rows: HeldOutRows, family: Family, a_values
 
     ``stats``: standardised, weighted statistics of the working model with K ≥ 2 fold
     blocks and an intercept column; ``units``: groups of columns of the statistics
-    selected together."""
+    selected together. The fold paths of every a are computed first, then the columns
+    they use are loaded at once (one pass over the rows of a file)."""
     transform = transform or ProxyTransform(stats)
     w_mean = float(stats.XtX.sum(0)[0, 0] / stats.n_rows.sum())  # Σw / N: 1 if normalised
     K = stats.n_blocks
     scores = np.full((len(a_values), K, k_max + 1), np.nan)
     transform.prepare(a_values)
+    paths = {}
     for ia, a in enumerate(a_values):
         qa = transform.at(a)
         for f in range(K):
             G, c, d, _, _ = qa.without(f)
-            path = fit_path(G, c, d, k_max, free=[0], max_exchange=max_exchange,
-                            units=units)
-            scores[ia, f, :path.ks.size] = heldout_deviance(rows, f, path.coefs,
-                                                            a / w_mean, family)
+            paths[ia, f] = fit_path(G, c, d, k_max, free=[0], max_exchange=max_exchange,
+                                    units=units).coefs
+    used = np.flatnonzero(np.any(np.vstack(list(paths.values()))[:, 1:] != 0, axis=0))
+    rows.ensure(used + 1)
+    for (ia, f), coefs in paths.items():
+        scores[ia, f, :coefs.shape[0]] = heldout_deviance(rows, f, coefs,
+                                                          a_values[ia] / w_mean, family)
     return CVResult(a_grid=np.asarray(a_values, dtype=float), ks=np.arange(k_max + 1),
                     scores=scores)
 

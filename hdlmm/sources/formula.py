@@ -303,8 +303,10 @@ def _refuse_unsupported(fixed, data):
                          "build the columns yourself")
     response = fixed.split("~", 1)[0].strip()
     if re.match(r"cbind\s*\(", response):
-        raise ValueError(f"a response {response} (successes and failures) is for binomial "
-                         f"models, which hdlmm does not fit yet: it fits Gaussian outcomes")
+        raise ValueError(f"a response {response} (successes and failures) is for a binomial "
+                         f"model: fit it with hdlmm.SparseGLMM.from_formula(formula, data, "
+                         f"'binomial') or `hdlmm fit --family binomial`; SparseLMM fits "
+                         f"Gaussian outcomes")
     if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
         values = pd.unique(data[response].dropna())[:3]
         raise ValueError(f"response {response!r} is not numeric (values such as "
