@@ -26,6 +26,7 @@ What is not here yet: debiased inference, forced columns, files and Dask.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -213,10 +214,8 @@ class SparseGLMM(BaseEstimator):
         -------
         self
         """
+        self._check_params()
         family = get_family(self.family)
-        if self.k_selection not in K_SELECTIONS:
-            raise ValueError(f"k_selection must be one of {K_SELECTIONS}; got "
-                             f"{self.k_selection!r}")
         names = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
         Xa, ya, Za, codes, labels = check_lmm_arrays(X, y, groups, Z)
         m = np.ones(ya.size) if trials is None else np.asarray(trials, dtype=float)
@@ -247,6 +246,103 @@ class SparseGLMM(BaseEstimator):
         self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
 
+    def fit_source(self, source: str | os.PathLike, *, y: str, groups: str,
+                   X: list | None = None, Z: list | None = None, trials: str | None = None,
+                   offset: str | None = None, chunk_rows: int = 50_000,
+                   sep: str | None = None) -> SparseGLMM:
+        """Fit on a Parquet/CSV file (or a folder of Parquet files) read in chunks, by
+        passes over it (:mod:`hdlmm.api.glmm_chunks` says which and how many); the
+        same fit as :meth:`fit` on the same rows, up to rounding.
+
+        Parameters
+        ----------
+        source : str or Path
+        y, groups : str
+            Response (0/1, successes or counts) and cluster-label columns.
+        X : list of str, optional
+            Candidate predictors (default: every other column but ``trials`` and
+            ``offset``, random slopes included).
+        Z : list of str, optional
+            Random-effect columns, ``"1"`` for the intercept (default ``["1"]``).
+        trials, offset : str, optional
+            Columns of binomial trials and of the offset (e.g. log exposure).
+        chunk_rows : int
+        sep : str, optional
+
+        Returns
+        -------
+        self
+        """
+        from hdlmm.api.glmm_chunks import file_chunks
+        from hdlmm.sources.streaming import (
+            check_chunk_rows,
+            scan_labels,
+            source_columns,
+        )
+
+        chunk_rows = check_chunk_rows(chunk_rows)
+        spec = self._spec(source_columns(source, sep), str(source), y, groups, X, Z,
+                          trials, offset)
+        labels = scan_labels(source, spec.groups, sep=sep)
+        chunks = file_chunks(source, spec, trials, offset, chunk_rows, sep, self.progress)
+        return self._fit_chunks(chunks, spec, labels)
+
+    def fit_dask(self, ddf: object, *, y: str, groups: str, X: list | None = None,
+                 Z: list | None = None, trials: str | None = None,
+                 offset: str | None = None) -> SparseGLMM:
+        """Fit on a Dask DataFrame, by passes over its partitions (read one at a time
+        on the Dask client; :mod:`hdlmm.api.glmm_chunks`). Parameters as
+        :meth:`fit_source`'s.
+
+        Returns
+        -------
+        self
+        """
+        from hdlmm.api.glmm_chunks import dask_chunks
+        from hdlmm.sources.dask_frames import check_dask_frame, dask_layout
+
+        check_dask_frame(ddf)
+        spec = self._spec(list(ddf.columns), "the Dask DataFrame", y, groups, X, Z,
+                          trials, offset)
+        labels = dask_layout(ddf, spec, 1, None).labels
+        return self._fit_chunks(dask_chunks(ddf, spec, trials, offset), spec, labels)
+
+    def _spec(self, columns, where, y, groups, X, Z, trials, offset):
+        """The TableSpec of a table with these columns (X by default: all but y,
+        groups, trials and offset)."""
+        from hdlmm.sources.streaming import TableSpec
+
+        self._check_params()
+        for name, what in ((trials, "trials"), (offset, "offset")):
+            if name is not None and name not in columns:
+                raise ValueError(f"{what} column {name!r} is not in {where}")
+        if trials is not None and self.family == "poisson":
+            raise ValueError("trials are for the binomial family; for exposures in a "
+                             "Poisson model give an offset column of log(exposure)")
+        if X is None:
+            X = [c for c in map(str, columns) if c not in (y, groups, trials, offset)]
+        return TableSpec(y, groups, X, Z).resolve(columns, where)
+
+    def _fit_chunks(self, chunks, spec, labels):
+        from hdlmm.api.glmm_chunks import GLMMRows, fit_chunked
+        from hdlmm.core.folds import FoldLayout
+
+        labels = np.asarray(labels, dtype=object)
+        data = GLMMRows(chunks, list(spec.X), FoldLayout(labels, self.cv, self.random_state),
+                        spec.z_one(), labels)
+        fit_chunked(self, data, get_family(self.family))
+        names = ["(Intercept)" if c == "1" else c for c in spec.Z]
+        if len(names) == self.random_effects_.shape[1]:
+            self.random_effects_.columns = names
+        self.group_name_ = spec.groups
+        return self
+
+    def _check_params(self):
+        get_family(self.family)
+        if self.k_selection not in K_SELECTIONS:
+            raise ValueError(f"k_selection must be one of {K_SELECTIONS}; got "
+                             f"{self.k_selection!r}")
+
     def _debiased(self, pql, z, w, working):
         """The debiased inference of the final working model (the converged PQL
         working response z and weights W, the selected support held), or None."""
@@ -273,16 +369,22 @@ class SparseGLMM(BaseEstimator):
 
     def _choose(self, pql, codes, labels, z, w, k_working):
         """(a, k) by grouped CV on the held-out deviance at the converged working
-        model (:mod:`hdlmm.model.glmm_cv`); sets ``cv_results_`` and ``selection_``."""
+        model (rows in memory); sets ``cv_results_`` and ``selection_``."""
         X = pql["X"]
-        N, p = X.shape
-        units = [g + 1 for g in self._groups(pql["names"], p)]  # + 1: the intercept
-        n_units = p - sum(g.size - 1 for g in units)
         stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels, n_blocks=self.cv,
                                           random_state=self.random_state,
                                           weights=w / np.mean(w)).standardized()
         rows = HeldOutRows.from_stats(stats, lambda cols: X[:, cols], pql["Z"], pql["y"],
                                       pql["m"], pql["o"], pql["row_labels"])
+        return self._choose_on(stats, rows, pql["family"], k_working, pql["names"])
+
+    def _choose_on(self, stats, rows, family, k_working, names):
+        """(a, k) by grouped CV on the held-out deviance (:mod:`hdlmm.model.glmm_cv`)
+        of the working statistics ``stats`` (with ``cv`` fold blocks) and their
+        ``rows``; sets ``cv_results_`` and ``selection_``."""
+        N, p = stats.n_samples, stats.n_features - 1
+        units = [g + 1 for g in self._groups(names, p)]  # + 1: the intercept
+        n_units = p - sum(g.size - 1 for g in units)
         grid = DEFAULT_A_GRID if self.a is None else np.array([float(self.a)])
         if self.support_size is not None:
             k_ic, k_max = self.support_size, self.support_size
@@ -290,7 +392,7 @@ class SparseGLMM(BaseEstimator):
             k_ic = k_working if self.k_selection == "ic" else None
             k_max = self.k_max or default_k_max(N * (self.cv - 1) // self.cv, n_units)
             k_max = max(min(k_max, n_units), k_working)
-        a, k, res, how = choose_by_deviance(stats, rows, pql["family"], grid, k_max,
+        a, k, res, how = choose_by_deviance(stats, rows, family, grid, k_max,
                                             k_ic=k_ic, units=units,
                                             lower=self.support_size is None,
                                             k_start=max(2 * k_working, k_working + 10))

@@ -379,6 +379,13 @@ class ClusterStats:
                                     y_shift=self.y_shift + float(self.Xty[:, 0].sum()) / N)
         return replace(out, own_standard=True)
 
+    def reweighted(self, c: float) -> ClusterStats:
+        """The statistics of the same rows with every observation weight multiplied by
+        ``c`` (all sums are of products of rows times √w, so each scales by c)."""
+        return replace(self, XtX=self.XtX * c, Xty=self.Xty * c, yty=self.yty * c,
+                       ZtZ=self.ZtZ * c, ZtX=self.ZtX * c, Zty=self.Zty * c,
+                       own_standard=False)
+
     def constant_columns(self) -> np.ndarray:
         """Columns of X (intercept excluded) whose standardised values are all zero."""
         f = int(self.intercept)
