@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from hdlmm.api._working import WorkingFit
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.folds import FoldLayout
@@ -220,9 +221,7 @@ def _chunk(frame, spec, trials, offset, start, where):
 def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None,
                a: float | None = None, state: dict | None = None) -> tuple:
     """The PQL iteration of :meth:`SparseGLMM._pql` as passes (module docstring, 2):
-    (_Working, the state it was fitted at, k); adds its iterations to ``n_iter_``."""
-    from hdlmm.api.glmm_estimator import _Working
-
+    (WorkingFit, the state it was fitted at, k); adds its iterations to ``n_iter_``."""
     k = est.support_size if k is None else k
     a = est.a if a is None else a
     groups = [[data.names[j] for j in g] for g in est._groups(data.names, data.p)]
@@ -259,7 +258,7 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
                       f"iterations (last change of η {step.change:.2g}); the Laplace fit "
                       f"on its last support is reported; increase max_iter",
                       RuntimeWarning, stacklevel=4)
-    return _Working.of(model, fit_cols, data.p, how), prev, k
+    return WorkingFit.of(model, fit_cols, data.p, how), prev, k
 
 
 def fit_chunked(est: object, data: GLMMRows, family: Family) -> None:

@@ -21,14 +21,15 @@ k and a are chosen by grouped CV on the held-out deviance at the converged worki
 (:mod:`hdlmm.model.glmm_cv`); when that changes them, the PQL iteration runs again at
 the chosen (a, k) from its last η.
 
-What is not here yet: debiased inference, forced columns, files and Dask.
+Files and Dask: :meth:`SparseGLMM.fit_source`, :meth:`SparseGLMM.fit_dask`
+(:mod:`hdlmm.api.glmm_chunks`). Debiased inference on the final working model
+(``inference``). Not here yet: forced columns.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from scipy import stats as sps
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from hdlmm.api._working import WorkingFit
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.api.params import (
     check_predict_groups,
@@ -57,32 +59,6 @@ from hdlmm.sources.formula import design_offset, design_rows, parse_formula
 __all__ = ["SparseGLMM"]
 
 K_SELECTIONS = ("cv", "ic", "working")
-
-
-@dataclass
-class _Working:
-    """The PQL working model in the user's columns: the last working fit ``model``
-    (on the held support's columns once the support is held), the ``support`` and
-    ``coef`` (p,) in all columns, ``a``, ``intercept``, ``cov_re`` (Ψ̂ of the working
-    LMM) and how the support was chosen (``selection``)."""
-
-    model: SparseLMM
-    support: np.ndarray
-    coef: np.ndarray
-    a: float
-    intercept: float
-    cov_re: np.ndarray | None
-    selection: str
-
-    @classmethod
-    def of(cls, model: SparseLMM, cols: np.ndarray | None, p: int, how: str) -> _Working:
-        coef = np.asarray(model.coef_, dtype=float)
-        support = np.asarray(model.support_, dtype=np.intp)
-        if cols is not None:  # fitted on the columns ``cols``
-            coef, support = np.zeros(p), cols[support]
-            coef[cols] = model.coef_
-        return cls(model=model, support=support, coef=coef, a=float(model.a_),
-                   intercept=float(model.intercept_), cov_re=model.cov_re_, selection=how)
 
 
 class SparseGLMM(BaseEstimator):
@@ -404,7 +380,7 @@ class SparseGLMM(BaseEstimator):
         """The PQL iteration (module docstring, step 1) from η (default: glm's start),
         with k and a given (None: the estimator's). Once the support repeats it is held
         (and a with it), and the working model is fitted on its columns alone. Returns
-        (_Working, η, k, z, W), z and W those of the last working fit; adds its
+        (WorkingFit, η, k, z, W), z and W those of the last working fit; adds its
         iterations to ``n_iter_``."""
         k = self.support_size if k is None else k
         a = self.a if a is None else a
@@ -452,7 +428,7 @@ class SparseGLMM(BaseEstimator):
                           f"iterations (last change of η {change:.2g}); the Laplace fit "
                           f"on its last support is reported; increase max_iter",
                           RuntimeWarning, stacklevel=3)
-        return _Working.of(model, fit_cols, X.shape[1], how), eta, k, z, w
+        return WorkingFit.of(model, fit_cols, X.shape[1], how), eta, k, z, w
 
     def _set(self, fit, working, support, k, p, labels, names):
         names = names or [f"x{j}" for j in range(p)]

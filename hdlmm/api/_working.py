@@ -1,0 +1,39 @@
+"""The PQL working model of a SparseGLMM, in the user's columns (shared by the fit on
+rows in memory, :mod:`hdlmm.api.glmm_estimator`, and the fit by passes over chunks,
+:mod:`hdlmm.api.glmm_chunks`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hdlmm.api.estimator import SparseLMM
+
+__all__ = ["WorkingFit"]
+
+
+@dataclass
+class WorkingFit:
+    """The PQL working model in the user's columns: the last working fit ``model``
+    (on the held support's columns once the support is held), the ``support`` and
+    ``coef`` (p,) in all columns, ``a``, ``intercept``, ``cov_re`` (Ψ̂ of the working
+    LMM) and how the support was chosen (``selection``)."""
+
+    model: SparseLMM
+    support: np.ndarray
+    coef: np.ndarray
+    a: float
+    intercept: float
+    cov_re: np.ndarray | None
+    selection: str
+
+    @classmethod
+    def of(cls, model: SparseLMM, cols: np.ndarray | None, p: int, how: str) -> WorkingFit:
+        coef = np.asarray(model.coef_, dtype=float)
+        support = np.asarray(model.support_, dtype=np.intp)
+        if cols is not None:  # fitted on the columns ``cols``
+            coef, support = np.zeros(p), cols[support]
+            coef[cols] = model.coef_
+        return cls(model=model, support=support, coef=coef, a=float(model.a_),
+                   intercept=float(model.intercept_), cov_re=model.cov_re_, selection=how)
