@@ -46,6 +46,7 @@ from hdlmm.api.params import (
     check_predict_X,
     match_columns,
     resolve_feature_groups,
+    resolve_forced,
 )
 from hdlmm.core.checks import check_lmm_arrays
 from hdlmm.core.stats import ClusterStats
@@ -324,17 +325,20 @@ class SparseGLMM(BaseEstimator):
         working response z and weights W, the selected support held), or None."""
         if self.inference is None:
             return None
-        names = pql["names"]
-        held = working.support
-        force = [names[j] for j in held] if names else [int(j) for j in held]
-        frame = pd.DataFrame(pql["X"], columns=names) if names is not None else pql["X"]
+        names, X = pql["names"], pql["X"]
+        inference = self.inference
+        if names is not None and not isinstance(inference, str):  # names → columns
+            inference = resolve_forced(inference, names, X.shape[1]).tolist()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            model = SparseLMM(support_size=0, a=working.a, force=force,
-                              inference=self.inference, progress=self.progress,
+            model = SparseLMM(support_size=0, a=working.a, force=working.support.tolist(),
+                              inference=inference, progress=self.progress,
                               random_state=self.random_state).fit(
-                frame, z, pql["row_labels"], pql["Z"], sample_weight=w)
-        return model.inference_
+                X, z, pql["row_labels"], pql["Z"], sample_weight=w)
+        inf = model.inference_
+        if inf is not None and names is not None:  # (an array, not a copy as a frame)
+            inf.names = [names[j] for j in inf.columns]
+        return inf
 
     def _groups(self, names, p):
         """The groups of columns selected together, as lists of column indices."""
@@ -388,10 +392,7 @@ class SparseGLMM(BaseEstimator):
             eta = special.logit((y + 0.5) / (m + 1.0))
         elif eta is None:
             eta = np.log(y + 0.1)
-        frame = pd.DataFrame(X, columns=names) if names is not None else X
-        groups = self.feature_groups
-        if isinstance(groups, str):
-            groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
+        groups = [g.tolist() for g in self._groups(names, X.shape[1])]
         held, last, model, cols, how = None, None, None, None, ""
         self.converged_ = False
         for it in range(1, self.max_iter + 1):
@@ -400,11 +401,11 @@ class SparseGLMM(BaseEstimator):
             params = dict(support_size=k, a=a, cv=self.cv, k_max=self.k_max,
                           random_state=self.random_state, inference=None,
                           progress=self.progress, feature_groups=groups)
-            data, fit_cols = frame, cols
-            if cols is not None:  # the support has settled: its columns, a held
-                data = frame.iloc[:, cols] if names is not None else X[:, cols]
-                force = [names[j] for j in cols] if names else list(range(cols.size))
-                params.update(support_size=0, a=model.a_, force=force, feature_groups=[])
+            data, fit_cols = X, cols  # an array: a frame would be copied at each fit
+            if held is not None:  # the support has settled: its columns, a held
+                data = X if cols is None else X[:, cols]
+                params.update(support_size=0, a=model.a_, feature_groups=[],
+                              force=[] if cols is None else list(range(cols.size)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
                 model = SparseLMM(**params).fit(data, z, row_labels, Z, sample_weight=w)
