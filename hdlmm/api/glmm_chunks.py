@@ -219,17 +219,19 @@ def _chunk(frame, spec, trials, offset, start, where):
 
 # ------------------------------------------------------------------ the fit
 def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None,
-               a: float | None = None, state: dict | None = None) -> tuple:
+               a: float | None = None, state: dict | None = None,
+               held: tuple | None = None) -> tuple:
     """The PQL iteration of :meth:`SparseGLMM._pql` as passes (module docstring, 2):
     (WorkingFit, the state it was fitted at, k); adds its iterations to ``n_iter_``."""
     k = est.support_size if k is None else k
     a = est.a if a is None else a
     groups = [[data.names[j] for j in g] for g in est._groups(data.names, data.p)]
-    prev, held, last, cols, fit_cols, model, how = None, None, None, None, None, None, ""
+    prev, last, fit_cols, model, how, a_held = None, None, None, None, "", a
+    cols = np.asarray(held, dtype=np.intp) if held else None
     est.converged_, fits = False, 0
     while True:
         step = working_pass(data, family, state, prev, cols)
-        if held is not None and step.change < est.tol:
+        if held is not None and model is not None and step.change < est.tol:
             est.converged_ = True
             break
         if fits == est.max_iter:
@@ -238,7 +240,7 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
                       random_state=est.random_state, inference=None, progress=est.progress,
                       feature_groups=groups)
         if held is not None:  # the support has settled: hold it and a
-            params.update(support_size=0, a=model.a_, feature_groups=[],
+            params.update(support_size=0, a=a_held, feature_groups=[],
                           force=[data.names[j] for j in held])
         fit_cols = cols
         stats = step.stats
@@ -248,7 +250,7 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
         support = tuple(model.support_) if fit_cols is None else held
         if held is None and support == last:
             held, k, how = support, model.support_size_, model.selection_
-            cols = np.asarray(held, dtype=np.intp) if held else None
+            cols, a_held = np.asarray(held, dtype=np.intp) if held else None, model.a_
         last = support
     if held is None:
         k, how = model.support_size_, model.selection_
@@ -274,11 +276,11 @@ def fit_chunked(est: object, data: GLMMRows, family: Family) -> None:
         r = full.rows
         rows = HeldOutRows.from_stats(full.stats, data.columns, r["Z"], r["y"], r["trials"],
                                       r["offset"], r["labels"])
-        a, k_cv = est._choose_on(full.stats, rows, family, k, data.names)
-        if (a, k_cv) != (working.a, k):  # PQL again, at the chosen (a, k)
+        a, k_cv, support = est._choose_on(full.stats, rows, family, k, data.names)
+        if (a, k_cv) != (working.a, k):  # η again, with that support and a held
             start = state_of(working.model, None, data.p)
             start["coef"] = working.coef
-            working, at, k = pql_passes(est, data, family, k_cv, a, start)
+            working, at, k = pql_passes(est, data, family, k_cv, a, start, support)
             full = working_pass(data, family, at, None, keep=True)
     r, support = full.rows, working.support
     Xs = np.c_[np.ones(r["y"].size), data.columns(support)]

@@ -49,6 +49,7 @@ from hdlmm.api.params import (
     resolve_forced,
 )
 from hdlmm.core.checks import check_lmm_arrays
+from hdlmm.core.row_pass import row_chunks
 from hdlmm.core.stats import ClusterStats
 from hdlmm.model.families import get_family
 from hdlmm.model.glmm import fit_laplace
@@ -208,13 +209,14 @@ class SparseGLMM(BaseEstimator):
                    names=names)
         self.n_iter_ = 0
         working, eta, k, z, w = self._pql(**pql)
-        self.cv_results_, self.selection_ = None, working.selection
+        self.cv_results_, self.selection_, stats = None, working.selection, None
         if self.k_selection != "working" and (self.support_size is None or self.a is None):
-            a, k_cv = self._choose(pql, codes, labels, z, w, k)
-            if (a, k_cv) != (working.a, k):  # PQL again, at the chosen (a, k)
-                working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a)
+            a, k_cv, support, stats = self._choose(pql, codes, labels, z, w, k)
+            if (a, k_cv) != (working.a, k):  # η again, with that support and a held
+                working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a, held=support)
+                stats = None  # (of the earlier z and W)
         support = working.support
-        self.inference_ = self._debiased(pql, z, w, working)
+        self.inference_ = self._debiased(pql, z, w, working, codes, labels, stats)
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
         if working.cov_re is not None:
@@ -320,23 +322,29 @@ class SparseGLMM(BaseEstimator):
             raise ValueError(f"k_selection must be one of {K_SELECTIONS}; got "
                              f"{self.k_selection!r}")
 
-    def _debiased(self, pql, z, w, working):
+    def _debiased(self, pql, z, w, working, codes, labels, stats=None):
         """The debiased inference of the final working model (the converged PQL
-        working response z and weights W, the selected support held), or None."""
+        working response z and weights W, the selected support held), or None.
+        ``stats``: the working statistics of (z, W) if already built."""
         if self.inference is None:
             return None
         names, X = pql["names"], pql["X"]
         inference = self.inference
         if names is not None and not isinstance(inference, str):  # names → columns
             inference = resolve_forced(inference, names, X.shape[1]).tolist()
+        w = w / np.mean(w)
+        if stats is None:
+            stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels,
+                                              weights=w).standardized()
+        index, u = stats.cluster_index(labels)[codes], np.sqrt(w)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             model = SparseLMM(support_size=0, a=working.a, force=working.support.tolist(),
                               inference=inference, progress=self.progress,
-                              random_state=self.random_state).fit(
-                X, z, pql["row_labels"], pql["Z"], sample_weight=w)
+                              random_state=self.random_state).fit_stats(
+                stats, lambda: row_chunks(X, z, index, u=u))
         inf = model.inference_
-        if inf is not None and names is not None:  # (an array, not a copy as a frame)
+        if inf is not None and names is not None:
             inf.names = [names[j] for j in inf.columns]
         return inf
 
@@ -348,20 +356,22 @@ class SparseGLMM(BaseEstimator):
         return resolve_feature_groups(groups, names or [f"x{j}" for j in range(p)], p)
 
     def _choose(self, pql, codes, labels, z, w, k_working):
-        """(a, k) by grouped CV on the held-out deviance at the converged working
-        model (rows in memory); sets ``cv_results_`` and ``selection_``."""
+        """(a, k, support, the working statistics) by grouped CV on the held-out
+        deviance at the converged working model (rows in memory); sets
+        ``cv_results_`` and ``selection_``."""
         X = pql["X"]
         stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels, n_blocks=self.cv,
                                           random_state=self.random_state,
                                           weights=w / np.mean(w)).standardized()
         rows = HeldOutRows.from_stats(stats, lambda cols: X[:, cols], pql["Z"], pql["y"],
                                       pql["m"], pql["o"], pql["row_labels"])
-        return self._choose_on(stats, rows, pql["family"], k_working, pql["names"])
+        return (*self._choose_on(stats, rows, pql["family"], k_working, pql["names"]),
+                stats)
 
     def _choose_on(self, stats, rows, family, k_working, names):
-        """(a, k) by grouped CV on the held-out deviance (:mod:`hdlmm.model.glmm_cv`)
-        of the working statistics ``stats`` (with ``cv`` fold blocks) and their
-        ``rows``; sets ``cv_results_`` and ``selection_``."""
+        """(a, k, the best subset of size k at a) by grouped CV on the held-out deviance
+        (:mod:`hdlmm.model.glmm_cv`) of the working statistics ``stats`` (with ``cv``
+        fold blocks) and their ``rows``; sets ``cv_results_`` and ``selection_``."""
         N, p = stats.n_samples, stats.n_features - 1
         units = [g + 1 for g in self._groups(names, p)]  # + 1: the intercept
         n_units = p - sum(g.size - 1 for g in units)
@@ -378,9 +388,15 @@ class SparseGLMM(BaseEstimator):
                                             k_start=max(2 * k_working, k_working + 10))
         self.cv_results_ = res.table()
         self.selection_ = how
-        return a, k
+        groups = [[int(j) - 1 for j in g] for g in units]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            at = SparseLMM(support_size=k, a=a, inference=None, feature_groups=groups,
+                           random_state=self.random_state).fit_stats(stats)
+        return a, k, tuple(int(j) for j in at.support_)
 
-    def _pql(self, X, y, Z, row_labels, m, o, family, names, eta=None, k=None, a=None):
+    def _pql(self, X, y, Z, row_labels, m, o, family, names, eta=None, k=None, a=None,
+             held=None):
         """The PQL iteration (module docstring, step 1) from η (default: glm's start),
         with k and a given (None: the estimator's). Once the support repeats it is held
         (and a with it), and the working model is fitted on its columns alone. Returns
@@ -393,7 +409,8 @@ class SparseGLMM(BaseEstimator):
         elif eta is None:
             eta = np.log(y + 0.1)
         groups = [g.tolist() for g in self._groups(names, X.shape[1])]
-        held, last, model, cols, how = None, None, None, None, ""
+        last, model, how, a_held = None, None, "", a  # held: a support given to hold
+        cols = np.asarray(held, dtype=np.intp) if held else None
         self.converged_ = False
         for it in range(1, self.max_iter + 1):
             mu, w = family.mean(eta, m), np.maximum(family.variance(eta, m), 1e-10)
@@ -404,7 +421,7 @@ class SparseGLMM(BaseEstimator):
             data, fit_cols = X, cols  # an array: a frame would be copied at each fit
             if held is not None:  # the support has settled: its columns, a held
                 data = X if cols is None else X[:, cols]
-                params.update(support_size=0, a=model.a_, feature_groups=[],
+                params.update(support_size=0, a=a_held, feature_groups=[],
                               force=[] if cols is None else list(range(cols.size)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
@@ -416,7 +433,7 @@ class SparseGLMM(BaseEstimator):
             support = tuple(model.support_) if cols is None else held
             if held is None and support == last:
                 held, k, how = support, model.support_size_, model.selection_
-                cols = np.asarray(held, dtype=np.intp) if held else None
+                cols, a_held = np.asarray(held, dtype=np.intp) if held else None, model.a_
             last = support
             if held is not None and change < self.tol:
                 self.converged_ = True
