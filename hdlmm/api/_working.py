@@ -4,13 +4,14 @@ rows in memory, :mod:`hdlmm.api.glmm_estimator`, and the fit by passes over chun
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from hdlmm.api.estimator import SparseLMM
 
-__all__ = ["WorkingFit"]
+__all__ = ["WorkingFit", "warn_not_converged"]
 
 
 @dataclass
@@ -37,3 +38,11 @@ class WorkingFit:
             coef[cols] = model.coef_
         return cls(model=model, support=support, coef=coef, a=float(model.a_),
                    intercept=float(model.intercept_), cov_re=model.cov_re_, selection=how)
+
+
+def warn_not_converged(max_iter: int, change: float) -> None:
+    """The warning of a PQL iteration that did not converge in ``max_iter``
+    iterations (``change``: the last change of η)."""
+    warnings.warn(f"the PQL iteration did not converge in max_iter={max_iter} iterations "
+                  f"(last change of η {change:.2g}); the Laplace fit on its last support is "
+                  f"reported; increase max_iter", RuntimeWarning, stacklevel=4)

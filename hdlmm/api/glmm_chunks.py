@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from hdlmm.api._working import WorkingFit
+from hdlmm.api._working import WorkingFit, warn_not_converged
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.folds import FoldLayout
@@ -256,10 +256,7 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
         k, how = model.support_size_, model.selection_
     est.n_iter_ += fits
     if not est.converged_:
-        warnings.warn(f"the PQL iteration did not converge in max_iter={est.max_iter} "
-                      f"iterations (last change of η {step.change:.2g}); the Laplace fit "
-                      f"on its last support is reported; increase max_iter",
-                      RuntimeWarning, stacklevel=4)
+        warn_not_converged(est.max_iter, step.change)
     return WorkingFit.of(model, fit_cols, data.p, how), prev, k
 
 

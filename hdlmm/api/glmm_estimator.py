@@ -39,7 +39,7 @@ from scipy import stats as sps
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from hdlmm.api._working import WorkingFit
+from hdlmm.api._working import WorkingFit, warn_not_converged
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.api.params import (
     check_predict_groups,
@@ -442,10 +442,7 @@ class SparseGLMM(BaseEstimator):
             k, how = model.support_size_, model.selection_
         self.n_iter_ += it
         if not self.converged_:
-            warnings.warn(f"the PQL iteration did not converge in max_iter={self.max_iter} "
-                          f"iterations (last change of η {change:.2g}); the Laplace fit "
-                          f"on its last support is reported; increase max_iter",
-                          RuntimeWarning, stacklevel=3)
+            warn_not_converged(self.max_iter, change)
         return WorkingFit.of(model, fit_cols, X.shape[1], how), eta, k, z, w
 
     def _set(self, fit, working, support, k, p, labels, names):
