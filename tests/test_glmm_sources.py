@@ -97,14 +97,14 @@ def test_source_columns_are_checked_by_name(tmp_path):
 
 
 def test_a_pql_that_does_not_converge_says_so(tmp_path):
-    df = _frame(4, "poisson", n=12, p=6)
+    df = _frame(4, "poisson", n=12, p=8)
     path = tmp_path / "d.csv"
     df.to_csv(path, index=False)
     model = SparseGLMM("poisson", support_size=1, a=0.5, max_iter=1, inference=None)
     with pytest.warns(RuntimeWarning, match="did not converge in max_iter=1"):
-        model.fit(df[[f"x{j}" for j in range(6)]], df["y"].to_numpy(float), df["g"],
+        model.fit(df[[f"x{j}" for j in range(8)]], df["y"].to_numpy(float), df["g"],
                   offset=df["expo"])
     with pytest.warns(RuntimeWarning, match="did not converge in max_iter=1"):
-        model.fit_source(path, y="y", groups="g", X=[f"x{j}" for j in range(6)],
+        model.fit_source(path, y="y", groups="g", X=[f"x{j}" for j in range(8)],
                          offset="expo")
     assert not model.converged_ and model.n_iter_ == 1
