@@ -214,7 +214,8 @@ def plot_random_effects(model: SparseLMM, path: str | os.PathLike | None = None,
         ax.axvline(0, color="r", ls="--")
         ax.set_yticks(y)
         ax.set_yticklabels([str(v) for v in blups.index[order]], fontsize=6)
-        ax.set_xlabel(f"BLUP ± {level:.0%} conditional interval")
+        what = "BLUP" if getattr(model, "random_effects_cov_", None) is None else "mode"
+        ax.set_xlabel(f"{what} ± {level:.0%} conditional interval")
         ax.set_title(str(blups.columns[i]))
     axes[0][0].set_ylabel(getattr(model, "group_name_", None) or "cluster")
     fig.suptitle("Random effects by cluster")
