@@ -10,10 +10,10 @@ with coefficients ±U(0.5, 1), a random intercept and slope (Ψ = [[0.5, 0.1], [
 
 Estimators:
 
-    hdlmm        SparseGLMM(family) defaults (PQL selection with k and a by grouped CV
-                 on the held-out deviance, then the Laplace fit)
-    hdlmm_ic     (``--also-ic``) SparseGLMM(family, k_selection="ic"): k by EBIC on
-                 the working model, a by that CV
+    hdlmm        SparseGLMM(family) defaults (PQL selection, k by EBIC on the working
+                 model and a by grouped CV on the held-out deviance, then the Laplace fit)
+    hdlmm_cv     (``--also-cv``) SparseGLMM(family, k_selection="cv"): a and k jointly
+                 by that CV
     oracle       the Laplace fit (= glmer, tests/test_glmm.py) on the true support
     abess        abess LogisticRegression / PoissonRegression (its default path and
                  criterion), ignoring the clusters
@@ -31,7 +31,7 @@ Wald intervals (Laplace SEs on the selected support, which ignore the selection)
 the debiased ones (``confint()``: the debiased estimator on the final working model,
 cluster-robust SEs).
 
-Run:  python benchmarks/glmm_accuracy.py --setting binary --reps 200
+Run:  python benchmarks/glmm_accuracy.py --setting binary --reps 200 --also-cv
       python benchmarks/glmm_accuracy.py --summary
       python benchmarks/glmm_accuracy.py --setting poisson --reps 100 --coverage
 """
@@ -79,11 +79,11 @@ def _row(name, seed, coef, beta, S, seconds):
                 l2=float(np.linalg.norm(coef - beta)), seconds=seconds)
 
 
-def replicate(seed: int, setting: str, lasso: bool = True, also_ic: bool = False) -> list[dict]:
+def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False) -> list[dict]:
     X, y, g, Z, beta, S, _ = simulate(seed, setting)
     family = "binomial" if setting == "binary" else "poisson"
     rows = []
-    for name, how in [("hdlmm", "cv")] + [("hdlmm_ic", "ic")] * also_ic:
+    for name, how in [("hdlmm", "ic")] + [("hdlmm_cv", "cv")] * also_cv:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -159,7 +159,7 @@ def main():
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--coverage", action="store_true")
     parser.add_argument("--no-lasso", action="store_true", help="leave out the slow peer")
-    parser.add_argument("--also-ic", action="store_true", help="also k_selection='ic'")
+    parser.add_argument("--also-cv", action="store_true", help="also k_selection='cv'")
     args = parser.parse_args()
     if args.coverage:
         table = pd.DataFrame([coverage(seed, args.setting)
@@ -181,7 +181,7 @@ def main():
                 print(f"{setting}:\n{summarise(table).to_string(index=False)}\n")
         return
     rows = [r for seed in range(args.start, args.start + args.reps)
-            for r in replicate(seed, args.setting, not args.no_lasso, args.also_ic)]
+            for r in replicate(seed, args.setting, not args.no_lasso, args.also_cv)]
     tag = "_nolasso" if args.no_lasso else ""
     pd.DataFrame(rows).to_csv(f"benchmarks/out/glmm_{args.setting}{tag}_from{args.start}.csv",
                               index=False)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hdlmm.api.estimator import SparseLMM
+from hdlmm.core.stats import ClusterStats
 
-__all__ = ["WorkingFit", "warn_not_converged"]
+__all__ = ["WorkingFit", "warn_not_converged", "laplace_proxy_a", "laplace_eta"]
 
 
 @dataclass
@@ -46,3 +47,21 @@ def warn_not_converged(max_iter: int, change: float) -> None:
     warnings.warn(f"the PQL iteration did not converge in max_iter={max_iter} iterations "
                   f"(last change of η {change:.2g}); the Laplace fit on its last support is "
                   f"reported; increase max_iter", RuntimeWarning, stacklevel=4)
+
+
+def laplace_proxy_a(stats: ClusterStats, cov_re: np.ndarray, w_mean: float) -> float:
+    """The proxy's a closest to the Laplace fit's Ψ̂ for the working statistics
+    ``stats`` (weights W normalised by their mean ``w_mean``): the working covariance
+    W⁻¹ + ZΨ̂Zᵀ is (W̄⁻¹ + w̄ Z̃Ψ̃Z̃ᵀ)/w̄ with Ψ̃ = M⁻¹Ψ̂M⁻ᵀ in the standardised Z̃'s
+    units, and a·I matches w̄Ψ̃ in its mean variance: a = w̄ tr(Ψ̃)/q (exact for a
+    random intercept alone)."""
+    Minv = stats.z_map_inv()
+    psi = Minv @ np.atleast_2d(cov_re) @ Minv.T
+    return float(w_mean * np.trace(psi) / psi.shape[0])
+
+
+def laplace_eta(fit: object, X: np.ndarray, Z: np.ndarray, codes: np.ndarray,
+                offset: np.ndarray) -> np.ndarray:
+    """η of the rows at a Laplace fit (X: the fit's columns, the intercept first;
+    codes: each row's cluster)."""
+    return offset + X @ fit.coef + np.einsum("ij,ij->i", Z, fit.random_effects[codes])

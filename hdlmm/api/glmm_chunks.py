@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from hdlmm.api._working import WorkingFit, warn_not_converged
+from hdlmm.api._working import WorkingFit, laplace_proxy_a, warn_not_converged
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.folds import FoldLayout
@@ -288,10 +288,15 @@ def fit_chunked(est: object, data: GLMMRows, family: Family) -> None:
     fit = fit_laplace(Xs, r["y"], r["Z"], codes, family, trials=r["trials"],
                       offset=r["offset"], start=start)
     est.inference_ = None
-    if est.inference is not None:
-        rows = weighted_row_chunks(data, family, at, full.w_mean, full.stats)
-        params = dict(support_size=0, a=working.a, inference=est.inference,
-                      force=[data.names[j] for j in support], progress=est.progress,
-                      random_state=est.random_state)
-        est.inference_ = fit_working(params, data, full.stats, rows).inference_
+    if est.inference is not None:  # the working model at the Laplace fit (as in memory)
+        coef = np.zeros(data.p)
+        coef[support] = fit.coef[1:]
+        gamma = pd.DataFrame(fit.random_effects, index=pd.Index(data.labels))
+        state = dict(coef=coef, intercept=float(fit.coef[0]), gamma=gamma)
+        step = working_pass(data, family, state, None)
+        rows = weighted_row_chunks(data, family, state, step.w_mean, step.stats)
+        params = dict(support_size=0, a=laplace_proxy_a(step.stats, fit.cov_re, step.w_mean),
+                      inference=est.inference, force=[data.names[j] for j in support],
+                      progress=est.progress, random_state=est.random_state)
+        est.inference_ = fit_working(params, data, step.stats, rows).inference_
     est._set(fit, working, support, k, data.p, data.labels, data.names)

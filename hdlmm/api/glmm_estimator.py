@@ -22,8 +22,9 @@ k and a are chosen by grouped CV on the held-out deviance at the converged worki
 the chosen (a, k) from its last η.
 
 Files and Dask: :meth:`SparseGLMM.fit_source`, :meth:`SparseGLMM.fit_dask`
-(:mod:`hdlmm.api.glmm_chunks`). Debiased inference on the final working model
-(``inference``). Not here yet: forced columns.
+(:mod:`hdlmm.api.glmm_chunks`). Debiased inference (``inference``): SparseLMM's on the
+working model at the Laplace fit (z and W at its η, the support held, a matched to its
+Ψ̂). Not here yet: forced columns.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from scipy import stats as sps
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from hdlmm.api._working import WorkingFit, warn_not_converged
+from hdlmm.api._working import WorkingFit, laplace_eta, laplace_proxy_a, warn_not_converged
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.api.params import (
     check_predict_groups,
@@ -60,7 +61,7 @@ from hdlmm.sources.formula import design_offset, design_rows, parse_formula
 
 __all__ = ["SparseGLMM"]
 
-K_SELECTIONS = ("cv", "ic", "working")
+K_SELECTIONS = ("ic", "cv", "working")
 
 
 class SparseGLMM(BaseEstimator):
@@ -75,20 +76,22 @@ class SparseGLMM(BaseEstimator):
         k; None chooses it (``k_selection``).
     a : float or None
         Proxy parameter of the working model; None: grouped CV on the held-out deviance.
-    k_selection : {"cv", "ic", "working"}
-        How k and a are chosen (:mod:`hdlmm.model.glmm_cv`): "cv", jointly by grouped
-        CV on the held-out (marginal, Laplace) deviance at the converged working model,
-        then the sparsest k not significantly worse (paired over folds); "ic", k by EBIC
-        on the working model and a by that CV at k, k then lowered by the same rule;
-        "working", the working SparseLMM's own choice (EBIC, and a by the Gaussian
-        held-out likelihood of the working response).
+    k_selection : {"ic", "cv", "working"}
+        How k and a are chosen (:mod:`hdlmm.model.glmm_cv`) by grouped CV on the
+        held-out (marginal, Laplace) deviance at the converged working model: "ic"
+        (default), k by EBIC on the working model, a by that CV at k, then k lowered to
+        the sparsest k not significantly worse (paired over folds); "cv", a and k
+        jointly by that CV, then the same rule; "working", the working SparseLMM's own
+        choice (EBIC, and a by the Gaussian held-out likelihood of the working
+        response). "ic" recovered the true support more often in the benchmarks
+        (benchmarks/RESULTS.md).
     feature_groups : "terms", "columns" or list of lists
         As :class:`SparseLMM`'s: a formula's factor is selected whole by default.
     cv, k_max, random_state, progress
         As :class:`SparseLMM`'s.
     inference : "support", "all", list or None
-        Coordinates of the debiased inference on the final working model (as
-        :class:`SparseLMM`'s ``inference``, with its defaults); None: none.
+        Coordinates of the debiased inference (as :class:`SparseLMM`'s
+        ``inference``, with its defaults; see ``inference_``); None: none.
     max_iter : int
         PQL iterations at most.
     tol : float
@@ -106,16 +109,16 @@ class SparseGLMM(BaseEstimator):
     random_effects_cov_ : ndarray (n, q, q), their conditional covariances (lme4's
         ``condVar``), in the order of ``random_effects_``
     inference_ : DebiasedInference or None
-        Debiased estimates and cluster-robust SEs of the ``inference`` coordinates on
-        the final working model (Li, Cai & Li 2022's construction on the PQL working
-        response; :meth:`confint`)
+        Debiased estimates and cluster-robust SEs of the ``inference`` coordinates (Li,
+        Cai & Li 2022's construction on the working model at the Laplace fit: z and W
+        at its η, a matched to its Ψ̂; :meth:`confint`)
     loglik_ : the Laplace log-likelihood;  n_iter_, converged_ : the PQL iteration
     working_model_ : the last working SparseLMM (on the selected columns alone once the
         support has settled)
     """
 
     def __init__(self, family: str = "binomial", support_size: int | None = None,
-                 a: float | None = None, *, k_selection: str = "cv",
+                 a: float | None = None, *, k_selection: str = "ic",
                  feature_groups: str | list = "terms", cv: int = 5, k_max: int | None = None,
                  inference: str | list | None = "support", max_iter: int = 30,
                  tol: float = 1e-6, progress: bool | None = None,
@@ -209,19 +212,19 @@ class SparseGLMM(BaseEstimator):
                    names=names)
         self.n_iter_ = 0
         working, eta, k, z, w = self._pql(**pql)
-        self.cv_results_, self.selection_, stats = None, working.selection, None
+        self.cv_results_, self.selection_ = None, working.selection
         if self.k_selection != "working" and (self.support_size is None or self.a is None):
-            a, k_cv, support, stats = self._choose(pql, codes, labels, z, w, k)
+            a, k_cv, support = self._choose(pql, codes, labels, z, w, k)
             if (a, k_cv) != (working.a, k):  # η again, with that support and a held
                 working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a, held=support)
-                stats = None  # (of the earlier z and W)
         support = working.support
-        self.inference_ = self._debiased(pql, z, w, working, codes, labels, stats)
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
         if working.cov_re is not None:
             start = (np.r_[working.intercept, working.coef[support]], working.cov_re)
         fit = fit_laplace(Xs, ya, Za, codes, family, trials=m, offset=o, start=start)
+        self.inference_ = self._debiased(pql, fit, support, laplace_eta(fit, Xs, Za, codes, o),
+                                         codes, labels)
         self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
 
@@ -322,24 +325,25 @@ class SparseGLMM(BaseEstimator):
             raise ValueError(f"k_selection must be one of {K_SELECTIONS}; got "
                              f"{self.k_selection!r}")
 
-    def _debiased(self, pql, z, w, working, codes, labels, stats=None):
-        """The debiased inference of the final working model (the converged PQL
-        working response z and weights W, the selected support held), or None.
-        ``stats``: the working statistics of (z, W) if already built."""
+    def _debiased(self, pql, fit, support, eta, codes, labels):
+        """The debiased inference (or None) of the working model at the Laplace fit:
+        z and W at its η (modes included), the support held, a matched to its Ψ̂
+        (:func:`~hdlmm.api._working.laplace_proxy_a`)."""
         if self.inference is None:
             return None
-        names, X = pql["names"], pql["X"]
+        names, X, family, m = pql["names"], pql["X"], pql["family"], pql["m"]
         inference = self.inference
         if names is not None and not isinstance(inference, str):  # names → columns
             inference = resolve_forced(inference, names, X.shape[1]).tolist()
-        w = w / np.mean(w)
-        if stats is None:
-            stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels,
-                                              weights=w).standardized()
-        index, u = stats.cluster_index(labels)[codes], np.sqrt(w)
+        w = np.maximum(family.variance(eta, m), 1e-10)
+        z = eta - pql["o"] + (pql["y"] - family.mean(eta, m)) / w
+        stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels,
+                                          weights=w / np.mean(w)).standardized()
+        a = laplace_proxy_a(stats, fit.cov_re, float(np.mean(w)))
+        index, u = stats.cluster_index(labels)[codes], np.sqrt(w / np.mean(w))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            model = SparseLMM(support_size=0, a=working.a, force=working.support.tolist(),
+            model = SparseLMM(support_size=0, a=a, force=support.tolist(),
                               inference=inference, progress=self.progress,
                               random_state=self.random_state).fit_stats(
                 stats, lambda: row_chunks(X, z, index, u=u))
@@ -356,17 +360,15 @@ class SparseGLMM(BaseEstimator):
         return resolve_feature_groups(groups, names or [f"x{j}" for j in range(p)], p)
 
     def _choose(self, pql, codes, labels, z, w, k_working):
-        """(a, k, support, the working statistics) by grouped CV on the held-out
-        deviance at the converged working model (rows in memory); sets
-        ``cv_results_`` and ``selection_``."""
+        """(a, k, support) by grouped CV on the held-out deviance at the converged
+        working model (rows in memory); sets ``cv_results_`` and ``selection_``."""
         X = pql["X"]
         stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels, n_blocks=self.cv,
                                           random_state=self.random_state,
                                           weights=w / np.mean(w)).standardized()
         rows = HeldOutRows.from_stats(stats, lambda cols: X[:, cols], pql["Z"], pql["y"],
                                       pql["m"], pql["o"], pql["row_labels"])
-        return (*self._choose_on(stats, rows, pql["family"], k_working, pql["names"]),
-                stats)
+        return self._choose_on(stats, rows, pql["family"], k_working, pql["names"])
 
     def _choose_on(self, stats, rows, family, k_working, names):
         """(a, k, the best subset of size k at a) by grouped CV on the held-out deviance
