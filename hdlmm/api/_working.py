@@ -50,14 +50,17 @@ def warn_not_converged(max_iter: int, change: float) -> None:
 
 
 def laplace_proxy_a(stats: ClusterStats, cov_re: np.ndarray, w_mean: float) -> float:
-    """The proxy's a closest to the Laplace fit's Ψ̂ for the working statistics
+    """The proxy's a that matches the Laplace fit's Ψ̂ for the working statistics
     ``stats`` (weights W normalised by their mean ``w_mean``): the working covariance
     W⁻¹ + ZΨ̂Zᵀ is (W̄⁻¹ + w̄ Z̃Ψ̃Z̃ᵀ)/w̄ with Ψ̃ = M⁻¹Ψ̂M⁻ᵀ in the standardised Z̃'s
-    units, and a·I matches w̄Ψ̃ in its mean variance: a = w̄ tr(Ψ̃)/q (exact for a
-    random intercept alone)."""
+    units, whose columns other than the intercept have mean 0; a·I matches w̄Ψ̃ for the
+    row at those means (z̃ = e₀: the random-effect variance of the average row), a =
+    w̄ Ψ̃₀₀ (exact for a random intercept alone; without an intercept in Z, the mean
+    of Ψ̃'s diagonal)."""
     Minv = stats.z_map_inv()
     psi = Minv @ np.atleast_2d(cov_re) @ Minv.T
-    return float(w_mean * np.trace(psi) / psi.shape[0])
+    k0 = stats.z_one
+    return float(w_mean * (psi[k0, k0] if k0 >= 0 else np.trace(psi) / psi.shape[0]))
 
 
 def laplace_eta(fit: object, X: np.ndarray, Z: np.ndarray, codes: np.ndarray,
