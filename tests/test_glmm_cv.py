@@ -161,6 +161,7 @@ def test_sparseglmm_choice_is_its_cv_tables(k_selection):
     if k_selection == "cv":
         assert m.a_ == best.a and m.support_size_ <= best.k
     assert set(np.flatnonzero(m.coef_)) >= {0}  # the strong effect is found
+    assert "Caution: for binary outcomes" in m.summary()  # their measured coverage
 
 
 def test_k_selection_working_keeps_the_working_models_choice():
@@ -192,7 +193,7 @@ def test_debiased_and_wald_intervals():
     assert list(debiased.index) == names
     inf = m.inference_.table()
     assert np.all(np.abs(inf["debiased"] - m.params_[names]) < 3 * inf["std.err"])
-    assert "Debiased inference" in m.summary()
+    assert "Debiased inference" in m.summary() and "Caution" not in m.summary()
     assert none.inference_ is None
     with pytest.raises(ValueError, match="no debiased inference"):
         none.confint()

@@ -514,10 +514,13 @@ class SparseGLMM(BaseEstimator):
                   .splitlines()]
         if self.inference_ is not None:
             table = self.inference_.table()
-            lines += ["", f"Debiased inference on the final working model "
-                          f"({self.inference_.method}).",
-                      "Caution: its 95% intervals covered about 91% in simulation (binary "
-                      "and Poisson, p > N; benchmarks/RESULTS.md), below nominal:"]
+            lines += ["", f"Debiased inference on the working model at the Laplace fit "
+                          f"({self.inference_.method})."]
+            if self.family == "binomial":
+                lines.append("Caution: for binary outcomes its 95% intervals covered 91% "
+                             "in simulation (p > N; benchmarks/RESULTS.md), below nominal:")
+            else:
+                lines[-1] += ":"
             lines += [" " + ln for ln in table.to_string(float_format=lambda v: f"{v:.4g}")
                       .splitlines()]
         return "\n".join(lines)
