@@ -17,6 +17,8 @@ Estimators:
     oracle       the Laplace fit (= glmer, tests/test_glmm.py) on the true support
     abess        abess LogisticRegression / PoissonRegression (its default path and
                  criterion), ignoring the clusters
+    bayes        (``--bayes``) statsmodels' Bayesian mixed GLM (variational Bayes, the
+                 random intercept and slope; no selection: every coefficient estimated)
     lasso        binary: scikit-learn LogisticRegressionCV, L1 (liblinear), on glmnet's
                  kind of grid (20 values of λ from λ_max down to λ_max / 100, C = 1/(Nλ)),
                  5 grouped folds (whole clusters), ignoring the clusters;
@@ -79,7 +81,24 @@ def _row(name, seed, coef, beta, S, seconds):
                 l2=float(np.linalg.norm(coef - beta)), seconds=seconds)
 
 
-def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False) -> list[dict]:
+def bayes(X, y, g, Z, setting):
+    """statsmodels' Bayesian mixed GLM (variational Bayes, random intercept and slope
+    per cluster, every column a fixed effect: it does not select): posterior means."""
+    from statsmodels.genmod.bayes_mixed_glm import (
+        BinomialBayesMixedGLM,
+        PoissonBayesMixedGLM,
+    )
+
+    G = pd.get_dummies(g).to_numpy(float)
+    vc = np.c_[G, G * Z[:, 1:2]]
+    ident = np.r_[np.zeros(G.shape[1], int), np.ones(G.shape[1], int)]
+    cls = BinomialBayesMixedGLM if setting == "binary" else PoissonBayesMixedGLM
+    fit = cls(y, np.c_[np.ones(len(y)), X], vc, ident, vcp_p=1, fe_p=2).fit_vb()
+    return np.asarray(fit.fe_mean[1:])
+
+
+def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False,
+              with_bayes: bool = False) -> list[dict]:
     X, y, g, Z, beta, S, _ = simulate(seed, setting)
     family = "binomial" if setting == "binary" else "poisson"
     rows = []
@@ -104,6 +123,12 @@ def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False
                          time.perf_counter() - t0))
     except ImportError:
         pass
+    if with_bayes:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            coef = bayes(X, y, g, Z, setting)
+        rows.append(_row("bayes", seed, coef, beta, S, time.perf_counter() - t0))
     if setting == "binary" and lasso:
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.model_selection import GroupKFold
@@ -160,6 +185,8 @@ def main():
     parser.add_argument("--coverage", action="store_true")
     parser.add_argument("--no-lasso", action="store_true", help="leave out the slow peer")
     parser.add_argument("--also-cv", action="store_true", help="also k_selection='cv'")
+    parser.add_argument("--bayes", action="store_true",
+                        help="also statsmodels' Bayesian mixed GLM (slow for binary)")
     args = parser.parse_args()
     if args.coverage:
         table = pd.DataFrame([coverage(seed, args.setting)
@@ -181,8 +208,9 @@ def main():
                 print(f"{setting}:\n{summarise(table).to_string(index=False)}\n")
         return
     rows = [r for seed in range(args.start, args.start + args.reps)
-            for r in replicate(seed, args.setting, not args.no_lasso, args.also_cv)]
-    tag = "_nolasso" if args.no_lasso else ""
+            for r in replicate(seed, args.setting, not args.no_lasso, args.also_cv,
+                               args.bayes)]
+    tag = ("_nolasso" if args.no_lasso else "") + ("_bayes" if args.bayes else "")
     pd.DataFrame(rows).to_csv(f"benchmarks/out/glmm_{args.setting}{tag}_from{args.start}.csv",
                               index=False)
     print(summarise(pd.DataFrame(rows)).to_string(index=False))
