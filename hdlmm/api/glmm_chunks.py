@@ -168,7 +168,7 @@ def fit_working(params: dict, data: GLMMRows, stats: ClusterStats,
 
 # ----------------------------------------------------------------- the sources
 def file_chunks(source: object, spec: object, trials: str | None, offset: str | None,
-                chunk_rows: int, sep: str | None, progress: bool | None) -> Callable:
+                chunk_rows: int, sep: str | None) -> Callable:
     """Chunks of a file (or a folder of Parquet files) with its trials and offset
     columns (default 1 and 0)."""
     from hdlmm.sources.streaming import read_batches

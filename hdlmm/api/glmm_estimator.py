@@ -266,7 +266,7 @@ class SparseGLMM(BaseEstimator):
         spec = self._spec(source_columns(source, sep), str(source), y, groups, X, Z,
                           trials, offset)
         labels = scan_labels(source, spec.groups, sep=sep)
-        chunks = file_chunks(source, spec, trials, offset, chunk_rows, sep, self.progress)
+        chunks = file_chunks(source, spec, trials, offset, chunk_rows, sep)
         return self._fit_chunks(chunks, spec, labels)
 
     def fit_dask(self, ddf: object, *, y: str, groups: str, X: list | None = None,
