@@ -9,13 +9,18 @@ of cross-products. Passes over the data, each reading every row once:
 2. one per PQL iteration, plus one to see the last change of η: each chunk's working
    response z and weights W at the current η, accumulated into the weighted statistics
    of all p columns until the support has settled, of its columns afterwards;
-3. the statistics of all columns at the converged η, for the choice of (a, k) and the
-   inference (kept: y, Z, trials, offset and the labels, O(N·q) numbers);
+3. the statistics of all columns at the converged η, for the choice of (a, k) (kept:
+   y, Z, trials, offset and the labels, O(N·q) numbers);
 4. the columns the CV's candidate fits use, for their held-out deviance (one pass per
    round of the local search over a, usually 2-3);
-5. if the CV changed (a, k): 2 and 3 again at them;
+5. if the CV changed (a, k): 2 again, with the best subset at (a, k) held (passes over
+   its columns only);
 6. the selected columns, for the Laplace fit (N × (k + 1) numbers in memory);
-7. the debiased inference's pass (per-cluster sums).
+7. the debiased inference: the working statistics at the Laplace fit, and its pass of
+   per-cluster sums.
+
+On a 723-row example (60 clusters, p = 41) the default fit made 15 passes besides the
+labels' (7 PQL fits).
 
 Memory: the statistics, one chunk, O(N·q) numbers and the columns of 4 and 6, never
 N × p. ``fit_dask`` reads its partitions one at a time on the Dask client (the
