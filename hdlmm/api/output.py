@@ -138,10 +138,14 @@ def results_dict(model: SparseLMM, level: float = 0.95, argv: list[str] | None =
         "command_line": list(sys.argv if argv is None else argv),
     }
     if model.inference_ is not None:
-        tab = model.inference_.table(level)
-        out["inference"] = {"method": model.inference_.method, "level": level,
-                            "table": tab.reset_index().to_dict(orient="records")}
+        out["inference"] = _inference_record(model.inference_, level)
     return _jsonable(out)
+
+
+def _inference_record(inference, level):
+    """The debiased inference as results.json holds it."""
+    return {"method": inference.method, "level": level,
+            "table": inference.table(level).reset_index().to_dict(orient="records")}
 
 
 def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
@@ -152,35 +156,23 @@ def write_results(model: SparseLMM, out: str | os.PathLike, level: float = 0.95,
     -------
     list of the written paths
     """
-    out = Path(out)
-    _check_output_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:  # the whole folder of one run, or nothing
-        tmp.mkdir()
-        coefficient_table(model, level).to_csv(tmp / "coefficients.csv", index=False)
-        (tmp / "results.json").write_text(json.dumps(results_dict(model, level, argv),
-                                                     indent=2, allow_nan=False))
-        if plots:
-            try:
-                from hdlmm.api.plots import (
-                    plot_cv_curve,
-                    plot_path,
-                    plot_random_effects,
-                    plot_residuals,
-                )
+    def draw(folder):
+        from hdlmm.api.plots import (
+            plot_cv_curve,
+            plot_path,
+            plot_random_effects,
+            plot_residuals,
+        )
 
-                plot_path(model, path=tmp / "coef_path.png")
-                if model.cv_results_ is not None:
-                    plot_cv_curve(model, path=tmp / "cv_curve.png")
-                if model.random_effects_ is not None:
-                    plot_residuals(model, path=tmp / "residuals.png")
-                    plot_random_effects(model, path=tmp / "random_effects.png")
-            except ImportError:
-                pass
-        written = sorted(p.name for p in tmp.iterdir())
-        if out.exists():  # last: an earlier run's results stay until this one is whole
-            _retire(out)
-    return [out / name for name in written]
+        plot_path(model, path=folder / "coef_path.png")
+        if model.cv_results_ is not None:
+            plot_cv_curve(model, path=folder / "cv_curve.png")
+        if model.random_effects_ is not None:
+            plot_residuals(model, path=folder / "residuals.png")
+            plot_random_effects(model, path=folder / "random_effects.png")
+
+    return _write_folder(out, coefficient_table(model, level),
+                         results_dict(model, level, argv), draw if plots else None)
 
 
 def write_glmm_results(model: object, out: str | os.PathLike, argv: list[str] | None = None,
@@ -189,9 +181,6 @@ def write_glmm_results(model: object, out: str | os.PathLike, argv: list[str] | 
     and the debiased estimate, SE, p-value and interval where computed), results.json
     and (with matplotlib) cv_curve.png and random_effects.png of a fitted
     :class:`hdlmm.SparseGLMM` to ``out`` (atomically)."""
-    out = Path(out)
-    _check_output_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame({"feature": model.params_.index, "estimate": model.params_.values,
                           "selected": [True] + list(model.coef_ != 0),
                           "wald_std_err": model.bse_.values,
@@ -205,24 +194,35 @@ def write_glmm_results(model: object, out: str | os.PathLike, argv: list[str] | 
                "cov_re": model.cov_re_, "loglik": model.loglik_,
                "pql_iterations": model.n_iter_, "command": argv}
     if model.inference_ is not None:
-        inf = model.inference_.table(level)
-        debiased = inf.rename(columns=lambda c: "debiased_estimate" if c == "debiased"
-                              else f"debiased_{c}")
+        debiased = model.inference_.table(level).rename(
+            columns=lambda c: "debiased_estimate" if c == "debiased" else f"debiased_{c}")
         table = table.merge(debiased, left_on="feature", right_index=True, how="left")
-        results["inference"] = {"method": model.inference_.method, "level": level,
-                                "table": inf.reset_index().to_dict(orient="records")}
+        results["inference"] = _inference_record(model.inference_, level)
+
+    def draw(folder):
+        from hdlmm.api.plots import plot_cv_curve, plot_random_effects
+
+        if model.cv_results_ is not None:
+            plot_cv_curve(model, path=folder / "cv_curve.png")
+        plot_random_effects(model, path=folder / "random_effects.png")
+
+    return _write_folder(out, table, _jsonable(results), draw if plots else None)
+
+
+def _write_folder(out, table, results, draw):
+    """coefficients.csv (``table``), results.json (``results``, JSON-ready) and what
+    ``draw(folder)`` plots (skipped without matplotlib) in the folder ``out``, written
+    whole or not at all: an earlier run's results stay until this one is complete."""
+    out = Path(out)
+    _check_output_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         table.to_csv(tmp / "coefficients.csv", index=False)
-        (tmp / "results.json").write_text(json.dumps(_jsonable(results), indent=2,
-                                                     allow_nan=False))
-        if plots:
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+        if draw is not None:
             try:
-                from hdlmm.api.plots import plot_cv_curve, plot_random_effects
-
-                if model.cv_results_ is not None:
-                    plot_cv_curve(model, path=tmp / "cv_curve.png")
-                plot_random_effects(model, path=tmp / "random_effects.png")
+                draw(tmp)
             except ImportError:
                 pass
         written = sorted(p.name for p in tmp.iterdir())
