@@ -65,6 +65,7 @@ class HeldOutRows:
     x_scale: np.ndarray
     load: Callable[[np.ndarray], np.ndarray]
     columns: dict = field(default_factory=dict)
+    folds: dict = field(default_factory=dict)
 
     @classmethod
     def from_stats(cls, stats: ClusterStats, load: Callable[[np.ndarray], np.ndarray],
@@ -97,10 +98,13 @@ class HeldOutRows:
         return out
 
     def fold_rows(self, f: int) -> tuple:
-        """(rows of fold f sorted by cluster, the first row of each cluster)."""
-        rows = np.flatnonzero(self.fold == f)
-        rows = rows[np.argsort(self.cluster[rows], kind="stable")]
-        return rows, np.unique(self.cluster[rows], return_index=True)[1]
+        """(rows of fold f sorted by cluster, the first row of each cluster), computed
+        once per fold (every value of a scores the same folds)."""
+        if f not in self.folds:
+            rows = np.flatnonzero(self.fold == f)
+            rows = rows[np.argsort(self.cluster[rows], kind="stable")]
+            self.folds[f] = rows, np.unique(self.cluster[rows], return_index=True)[1]
+        return self.folds[f]
 
 
 def heldout_deviance(rows: HeldOutRows, f: int, coefs: np.ndarray, psi_scale: float,
@@ -111,7 +115,7 @@ def heldout_deviance(rows: HeldOutRows, f: int, coefs: np.ndarray, psi_scale: fl
     fixed = rows.fixed(coefs, idx)  # (m, N_f)
     ZL = rows.Z[idx] * np.sqrt(psi_scale)
     y, m = rows.y[idx], rows.trials[idx]
-    u, obj, H = conditional_modes(fixed, ZL, first, y, m, family)
+    _, obj, H = conditional_modes(fixed, ZL, first, y, m, family)
     dev = obj.sum(axis=1) + np.linalg.slogdet(H)[1].sum(axis=1)
     return dev / idx.size
 
