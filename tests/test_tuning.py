@@ -178,6 +178,27 @@ def test_ic_path_stops_early_without_changing_the_choice(seed):
     np.testing.assert_allclose(short.coefs[i_short], full.coefs[i_full], rtol=1e-10)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_ic_path_window_stops_where_it_says_and_keeps_the_choice(seed):
+    """The window stop: the forward sweep ends at max(2 k̂, k̂ + 10) (k̂ the criterion's
+    minimiser so far) and the criterion chooses the same k and support as on the whole
+    path to k_max, with p close to N (where the least-squares bound cannot stop)."""
+    from hdlmm.model.path import Criterion, fit_path
+
+    d = hdlmm.make_lmm_data(n_clusters=40, n_obs=(4, 8), n_features=200, n_re=2,
+                            support_size=3, random_state=seed)
+    stats = hdlmm.ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z)
+    G, c, dd, _, n = hdlmm.ProxyTransform(stats).at(1.0).total()
+    crit = Criterion(float(n), 200, "ebic")
+    full = fit_path(G, c, dd, 60, free=[0])
+    short = fit_path(G, c, dd, 60, free=[0], ic=crit, window=(2, 10), n_rows=n)
+    k_hat = int(np.argmin(crit(short.rss, short.ks)))
+    assert short.ks[-1] == max(2 * k_hat, k_hat + 10) < 60
+    i_full = int(np.argmin(crit(full.rss, full.ks)))
+    assert i_full == k_hat
+    np.testing.assert_allclose(short.coefs[k_hat], full.coefs[i_full], rtol=1e-10)
+
+
 @pytest.mark.filterwarnings("ignore:the tutorial's joint covariance")
 def test_proxy_ml_k_is_the_fixed_point_of_its_definition():
     """k = argmin IC(n = N) at the a maximising the working likelihood at k, by brute force."""

@@ -58,18 +58,22 @@ def _criterion(rss, k, n, p, code):
 @njit(cache=True, error_model="numpy")
 def splice_path(G: np.ndarray, c: np.ndarray, d: float, k_min: int, k_max: int,
                 max_exchange: int, n_candidates: int, max_iter: int, code: int, n: float,
-                p: int, rss_ls: float) -> tuple:
+                p: int, rss_ls: float, ratio: int = 0, extra: int = 0) -> tuple:
     """Best subsets for k = k_min..k_max in one call: a forward sweep warm-started from
-    k − 1, stopped (when ``code`` ≥ 0) at the first k beyond which no support can have
-    a smaller criterion (RSS_LS = ``rss_ls``), then a backward sweep from k + 1 keeping
-    the better fit. Returns (supports padded with −1, coefficients, RSS, converged) for
-    the k reached."""
+    k − 1, then a backward sweep from k + 1 keeping the better fit. Returns (supports
+    padded with −1, coefficients, RSS, converged) for the k reached.
+
+    With a criterion (``code`` ≥ 0) the forward sweep stops at the first k beyond which
+    no support can have a smaller criterion (RSS_LS = ``rss_ls``, when positive), or,
+    with a window (``ratio`` > 0), at the first k ≥ max(ratio · k̂, k̂ + extra), k̂ the
+    minimiser of the criterion so far (k̂ = 0 for the null model)."""
     K = k_max - k_min + 1
     S = -np.ones((K, k_max), dtype=np.int64)
     B = np.zeros((K, k_max))
     R = np.empty(K)
     ok = np.ones(K, dtype=np.bool_)
     best = _criterion(d, 0, n, p, code) if code >= 0 else 0.0
+    k_best = 0
     prev = np.zeros(0, dtype=np.int64)
     m = 0
     for k in range(k_min, k_max + 1):
@@ -78,8 +82,12 @@ def splice_path(G: np.ndarray, c: np.ndarray, d: float, k_min: int, k_max: int,
         m += 1
         prev = A
         if code >= 0:
-            best = min(best, _criterion(rss, k, n, p, code))
+            crit = _criterion(rss, k, n, p, code)
+            if crit < best:
+                best, k_best = crit, k
             if rss_ls > 0 and _criterion(rss_ls, k + 1, n, p, code) > best:
+                break
+            if ratio > 0 and k >= max(ratio * k_best, k_best + extra):
                 break
     for i in range(m - 2, -1, -1):
         k = k_min + i
@@ -98,6 +106,6 @@ def warm_up() -> None:
     G, c = X.T @ X, X.T @ rng.standard_normal(12)
     d = float(np.sum(c ** 2))
     for max_exchange in (2, 3):
-        splice_path(G, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0)
+        splice_path(G, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0, 2, 10)
     profile_first(G, 1.0 / G[0, 0])
     _support(G, c, d, np.array([0, 0], dtype=np.int64), False)  # the pseudo-inverse route

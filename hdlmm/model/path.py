@@ -115,7 +115,8 @@ def _expand(fit, p, rest, recover, free):
 
 def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[int] = (),
              max_exchange: int = 2, ic: Callable | None = None, n_rows: int = None,
-             rss_ls: float | None = None, units: Sequence | None = None) -> PathFit:
+             rss_ls: float | None = None, units: Sequence | None = None,
+             window: tuple[int, int] | None = None) -> PathFit:
     """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
@@ -131,6 +132,8 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         every RSS is at least that of least squares on all columns, RSS_LS, so once
         ic(RSS_LS, k + 1) exceeds the best criterion so far, no larger k can win. The
         bound is exact (it holds for any subset); it needs N > p (else RSS_LS = 0).
+        RSS_LS costs a factorisation of G: with a ``window`` it is computed only for
+        units of several columns, and used otherwise only if given (``rss_ls``).
     n_rows : int, optional
         N, the rows behind the quadratic: with no more rows than columns RSS_LS is 0
         and the bound is skipped without computing it.
@@ -140,6 +143,11 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         Groups of penalised columns (indices of G's columns) selected together, k
         counting groups (:mod:`hdlmm.core.group_splicing`); the other penalised columns
         are units of their own. ``ic`` must then be a :class:`Criterion` or None.
+    window : (int, int), optional
+        (r, m): with ``ic`` (a :class:`Criterion`), the path also stops at the first
+        k ≥ max(r k̂, k̂ + m), k̂ the minimiser of the criterion so far. Not an exact
+        bound: a larger k could still win, which the criterion's growing penalty makes
+        unlikely (docs/decisions.md measures how often it changed a fit: never).
 
     Returns
     -------
@@ -150,14 +158,16 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
         exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
         grouped = _units_of(units, rest)
+        if exact_fit and not isinstance(ic, Criterion):
+            ic = None  # (no bound, and no window without a Criterion)
         if not (k_max >= 1 and rest.size):
             fits = []
         elif grouped is not None:
-            return _group_path(Gt, ct, dt, grouped, k_max, max_exchange,
-                               None if exact_fit else ic, rss_ls, p, rest, recover, free)
+            return _group_path(Gt, ct, dt, grouped, k_max, max_exchange, ic, exact_fit,
+                               rss_ls, window, p, rest, recover, free)
         elif ic is None or exact_fit or isinstance(ic, Criterion):
-            fits = _kernel_path(Gt, ct, dt, k_max, max_exchange,
-                                None if exact_fit else ic, rss_ls)
+            fits = _kernel_path(Gt, ct, dt, k_max, max_exchange, ic,
+                                0.0 if exact_fit else rss_ls, window)
         else:
             fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange,
                                     stop=_ic_stop(Gt, ct, dt, ic, rss_ls))
@@ -209,19 +219,21 @@ def _group_path(G, c, d, units, k_max, max_exchange, criterion, rss_ls, p, rest,
                    df=np.array([0] + [units.df(A) for A, _ in fits]))
 
 
-def _kernel_path(G, c, d, k_max, max_exchange, criterion, rss_ls):
-    """The fits of :func:`best_subset_path` (with the criterion's stop, if given) from
+def _kernel_path(G, c, d, k_max, max_exchange, criterion, rss_ls, window):
+    """The fits of :func:`best_subset_path` (with the criterion's stops, if given) from
     one call of the compiled kernel."""
     G = np.ascontiguousarray(G, dtype=np.float64)
     c = np.ascontiguousarray(c, dtype=np.float64)
     k_max = min(int(k_max), G.shape[0])
+    ratio, extra = window or (0, 0)
     if criterion is None:
         code, n, p, bound = -1, 1.0, 1, 0.0
     else:
         code, n, p = IC_CODES[criterion.kind], float(criterion.n), int(criterion.p)
-        bound = least_squares_bound(G, c, d) if rss_ls is None else float(rss_ls)
+        bound = (float(rss_ls) if rss_ls is not None else
+                 0.0 if window else least_squares_bound(G, c, d))
     S, B, R, ok = splice_path(G, c, float(d), 1, k_max, int(max_exchange), 20, 1000, code,
-                              n, p, bound)
+                              n, p, bound, int(ratio), int(extra))
     if not ok.all():
         warnings.warn("splicing reached max_iter=1000 before converging at some k of the "
                       "path", RuntimeWarning, stacklevel=3)

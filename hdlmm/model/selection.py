@@ -37,6 +37,11 @@ from hdlmm.model.tuning import choose_from_cv, cross_validate, information_crite
 
 __all__ = ["DEFAULT_A_GRID", "Selection", "Selector", "coarse_grid", "new_neighbours"]
 
+#: (r, m): a path chosen from by the information criterion stops at the first
+#: k ≥ max(r k̂, k̂ + m), k̂ its criterion's minimiser so far (see fit_path's window);
+#: paths ran to k = 60-70 for a true k of 5 at N = 2,000, p = 1,000 (docs/decisions.md)
+PATH_WINDOW = (2, 10)
+
 #: k_max above which the maximum-likelihood choice of k computes paths only as far as
 #: it needs them (:meth:`Selector._ml_k`); below, a whole path costs little more
 SHORT_PATHS_ABOVE = 20
@@ -354,17 +359,18 @@ class Selector:
         s = self.settings
         G, c, d, n_eff, n_rows = self.transform.at(0.0 if np.isnan(a) else a).total()
         n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
-        ic = None  # the IC path stops where no larger k can win (exact bound)
+        ic = None  # the IC path stops where no larger k is likely to win (PATH_WINDOW)
         if s.support_size is None and s.k_selection == "ic":
             ic = Criterion(n_ic, self.n_candidates, s.ic)
         rss_ls = None
-        if ic is not None and G.shape[0] < n_rows:  # the bound's RSS_LS, once per a
+        if ic is not None and self.units and G.shape[0] < n_rows:  # exact bound, once per a
             key = 0.0 if np.isnan(a) else float(a)
             if key not in self._ls:
                 self._ls[key] = least_squares_bound(G, c, d, self.free)
             rss_ls = self._ls[key]
         path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
-                        ic=ic, n_rows=n_rows, rss_ls=rss_ls, units=self.units)
+                        ic=ic, n_rows=n_rows, rss_ls=rss_ls, units=self.units,
+                        window=PATH_WINDOW)
         return path, n_ic, n_eff
 
     def fit_at(self, a: float, k: int | None, how: str, k_max: int,
