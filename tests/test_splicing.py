@@ -169,3 +169,26 @@ def test_compiled_path_equals_the_python_path(seed):
     np.testing.assert_array_equal(kernel.ks, python.ks)
     np.testing.assert_array_equal(kernel.rss, python.rss)
     np.testing.assert_array_equal(kernel.coefs != 0, python.coefs != 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_path_on_training_entries_equals_the_path_on_the_formed_matrix(seed):
+    """fit_path(G, minus=F) reads the entries of G − F, profiled, inside the kernel: the
+    same supports, RSS and coefficients, to the last bit, as the path on G − F formed
+    and profiled in numpy (profile_out), and with the intercept unprofiled too."""
+    from hdlmm.core.splicing import best_subset_path, profile_out
+    from hdlmm.model.path import fit_path
+
+    G, c, d = _kernel_problem(seed)
+    G2, c2, d2 = _kernel_problem(seed + 100)
+    p = min(G.shape[0], G2.shape[0])
+    total, F = G[:p, :p] + G2[:p, :p], G2[:p, :p]
+    k_max = min(8, p - 1)
+    for free in ([0], []):
+        lazy = fit_path(total, c[:p], d, k_max, free=free, minus=F)
+        Gt, ct, dt, rest, _ = profile_out(total - F, c[:p], d, free)
+        ref = best_subset_path(Gt, ct, dt, min(k_max, rest.size))
+        np.testing.assert_array_equal(lazy.rss[1:], [f.rss for f in ref])
+        for k, f in enumerate(ref, start=1):
+            np.testing.assert_array_equal(np.flatnonzero(lazy.coefs[k][rest]), f.support)
+            np.testing.assert_array_equal(lazy.coefs[k][rest][f.support], f.coef)

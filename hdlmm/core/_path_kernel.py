@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._splice_kernel import TINY, _support, splice
+from hdlmm.core._splice_kernel import TINY, _support, matrix, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
 
@@ -56,10 +56,11 @@ def _criterion(rss, k, n, p, code):
 
 
 @njit(cache=True, error_model="numpy")
-def splice_path(G: np.ndarray, c: np.ndarray, d: float, k_min: int, k_max: int,
+def splice_path(G: tuple, c: np.ndarray, d: float, k_min: int, k_max: int,
                 max_exchange: int, n_candidates: int, max_iter: int, code: int, n: float,
                 p: int, rss_ls: float, ratio: int = 0, extra: int = 0) -> tuple:
-    """Best subsets for k = k_min..k_max in one call: a forward sweep warm-started from
+    """Best subsets for k = k_min..k_max of the matrix tuple G
+    (:func:`~hdlmm.core._splice_kernel.matrix`) in one call: a forward sweep warm-started from
     k − 1, then a backward sweep from k + 1 keeping the better fit. Returns (supports
     padded with −1, coefficients, RSS, converged) for the k reached.
 
@@ -105,7 +106,11 @@ def warm_up() -> None:
     X = rng.standard_normal((12, 6))
     G, c = X.T @ X, X.T @ rng.standard_normal(12)
     d = float(np.sum(c ** 2))
-    for max_exchange in (2, 3):
-        splice_path(G, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0, 2, 10)
+    F = 0.5 * np.eye(6)
+    inv = 1.0 / (G[0, 0] - F[0, 0])
+    for Q in (matrix(G), matrix(G, h=G[:, 0], inv=1.0 / G[0, 0]),
+              matrix(G, F), matrix(G, F, G[:, 0] - F[:, 0], inv)):
+        for max_exchange in (2, 3):
+            splice_path(Q, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0, 2, 10)
+        _support(Q, c, d, np.array([0, 0], dtype=np.int64), False)  # pseudo-inverse route
     profile_first(G, 1.0 / G[0, 0])
-    _support(G, c, d, np.array([0, 0], dtype=np.int64), False)  # the pseudo-inverse route

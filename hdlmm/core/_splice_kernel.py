@@ -9,6 +9,13 @@ on ties, as numpy's argmin and argmax), with loops in place of numpy's vectorise
 expressions and numpy's floating-point semantics (``error_model="numpy"``: a division
 by zero gives inf or NaN, not an exception). Compiled by numba on first use and cached
 on disk (``cache=True``).
+
+The quadratic's matrix is given as a tuple ``Q = (G, F, h, t, lead)`` (see
+:func:`matrix`) and read one entry at a time by :func:`_entry`: G itself, or G − F (the
+training folds of a cross-validation: total − fold), and either with its first column
+profiled out (the intercept, ``lead`` = 1). The entries are those of the matrices the
+numpy route forms (the same operations in the same order), so the p × p training and
+profiled matrices are never formed: a path to k reads O(p k) of their entries.
 """
 
 from __future__ import annotations
@@ -16,10 +23,46 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["splice"]
+__all__ = ["splice", "matrix"]
 
 TINY = np.finfo(np.float64).tiny
 EPS = np.finfo(np.float64).eps
+
+
+def matrix(G: np.ndarray, F: np.ndarray | None = None, h: np.ndarray | None = None,
+           inv: float | None = None) -> tuple:
+    """The matrix tuple of the kernel: G, or G − F when F is given; with the first column
+    profiled out when ``h`` (the first column of G − F, or of G) and ``inv`` (the inverse
+    of its first entry) are given, as :func:`hdlmm.core._path_kernel.profile_first`
+    computes it."""
+    G = np.ascontiguousarray(G, dtype=np.float64)
+    F = np.zeros((0, 0)) if F is None else np.ascontiguousarray(F, dtype=np.float64)
+    if h is None:
+        return G, F, np.zeros(0), np.zeros(0), 0
+    h = np.ascontiguousarray(h, dtype=np.float64)
+    return G, F, h, h[1:] * inv, 1
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _entry(Q, i, j):
+    """Entry (i, j) of the matrix tuple Q (see :func:`matrix`)."""
+    G, F, h, t, lead = Q
+    i1, j1 = i + lead, j + lead
+    x = G[i1, j1]
+    if F.shape[0] > 0:
+        x = x - F[i1, j1]
+    if lead == 0:
+        return x
+    y = G[j1, i1]
+    if F.shape[0] > 0:
+        y = y - F[j1, i1]
+    return ((x - t[i] * h[j1]) + (y - t[j] * h[i1])) * 0.5
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _dim(Q):
+    """The number of columns of the matrix tuple Q."""
+    return Q[0].shape[0] - Q[4]
 
 
 @njit(cache=True, error_model="numpy")
@@ -97,7 +140,7 @@ def _support(G, c, d, A, strict):
     B = np.empty((k, k))
     for a in range(k):
         for b in range(k):
-            B[a, b] = G[A[a], A[b]]
+            B[a, b] = _entry(G, A[a], A[b])
     M, ok = _chol_inverse(B)
     if not ok:
         if strict:
@@ -134,7 +177,7 @@ def _projections(G, c, rows, A, M, beta):
     for r in range(L):
         acc = c[rows[r]]
         for b in range(k):
-            GRA[r, b] = G[rows[r], A[b]]
+            GRA[r, b] = _entry(G, rows[r], A[b])
             acc -= GRA[r, b] * beta[b]
         for t in range(k):
             gt = GRA[r, t]
@@ -148,16 +191,17 @@ def _projections(G, c, rows, A, M, beta):
 def _sacrifices(G, c, A, M, beta):
     """ξ on A; ζ, H, g and D on the inactive I (D = inf where the column is aliased)."""
     k = A.size
-    I = _inactive(G.shape[0], A)
+    I = _inactive(_dim(G), A)
     GIA, H, g = _projections(G, c, I, A, M, beta)
     D = np.empty(I.size)
     zeta = np.empty(I.size)
     for r in range(I.size):
         j = I[r]
-        acc_d = G[j, j]
+        gjj = _entry(G, j, j)
+        acc_d = gjj
         for b in range(k):
             acc_d -= H[r, b] * GIA[r, b]
-        if acc_d > 1e-10 * max(G[j, j], TINY):
+        if acc_d > 1e-10 * max(gjj, TINY):
             D[r] = acc_d
             zeta[r] = g[r] * g[r] / acc_d
         else:
@@ -211,11 +255,11 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
     GCA = np.empty((L, k))
     for r in range(L):
         for b in range(k):
-            GCA[r, b] = G[C[r], A[b]]
+            GCA[r, b] = _entry(G, C[r], A[b])
     S = np.empty((L, L))
     for r in range(L):
         for s in range(L):
-            acc = G[C[r], C[s]]
+            acc = _entry(G, C[r], C[s])
             for b in range(k):
                 acc -= H[r, b] * GCA[s, b]
             S[r, s] = acc
@@ -245,7 +289,7 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
                 Dd[r] = S[r, r] + w1[r] * h1[r] + w2[r] * h2[r]
                 # a candidate aliased with the remaining support: its Schur complement
                 # is rounding noise, which must not pass for a large gain
-                valid[r] = Dd[r] > 1e-10 * max(G[C[r], C[r]], TINY)
+                valid[r] = Dd[r] > 1e-10 * max(_entry(G, C[r], C[r]), TINY)
             for j in range(L):
                 if not valid[j]:
                     continue
@@ -324,15 +368,16 @@ def _shrink(G, c, d, A, k):
 
 
 @njit(cache=True, error_model="numpy")
-def splice(G: np.ndarray, c: np.ndarray, d: float, k: int, init: np.ndarray, max_exchange: int,
+def splice(G: tuple, c: np.ndarray, d: float, k: int, init: np.ndarray, max_exchange: int,
            n_candidates: int, max_iter: int) -> tuple:
-    """Best subset of size k by splicing from the sorted support ``init``.
+    """Best subset of size k by splicing from the sorted support ``init``, for the
+    matrix tuple G (:func:`matrix`).
 
     Returns (support, coefficients, f, converged).
     """
     A = _shrink(G, c, d, _grow(G, c, d, init, k), k)
     M, beta, rss = _support(G, c, d, A, False)
-    if k == G.shape[0]:
+    if k == _dim(G):
         return A, beta, rss, True
     for _ in range(max_iter):
         A, M, beta, rss, improved = _improve(G, c, d, A, M, beta, rss, max_exchange,

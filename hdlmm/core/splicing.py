@@ -40,9 +40,9 @@ from numpy.typing import ArrayLike
 from scipy import linalg
 
 from hdlmm.core._path_kernel import profile_first
-from hdlmm.core._splice_kernel import splice
+from hdlmm.core._splice_kernel import matrix, splice
 
-__all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out"]
+__all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out", "profiled_matrix"]
 
 
 @dataclass
@@ -118,9 +118,8 @@ def best_subset(G: np.ndarray, c: np.ndarray, d: float, k: int, init: ArrayLike 
         raise ValueError(f"support size k must be in 1..{p}; got {k}")
     start = np.zeros(0, dtype=np.int64) if init is None else np.unique(
         np.asarray(init, dtype=np.int64))
-    G = np.ascontiguousarray(G, dtype=np.float64)
     c = np.ascontiguousarray(c, dtype=np.float64)
-    A, beta, rss, converged = splice(G, c, float(d), int(k), start, int(max_exchange),
+    A, beta, rss, converged = splice(matrix(G), c, float(d), int(k), start, int(max_exchange),
                                      int(n_candidates), int(max_iter))
     if not converged:
         warnings.warn(f"splicing reached max_iter={max_iter} before converging at k={k};"
@@ -207,3 +206,29 @@ def profile_out(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int]) -> 
         return GUU_inv @ (c[U] - GRU.T @ beta_R)
 
     return Gt, ct, dt, R, recover
+
+
+def profiled_matrix(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int],
+                    minus: np.ndarray | None = None) -> tuple:
+    """:func:`profile_out` of G − minus (G without ``minus``) for ``free`` = [0] or [],
+    with G̃ as the compiled kernel's matrix tuple
+    (:func:`~hdlmm.core._splice_kernel.matrix`): neither G − minus nor G̃ is formed.
+
+    Returns
+    -------
+    (Q, c̃, d̃, rest, recover), as :func:`profile_out` with Q in place of G̃.
+    """
+    p = G.shape[0]
+    if not len(free):
+        return matrix(G, minus), c, float(d), np.arange(p), lambda beta_R: np.zeros(0)
+    h = G[:, 0] if minus is None else G[:, 0] - minus[:, 0]  # the intercept's column
+    GUU_inv = _inverse_pd(h[:1, None])
+    GRU = h[1:, None]
+    T = GRU @ GUU_inv
+    ct = c[1:] - T @ c[:1]
+    dt = float(d - c[:1] @ GUU_inv @ c[:1])
+
+    def recover(beta_R):
+        return GUU_inv @ (c[:1] - GRU.T @ beta_R)
+
+    return matrix(G, minus, h, float(GUU_inv[0, 0])), ct, dt, np.arange(1, p), recover

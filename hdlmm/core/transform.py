@@ -102,6 +102,13 @@ class Quadratic:
         return (G - self.G[block], c - self.c[block], d - self.d[block],
                 tr - self.trace[block], n - int(self.n_rows[block]))
 
+    def split(self, block: int) -> tuple:
+        """(G, G_block, c, d, trace, n_rows): :meth:`without` with its matrix left as the
+        total G and the block's (G − G_block, formed by whoever needs it)."""
+        G, c, d, tr, n = self.total()
+        return (G, self.G[block], c - self.c[block], d - self.d[block],
+                tr - self.trace[block], n - int(self.n_rows[block]))
+
     def block(self, block: int) -> tuple:
         """(G, c, d, trace, n_rows) of one block."""
         return (self.G[block], self.c[block], float(self.d[block]),
@@ -109,8 +116,11 @@ class Quadratic:
 
 
 def objective(G, c, d, beta):
-    """d − 2βᵀc + βᵀGβ, the residual sum of squares of the whitened problem."""
-    return float(d - 2 * beta @ c + beta @ G @ beta)
+    """d − 2βᵀc + βᵀGβ, the residual sum of squares of the whitened problem (from the
+    nonzero entries of β only)."""
+    S = np.flatnonzero(beta)
+    b = beta[S]
+    return float(d - 2 * b @ c[S] + b @ G[np.ix_(S, S)] @ b)
 
 
 class ProxyTransform:

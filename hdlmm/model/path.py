@@ -15,10 +15,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from hdlmm.core._path_kernel import IC_CODES, splice_path
+from hdlmm.core._splice_kernel import matrix
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.group_splicing import Units, best_group_subset_path
-from hdlmm.core.splicing import SubsetFit, best_subset_path, profile_out
+from hdlmm.core.splicing import SubsetFit, best_subset_path, profile_out, profiled_matrix
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 
@@ -116,7 +117,8 @@ def _expand(fit, p, rest, recover, free):
 def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[int] = (),
              max_exchange: int = 2, ic: Callable | None = None, n_rows: int = None,
              rss_ls: float | None = None, units: Sequence | None = None,
-             window: tuple[int, int] | None = None) -> PathFit:
+             window: tuple[int, int] | None = None,
+             minus: np.ndarray | None = None) -> PathFit:
     """Best subsets of the penalised columns for k = 0..k_max (k = 0: none of them).
 
     Parameters
@@ -148,34 +150,54 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         k ≥ max(r k̂, k̂ + m), k̂ the minimiser of the criterion so far. Not an exact
         bound: a larger k could still win, which the criterion's growing penalty makes
         unlikely (docs/decisions.md measures how often it changed a fit: never).
+    minus : ndarray of shape (p, p), optional
+        A matrix subtracted from G (the CV's training statistics: total − fold; c and d
+        are then the differences already). With at most the intercept unpenalised the
+        kernel reads the entries of G − minus, profiled, as it needs them, and no p × p
+        matrix is formed.
 
     Returns
     -------
     PathFit
     """
     p = G.shape[0]
+    exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
+    if exact_fit and not isinstance(ic, Criterion):
+        ic = None  # (no bound, and no window without a Criterion)
     with one_blas_thread():
-        Gt, ct, dt, rest, recover = profile_out(G, c, d, free)
-        exact_fit = n_rows is not None and p >= n_rows  # RSS_LS = 0: no bound
-        grouped = _units_of(units, rest)
-        if exact_fit and not isinstance(ic, Criterion):
-            ic = None  # (no bound, and no window without a Criterion)
-        if not (k_max >= 1 and rest.size):
-            fits = []
-        elif grouped is not None:
-            return _group_path(Gt, ct, dt, grouped, k_max, max_exchange, ic, exact_fit,
-                               rss_ls, window, p, rest, recover, free)
-        elif ic is None or exact_fit or isinstance(ic, Criterion):
-            fits = _kernel_path(Gt, ct, dt, k_max, max_exchange, ic,
-                                0.0 if exact_fit else rss_ls, window)
+        if _in_kernel(free, units, ic):  # no p × p matrix formed
+            if ic is not None and not exact_fit and rss_ls is None and not window:
+                rss_ls = least_squares_bound(G if minus is None else G - minus, c, d, free)
+            Q, ct, dt, rest, recover = profiled_matrix(G, c, d, free, minus)
+            fits = [] if not (k_max >= 1 and rest.size) else _kernel_path(
+                Q, ct, dt, k_max, max_exchange, ic, 0.0 if exact_fit else rss_ls, window)
         else:
-            fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange,
-                                    stop=_ic_stop(Gt, ct, dt, ic, rss_ls))
+            Gt, ct, dt, rest, recover = profile_out(G if minus is None else G - minus, c,
+                                                    d, free)
+            grouped = _units_of(units, rest)
+            if not (k_max >= 1 and rest.size):
+                fits = []
+            elif grouped is not None:
+                return _group_path(Gt, ct, dt, grouped, k_max, max_exchange, ic,
+                                   exact_fit, rss_ls, window, p, rest, recover, free)
+            elif ic is None or exact_fit or isinstance(ic, Criterion):
+                fits = _kernel_path(matrix(Gt), ct, dt, k_max, max_exchange, ic,
+                                    0.0 if exact_fit else rss_ls, window)
+            else:
+                fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange,
+                                        stop=_ic_stop(Gt, ct, dt, ic, rss_ls))
     null = np.zeros(p)
     null[list(free)] = recover(np.zeros(rest.size))
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
+
+
+def _in_kernel(free, units, ic):
+    """Whether the path runs on the kernel's matrix tuple: no columns but the intercept
+    unpenalised, no units of several columns, the criterion (if any) a Criterion."""
+    return (list(free) in ([], [0]) and not any(len(u) > 1 for u in (units or ()))
+            and (ic is None or isinstance(ic, Criterion)))
 
 
 def _units_of(units, rest):
@@ -191,23 +213,29 @@ def _units_of(units, rest):
     return Units(members)
 
 
-def _group_path(G, c, d, units, k_max, max_exchange, criterion, rss_ls, p, rest, recover,
-                free):
+def _group_path(G, c, d, units, k_max, max_exchange, criterion, exact_fit, rss_ls, window,
+                p, rest, recover, free):
     """:func:`fit_path` with units of several columns (group splicing, in numpy)."""
     stop = None
     if criterion is not None:
         if not isinstance(criterion, Criterion):
             raise TypeError("a path of groups needs its criterion as a Criterion")
-        bound = least_squares_bound(G, c, d) if rss_ls is None else float(rss_ls)
+        bound = (0.0 if exact_fit else
+                 least_squares_bound(G, c, d) if rss_ls is None else float(rss_ls))
         smallest = np.cumsum(np.sort(units.sizes))  # the fewest columns of k + 1 units
-        best = [float(criterion(np.array([d]), np.array([0]))[0])]
+        best = [float(criterion(np.array([d]), np.array([0]))[0]), 0]  # value, k̂
+        ratio, extra = window or (0, 0)
 
         def stop(k, rss, df):
-            best[0] = min(best[0], float(information_criterion(
-                rss, k, criterion.n, criterion.p, criterion.kind, df=df)))
-            return k < units.m and bound > 0 and float(information_criterion(
+            crit = float(information_criterion(rss, k, criterion.n, criterion.p,
+                                               criterion.kind, df=df))
+            if crit < best[0]:
+                best[:] = crit, k
+            beyond_bound = k < units.m and bound > 0 and float(information_criterion(
                 bound, k + 1, criterion.n, criterion.p, criterion.kind,
                 df=smallest[k])) > best[0]
+            return beyond_bound or (ratio > 0 and k >= max(ratio * best[1],
+                                                           best[1] + extra))
 
     fits = best_group_subset_path(G, c, d, units, k_max, max_exchange=max_exchange,
                                   stop=stop)
@@ -219,20 +247,18 @@ def _group_path(G, c, d, units, k_max, max_exchange, criterion, rss_ls, p, rest,
                    df=np.array([0] + [units.df(A) for A, _ in fits]))
 
 
-def _kernel_path(G, c, d, k_max, max_exchange, criterion, rss_ls, window):
+def _kernel_path(Q, c, d, k_max, max_exchange, criterion, rss_ls, window):
     """The fits of :func:`best_subset_path` (with the criterion's stops, if given) from
-    one call of the compiled kernel."""
-    G = np.ascontiguousarray(G, dtype=np.float64)
+    one call of the compiled kernel, for the matrix tuple Q."""
     c = np.ascontiguousarray(c, dtype=np.float64)
-    k_max = min(int(k_max), G.shape[0])
+    k_max = min(int(k_max), c.size)
     ratio, extra = window or (0, 0)
     if criterion is None:
         code, n, p, bound = -1, 1.0, 1, 0.0
     else:
         code, n, p = IC_CODES[criterion.kind], float(criterion.n), int(criterion.p)
-        bound = (float(rss_ls) if rss_ls is not None else
-                 0.0 if window else least_squares_bound(G, c, d))
-    S, B, R, ok = splice_path(G, c, float(d), 1, k_max, int(max_exchange), 20, 1000, code,
+        bound = 0.0 if rss_ls is None else float(rss_ls)
+    S, B, R, ok = splice_path(Q, c, float(d), 1, k_max, int(max_exchange), 20, 1000, code,
                               n, p, bound, int(ratio), int(extra))
     if not ok.all():
         warnings.warn("splicing reached max_iter=1000 before converging at some k of the "

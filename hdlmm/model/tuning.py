@@ -211,9 +211,9 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
         qa = transform.at(a)
         logdet = transform.logdet_blocks(a)
         for f in range(K):
-            G, c, d, _, n_tr = qa.without(f)
+            G, G_f, c, d, _, n_tr = qa.split(f)
             path = fit_path(G, c, d, int(k_max_a[ia]), free=free,
-                            max_exchange=max_exchange, units=units)
+                            max_exchange=max_exchange, units=units, minus=G_f)
             if progress is not None:
                 progress.update(1)
             test0 = q0.block(f)
