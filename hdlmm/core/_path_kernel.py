@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._splice_kernel import TINY, _support, matrix, splice
+from hdlmm.core._splice_kernel import TINY, _shrink, _support, matrix, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
 
@@ -92,8 +92,13 @@ def splice_path(G: tuple, c: np.ndarray, d: float, k_min: int, k_max: int,
                 break
     for i in range(m - 2, -1, -1):
         k = k_min + i
-        A, beta, rss, conv = splice(G, c, d, k, S[i + 1, :k + 1].copy(), max_exchange,
-                                    n_candidates, max_iter)
+        # splice's start from the (k + 1)-support: its weakest member dropped; when that
+        # is the forward sweep's support (a fixed point of splicing), nothing can change
+        start = _shrink(G, c, d, S[i + 1, :k + 1].copy(), k)
+        if ok[i] and np.array_equal(start, S[i, :k]):
+            continue
+        A, beta, rss, conv = splice(G, c, d, k, start, max_exchange, n_candidates,
+                                    max_iter)
         if rss < R[i]:
             S[i, :k], B[i, :k], R[i], ok[i] = A, beta, rss, conv
     return S[:m], B[:m], R[:m], ok[:m]

@@ -44,7 +44,7 @@ PATH_WINDOW = (2, 10)
 
 #: k_max above which the maximum-likelihood choice of k computes paths only as far as
 #: it needs them (:meth:`Selector._ml_k`); below, a whole path costs little more
-SHORT_PATHS_ABOVE = 20
+SHORT_PATHS_ABOVE = 0
 
 
 @dataclass
