@@ -31,6 +31,7 @@ for best-subset selection problem. PNAS 117, 33117-33123. doi:10.1073/pnas.20142
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,11 @@ def _inverse_pd(A, strict=False):
     """
     if A.size == 0:
         return np.zeros((0, 0))
+    if A.shape == (1, 1) and 0 < A[0, 0] < np.inf:  # (the intercept: the operations
+        a = float(A[0, 0])                          # below on a scalar, without numpy)
+        s = 1.0 / math.sqrt(a)
+        inv_l = 1.0 / math.sqrt(a * s * s) * s
+        return np.array([[inv_l * inv_l]])
     diag = np.diag(A)
     if np.all(diag > 0):
         s = 1.0 / np.sqrt(diag)

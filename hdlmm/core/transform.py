@@ -115,12 +115,12 @@ class Quadratic:
                 float(self.trace[block]), int(self.n_rows[block]))
 
 
-def objective(G, c, d, beta):
-    """d − 2βᵀc + βᵀGβ, the residual sum of squares of the whitened problem (from the
-    nonzero entries of β only)."""
-    S = np.flatnonzero(beta)
-    b = beta[S]
-    return float(d - 2 * b @ c[S] + b @ G[np.ix_(S, S)] @ b)
+def objectives(G, c, d, betas):
+    """d − 2βᵀc + βᵀGβ, the residual sum of squares of the whitened problem, for each
+    row β of ``betas`` (from the columns where some row is nonzero)."""
+    S = np.flatnonzero(np.any(betas != 0, axis=0))
+    B = betas[:, S]
+    return d - 2 * B @ c[S] + np.einsum("ij,ij->i", B @ G[np.ix_(S, S)], B)
 
 
 class ProxyTransform:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from hdlmm.core.transform import ProxyTransform, objective
+from hdlmm.core.transform import ProxyTransform, objectives
 from hdlmm.model.path import IC_TYPES, fit_path, information_criterion  # noqa: F401 (re-exported)
 from hdlmm.model.settings import SelectionSettings
 
@@ -164,14 +164,18 @@ class CVResult:
         return ia, int(np.argmax(within))
 
 
-def _heldout(criterion, coef, test0, test_a, train_rss, train_n):
-    """Held-out criterion of one coefficient vector on one fold."""
+def _heldout(criterion, coefs, test0, test_a, train_rss, train_n, train_d):
+    """Held-out criterion of the coefficient vectors ``coefs`` (one per row) on one fold,
+    with their training RSS (floored at 1e-12 of the training total ``train_d``: an exact
+    training fit, on tiny folds, would otherwise make σ̂² ≈ 0 and the criterion
+    overflow)."""
     G0, c0, d0, _, n_f = test0
     if criterion == "marginal":
-        return objective(G0, c0, d0, coef) / n_f
+        return objectives(G0, c0, d0, coefs) / n_f
     Ga, ca, da, logdet, _ = test_a
-    s2 = max(train_rss / train_n, np.finfo(float).tiny)
-    rss_f = objective(Ga, ca, da, coef)
+    rss = np.maximum(train_rss, 1e-12 * max(train_d, np.finfo(float).tiny))
+    s2 = np.maximum(rss / train_n, np.finfo(float).tiny)
+    rss_f = objectives(Ga, ca, da, coefs)
     return 0.5 * (np.log(2 * np.pi * s2) + logdet / n_f + rss_f / (s2 * n_f))
 
 
@@ -216,18 +220,13 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
                             max_exchange=max_exchange, units=units, minus=G_f)
             if progress is not None:
                 progress.update(1)
-            test0 = q0.block(f)
+            n_k = min(int(k_max_a[ia]) + 1, path.ks.size)  # k = 0..n_k − 1
             Gf, cf, df, _, nf = qa.block(f)
-            test_a = (Gf, cf, df, logdet[f], nf)
-            for ik in range(min(int(k_max_a[ia]) + 1, path.ks.size)):  # ik = k
-                if criterion == "loglik" and n_tr <= path.df[ik] + len(free):
-                    scores[ia, f, ik] = np.inf  # no residual df: σ̂² is not estimable
-                    continue
-                # floor the training RSS at 1e-12 of the total: an exact training fit
-                # (tiny folds) would otherwise make σ̂² ≈ 0 and the criterion overflow
-                rss = max(path.rss[ik], 1e-12 * max(d, np.finfo(float).tiny))
-                scores[ia, f, ik] = _heldout(criterion, path.coefs[ik], test0, test_a,
-                                             rss, n_tr)
+            scores[ia, f, :n_k] = _heldout(criterion, path.coefs[:n_k], q0.block(f),
+                                           (Gf, cf, df, logdet[f], nf), path.rss[:n_k],
+                                           n_tr, d)
+            if criterion == "loglik":  # no residual df: σ̂² is not estimable
+                scores[ia, f, :n_k][n_tr <= path.df[:n_k] + len(free)] = np.inf
     if np.isinf(scores).any():
         warnings.warn("some cross-validation training sets have no more rows than "
                       "coefficients, so their held-out likelihood is undefined (set to "
