@@ -240,6 +240,29 @@ def _sorted_with(A, drop, add):
 
 
 @njit(cache=True, error_model="numpy")
+def _largest(v, L):
+    """Positions of the L largest entries of v, largest first: the first L of
+    ``np.argsort(-v, kind="mergesort")`` (ties in index order, NaN after every number),
+    by insertion into a sorted list of L, in O(len(v)) when L is small."""
+    top = np.empty(L, dtype=np.int64)
+    key = np.empty(L)  # −v of the kept positions, ascending, NaN last
+    m = 0
+    for r in range(v.size):
+        x = -v[r]
+        if m == L and (np.isnan(x) or not (x < key[m - 1] or np.isnan(key[m - 1]))):
+            continue  # not above the last kept (a NaN never enters a full list)
+        pos = m if m < L else L - 1  # the slot it takes from, then moves down
+        while pos > 0 and (x < key[pos - 1] or (np.isnan(key[pos - 1]) and not np.isnan(x))):
+            pos -= 1
+        stop = m if m < L else L - 1
+        for t in range(stop, pos, -1):
+            key[t], top[t] = key[t - 1], top[t - 1]
+        key[pos], top[pos] = x, r
+        m = min(m + 1, L)
+    return top
+
+
+@njit(cache=True, error_model="numpy")
 def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candidates, below):
     """The support after the exact best exchange of two active for two inactive
     variables (entering ones among the ``n_candidates`` largest ζ), or an empty array
@@ -250,7 +273,7 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
     if k < 2 or I.size < 2:
         return empty
     L = min(n_candidates, I.size)
-    top = np.argsort(-zeta, kind="mergesort")[:L]
+    top = _largest(zeta, L)
     C, H, g = I[top], H_I[top], g_I[top]  # the sacrifices' H and g of the candidates
     GCA = np.empty((L, k))
     for r in range(L):
