@@ -179,3 +179,30 @@ def test_prepare_computes_a_grid_in_one_pass_equal_to_one_a_at_a_time(unbalanced
     none = ProxyTransform(s)
     none.prepare(grid)
     assert not none._cache
+
+
+@pytest.mark.parametrize("route", ["slopes", "intercept levels", "restandardized",
+                                   "merged", "prepared grid"])
+def test_whitened_matrices_are_exactly_symmetric(unbalanced, route):
+    """Every G(a) block, and XᵀX, is symmetric to the last bit (G[i, j] and G[j, i] the
+    same number) on each route that builds them: the splicing kernel reads one triangle
+    (hdlmm.core._splice_kernel)."""
+    d = unbalanced
+    X = d.X * np.geomspace(1e-3, 1e3, d.X.shape[1]) + 7.25  # units and offsets
+    Z = np.ones((len(d.y), 1)) if route == "intercept levels" else d.Z
+    s = ClusterStats.from_arrays(X, d.y, d.groups, Z, n_blocks=3, random_state=0,
+                                 standardize=route != "restandardized")
+    if route == "restandardized":
+        s = s.standardized()
+    if route == "merged":
+        first = np.isin(d.groups, np.unique(d.groups)[::2])
+        parts = [ClusterStats.from_arrays(X[r], d.y[r], d.groups[r], Z[r],
+                                          standardize=False) for r in (first, ~first)]
+        s = (parts[0] + parts[1]).standardized()
+    T = ProxyTransform(s)
+    grid = [0.1, 1.0, 10.0]
+    if route == "prepared grid":
+        T.prepare(grid)
+    mats = list(s.XtX) + [G for a in grid for G in T.at(a).G] + [T.at(1.0).total()[0]]
+    for G in mats:
+        np.testing.assert_array_equal(G, G.T)

@@ -10,12 +10,15 @@ expressions and numpy's floating-point semantics (``error_model="numpy"``: a div
 by zero gives inf or NaN, not an exception). Compiled by numba on first use and cached
 on disk (``cache=True``).
 
-The quadratic's matrix is given as a tuple ``Q = (G, F, h, t, lead)`` (see
-:func:`matrix`) and read one entry at a time by :func:`_entry`: G itself, or G − F (the
+The quadratic's matrix is given as a tuple ``Q = (G, F, h, t, lead, diagonal)`` (see
+:func:`matrix`) and read as the kernel needs its entries (:func:`_gather`): G itself, or G − F (the
 training folds of a cross-validation: total − fold), and either with its first column
 profiled out (the intercept, ``lead`` = 1). The entries are those of the matrices the
 numpy route forms (the same operations in the same order), so the p × p training and
-profiled matrices are never formed: a path to k reads O(p k) of their entries.
+profiled matrices are never formed: a path to k reads O(p k) of their entries. G and F
+must be exactly symmetric, as every cross-product matrix of the package is (G[i, j]
+and G[j, i] the same number: ``tests/test_transform.py`` checks it on each route that
+builds them); entry (i, j) is read from row j.
 """
 
 from __future__ import annotations
@@ -34,35 +37,60 @@ def matrix(G: np.ndarray, F: np.ndarray | None = None, h: np.ndarray | None = No
     """The matrix tuple of the kernel: G, or G − F when F is given; with the first column
     profiled out when ``h`` (the first column of G − F, or of G) and ``inv`` (the inverse
     of its first entry) are given, as :func:`hdlmm.core._path_kernel.profile_first`
-    computes it."""
+    computes it. G and F must be exactly symmetric."""
     G = np.ascontiguousarray(G, dtype=np.float64)
     F = np.zeros((0, 0)) if F is None else np.ascontiguousarray(F, dtype=np.float64)
     if h is None:
-        return G, F, np.zeros(0), np.zeros(0), 0
-    h = np.ascontiguousarray(h, dtype=np.float64)
-    return G, F, h, h[1:] * inv, 1
+        h, t, lead = np.zeros(0), np.zeros(0), 0
+    else:
+        h = np.ascontiguousarray(h, dtype=np.float64)
+        t, lead = h[1:] * inv, 1
+    Q = (G, F, h, t, lead, np.zeros(0))
+    return G, F, h, t, lead, _diagonal(Q)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _entry(Q, i, j):
-    """Entry (i, j) of the matrix tuple Q (see :func:`matrix`)."""
-    G, F, h, t, lead = Q
-    i1, j1 = i + lead, j + lead
-    x = G[i1, j1]
-    if F.shape[0] > 0:
-        x = x - F[i1, j1]
-    if lead == 0:
-        return x
-    y = G[j1, i1]
-    if F.shape[0] > 0:
-        y = y - F[j1, i1]
-    return ((x - t[i] * h[j1]) + (y - t[j] * h[i1])) * 0.5
+@njit(cache=True, error_model="numpy")
+def _gather(Q, rows, cols):
+    """The entries (rows[r], cols[b]) of the matrix tuple Q (see :func:`matrix`), as an
+    array (len(rows), len(cols)); entry (i, j) is read from row j, which holds an
+    active column's entries in the order of the rows. (The formula is written out in
+    the loop: numba does not inline a per-entry function here, which cost 3-4×.)"""
+    G, F, h, t, lead = Q[0], Q[1], Q[2], Q[3], Q[4]
+    minus = F.shape[0] > 0
+    out = np.empty((rows.size, cols.size))
+    for r in range(rows.size):
+        i = rows[r]
+        for b in range(cols.size):
+            j = cols[b]
+            x = G[j + lead, i + lead]
+            if minus:
+                x = x - F[j + lead, i + lead]
+            if lead:
+                x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
+            out[r, b] = x
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _diagonal(Q):
+    """The diagonal of the matrix tuple Q: the entries (j, j) of :func:`_gather`, by its
+    formula."""
+    G, F, h, t, lead = Q[0], Q[1], Q[2], Q[3], Q[4]
+    out = np.empty(G.shape[0] - lead)
+    for j in range(out.size):
+        x = G[j + lead, j + lead]
+        if F.shape[0] > 0:
+            x = x - F[j + lead, j + lead]
+        if lead:
+            x = ((x - t[j] * h[j + lead]) + (x - t[j] * h[j + lead])) * 0.5
+        out[j] = x
+    return out
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _dim(Q):
     """The number of columns of the matrix tuple Q."""
-    return Q[0].shape[0] - Q[4]
+    return Q[5].size
 
 
 @njit(cache=True, error_model="numpy")
@@ -137,10 +165,7 @@ def _pinvh(B):
 def _support(G, c, d, A, strict):
     """(M, β, f) on the sorted support A; f = inf when ``strict`` and G_AA is singular."""
     k = A.size
-    B = np.empty((k, k))
-    for a in range(k):
-        for b in range(k):
-            B[a, b] = _entry(G, A[a], A[b])
+    B = _gather(G, A, A)
     M, ok = _chol_inverse(B)
     if not ok:
         if strict:
@@ -171,13 +196,12 @@ def _projections(G, c, rows, A, M, beta):
     """For the columns ``rows``: G_rA, H = G_rA M (summed over t in order, contiguous in
     b) and g = c_r − G_rA β."""
     k, L = A.size, rows.size
-    GRA = np.empty((L, k))
+    GRA = _gather(G, rows, A)
     H = np.zeros((L, k))
     g = np.empty(L)
     for r in range(L):
         acc = c[rows[r]]
         for b in range(k):
-            GRA[r, b] = _entry(G, rows[r], A[b])
             acc -= GRA[r, b] * beta[b]
         for t in range(k):
             gt = GRA[r, t]
@@ -197,7 +221,7 @@ def _sacrifices(G, c, A, M, beta):
     zeta = np.empty(I.size)
     for r in range(I.size):
         j = I[r]
-        gjj = _entry(G, j, j)
+        gjj = G[5][j]
         acc_d = gjj
         for b in range(k):
             acc_d -= H[r, b] * GIA[r, b]
@@ -275,14 +299,11 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
     L = min(n_candidates, I.size)
     top = _largest(zeta, L)
     C, H, g = I[top], H_I[top], g_I[top]  # the sacrifices' H and g of the candidates
-    GCA = np.empty((L, k))
-    for r in range(L):
-        for b in range(k):
-            GCA[r, b] = _entry(G, C[r], A[b])
-    S = np.empty((L, L))
+    GCA = _gather(G, C, A)
+    S = _gather(G, C, C)
     for r in range(L):
         for s in range(L):
-            acc = _entry(G, C[r], C[s])
+            acc = S[r, s]
             for b in range(k):
                 acc -= H[r, b] * GCA[s, b]
             S[r, s] = acc
@@ -312,7 +333,7 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
                 Dd[r] = S[r, r] + w1[r] * h1[r] + w2[r] * h2[r]
                 # a candidate aliased with the remaining support: its Schur complement
                 # is rounding noise, which must not pass for a large gain
-                valid[r] = Dd[r] > 1e-10 * max(_entry(G, C[r], C[r]), TINY)
+                valid[r] = Dd[r] > 1e-10 * max(G[5][C[r]], TINY)
             for j in range(L):
                 if not valid[j]:
                     continue

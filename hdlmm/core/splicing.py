@@ -125,6 +125,9 @@ def best_subset(G: np.ndarray, c: np.ndarray, d: float, k: int, init: ArrayLike 
     start = np.zeros(0, dtype=np.int64) if init is None else np.unique(
         np.asarray(init, dtype=np.int64))
     c = np.ascontiguousarray(c, dtype=np.float64)
+    G = np.asarray(G, dtype=np.float64)
+    if not np.array_equal(G, G.T):  # the kernel reads one triangle
+        G = (G + G.T) / 2
     A, beta, rss, converged = splice(matrix(G), c, float(d), int(k), start, int(max_exchange),
                                      int(n_candidates), int(max_iter))
     if not converged:

@@ -428,8 +428,9 @@ def _affine_gram(G, D, delta, one, shifted):
     """The Gram matrices G (a stack) of columns w mapped to w D + 1δᵀ, where column
     ``one`` is the intercept column 1 (so D w'ᵀ1 = u is its column, and n = 1ᵀ1 its
     square: the rows' count, or Σ w with weights, where the column is √w):
-    D G D + u δᵀ + δ uᵀ + n δδᵀ (only D G D when not ``shifted``)."""
-    out = G * D[None, :, None] * D[None, None, :]
+    D G D + u δᵀ + δ uᵀ + n δδᵀ (only D G D when not ``shifted``); exactly symmetric
+    (D_i D_j once for both triangles) when G is."""
+    out = G * np.outer(D, D)[None]
     if shifted:
         u = G[:, :, one] * D
         n = G[:, one, one]
