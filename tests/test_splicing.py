@@ -217,3 +217,30 @@ def test_largest_is_the_head_of_a_stable_descending_argsort():
         v = (rng.choice([0.0, -0.0, 1.0, 2.0, np.nan, np.inf, -np.inf, 3.5], size=n)
              if t % 2 else rng.standard_normal(n))
         np.testing.assert_array_equal(_largest(v, L), np.argsort(-v, kind="mergesort")[:L])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_path_on_low_rank_training_entries_equals_the_path_on_the_formed_matrix(seed):
+    """fit_path(G, minus=(F, R)) reads G − F + R Rᵀ entry by entry (a fold's matrix in low
+    rank): the supports of the path on that matrix formed, and its RSS and coefficients
+    to rounding (the kernel sums R's products in another order than BLAS)."""
+    from hdlmm.core.splicing import best_subset_path, profile_out
+    from hdlmm.model.path import fit_path
+
+    G, c, d = _kernel_problem(seed)
+    p = G.shape[0]
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((7, p))
+    R = W.T * 0.3
+    F = W.T @ W * 0.5 + np.eye(p)  # symmetric; G − F + R Rᵀ stays positive definite
+    total = G + F
+    k_max = min(8, p - 1)
+    for free in ([0], []):
+        lazy = fit_path(total, c, d, k_max, free=free, minus=(F, R))
+        Gt, ct, dt, rest, _ = profile_out((total - F) + R @ R.T, c, d, free)
+        ref = best_subset_path(Gt, ct, dt, min(k_max, rest.size))
+        np.testing.assert_allclose(lazy.rss[1:], [f.rss for f in ref], rtol=1e-9)
+        for k, f in enumerate(ref, start=1):
+            np.testing.assert_array_equal(np.flatnonzero(lazy.coefs[k][rest]), f.support)
+            np.testing.assert_allclose(lazy.coefs[k][rest][f.support], f.coef, rtol=1e-7,
+                                       atol=1e-9)

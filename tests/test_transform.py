@@ -48,7 +48,11 @@ def test_a_zero_is_ordinary_least_squares(unbalanced):
     assert tr == n == d.X.shape[0]
 
 
-def test_block_quadratics_are_those_of_the_fold_rows(unbalanced):
+@pytest.mark.parametrize("low_rank", [False, True])
+def test_block_quadratics_are_those_of_the_fold_rows(unbalanced, low_rank, monkeypatch):
+    """Each block's problem, and all blocks but one, against explicit whitening of
+    their rows, with the blocks formed and in low rank (XᵀX_k − R_k R_kᵀ)."""
+    monkeypatch.setattr(ProxyTransform, "_low_rank", lambda self: low_rank)
     d = unbalanced
     s = raw_stats(d.X, d.y, d.groups, d.Z, fit_intercept=False, n_blocks=3,
                                  random_state=2)
@@ -58,6 +62,7 @@ def test_block_quadratics_are_those_of_the_fold_rows(unbalanced):
         Xa, ya, tr = explicit_whitening(d.X[rows], d.y[rows], d.Z[rows], d.groups[rows], 1.5)
         G, c, dd, trb, _ = qa.block(b)
         np.testing.assert_allclose(G, Xa.T @ Xa, atol=1e-10)
+        assert (qa.G is None) == low_rank
         G_tr, c_tr, _, _, _ = qa.without(b)
         Xo, yo, _ = explicit_whitening(d.X[~rows], d.y[~rows], d.Z[~rows],
                                        d.groups[~rows], 1.5)
@@ -172,9 +177,12 @@ def test_prepare_computes_a_grid_in_one_pass_equal_to_one_a_at_a_time(unbalanced
     many.prepare(grid)
     assert sorted(many._cache) == [0.5, 4.0, 30.0]  # a = 0 needs no pass
     for a in grid:
-        one = ProxyTransform(s).at(a)
-        for got, want in zip(many.at(a).__dict__.values(), one.__dict__.values()):
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        one, got = ProxyTransform(s).at(a), many.at(a)
+        for k in range(3):
+            for x, y in zip(got.block(k), one.block(k)):
+                np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+        for x, y in zip(got.total(), one.total()):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
     monkeypatch.setattr(ProxyTransform, "cache_bytes", 0)  # no room: left to at()
     none = ProxyTransform(s)
     none.prepare(grid)
@@ -182,8 +190,8 @@ def test_prepare_computes_a_grid_in_one_pass_equal_to_one_a_at_a_time(unbalanced
 
 
 @pytest.mark.parametrize("route", ["slopes", "intercept levels", "restandardized",
-                                   "merged", "prepared grid"])
-def test_whitened_matrices_are_exactly_symmetric(unbalanced, route):
+                                   "merged", "prepared grid", "low rank"])
+def test_whitened_matrices_are_exactly_symmetric(unbalanced, route, monkeypatch):
     """Every G(a) block, and XᵀX, is symmetric to the last bit (G[i, j] and G[j, i] the
     same number) on each route that builds them: the splicing kernel reads one triangle
     (hdlmm.core._splice_kernel)."""
@@ -199,10 +207,14 @@ def test_whitened_matrices_are_exactly_symmetric(unbalanced, route):
         parts = [ClusterStats.from_arrays(X[r], d.y[r], d.groups[r], Z[r],
                                           standardize=False) for r in (first, ~first)]
         s = (parts[0] + parts[1]).standardized()
+    if route == "low rank":
+        monkeypatch.setattr(ProxyTransform, "_low_rank", lambda self: True)
     T = ProxyTransform(s)
     grid = [0.1, 1.0, 10.0]
     if route == "prepared grid":
         T.prepare(grid)
-    mats = list(s.XtX) + [G for a in grid for G in T.at(a).G] + [T.at(1.0).total()[0]]
+    K = len(s.n_rows)
+    mats = (list(s.XtX) + [T.at(a).block_matrix(k) for a in grid for k in range(K)]
+            + [T.at(1.0).total()[0]] + [T.at(1.0).without(k)[0] for k in range(1, K)])
     for G in mats:
         np.testing.assert_array_equal(G, G.T)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._splice_kernel import TINY, _shrink, _support, matrix, splice
+from hdlmm.core._splice_kernel import TINY, _shrink, _support, first_column, matrix, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
 
@@ -111,10 +111,11 @@ def warm_up() -> None:
     X = rng.standard_normal((12, 6))
     G, c = X.T @ X, X.T @ rng.standard_normal(12)
     d = float(np.sum(c ** 2))
-    F = 0.5 * np.eye(6)
+    F, R = 0.5 * np.eye(6), 0.1 * X[:6].T
     inv = 1.0 / (G[0, 0] - F[0, 0])
     for Q in (matrix(G), matrix(G, h=G[:, 0], inv=1.0 / G[0, 0]),
-              matrix(G, F), matrix(G, F, G[:, 0] - F[:, 0], inv)):
+              matrix(G, F), matrix(G, F, G[:, 0] - F[:, 0], inv),
+              matrix(G, F, R=R), matrix(G, F, first_column(G, F, R), inv, R)):
         for max_exchange in (2, 3):
             splice_path(Q, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0, 2, 10)
         _support(Q, c, d, np.array([0, 0], dtype=np.int64), False)  # pseudo-inverse route

@@ -41,7 +41,7 @@ from numpy.typing import ArrayLike
 from scipy import linalg
 
 from hdlmm.core._path_kernel import profile_first
-from hdlmm.core._splice_kernel import matrix, splice
+from hdlmm.core._splice_kernel import first_column, matrix, splice
 
 __all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out", "profiled_matrix"]
 
@@ -218,19 +218,24 @@ def profile_out(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int]) -> 
 
 
 def profiled_matrix(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int],
-                    minus: np.ndarray | None = None) -> tuple:
-    """:func:`profile_out` of G − minus (G without ``minus``) for ``free`` = [0] or [],
-    with G̃ as the compiled kernel's matrix tuple
-    (:func:`~hdlmm.core._splice_kernel.matrix`): neither G − minus nor G̃ is formed.
+                    minus: np.ndarray | tuple | None = None) -> tuple:
+    """:func:`profile_out` of G − minus for ``free`` = [0] or [], with G̃ as the compiled
+    kernel's matrix tuple (:func:`~hdlmm.core._splice_kernel.matrix`): neither the
+    difference nor G̃ is formed. ``minus`` is a matrix F, or (F, R) for G − F + R Rᵀ.
 
     Returns
     -------
     (Q, c̃, d̃, rest, recover), as :func:`profile_out` with Q in place of G̃.
     """
     p = G.shape[0]
+    F, R = minus if isinstance(minus, tuple) else (minus, None)
     if not len(free):
-        return matrix(G, minus), c, float(d), np.arange(p), lambda beta_R: np.zeros(0)
-    h = G[:, 0] if minus is None else G[:, 0] - minus[:, 0]  # the intercept's column
+        return (matrix(G, F, R=R), c, float(d), np.arange(p),
+                lambda beta_R: np.zeros(0))
+    if R is not None:
+        h = first_column(G, F, R)
+    else:  # the intercept's column
+        h = G[:, 0] if F is None else G[:, 0] - F[:, 0]
     GUU_inv = _inverse_pd(h[:1, None])
     GRU = h[1:, None]
     T = GRU @ GUU_inv
@@ -240,4 +245,5 @@ def profiled_matrix(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int],
     def recover(beta_R):
         return GUU_inv @ (c[:1] - GRU.T @ beta_R)
 
-    return matrix(G, minus, h, float(GUU_inv[0, 0])), ct, dt, np.arange(1, p), recover
+    return (matrix(G, F, h, float(GUU_inv[0, 0]), R), ct, dt, np.arange(1, p),
+            recover)

@@ -38,6 +38,11 @@ diag(√w_i) V_iᵀ Z_iᵀX_i, before the product; the rotation is a small batch
 product, far cheaper than the p × p product that follows (and than first-touching a
 second n × q × p array).
 
+Low rank. With fewer rotated rows than columns (n q ≤ p) and several blocks, each G(a)
+is kept as its total, XᵀX − Bᵀ diag(w) B (one product over all the rows), and the
+block's weighted rows, R_k = (diag(√w) B_k)ᵀ (:class:`~hdlmm.core.quadratic.LowRank`):
+no K × p × p array, and the block products, less efficient on few rows, are not made.
+
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.
 doi:10.1080/01621459.2021.1888740
@@ -46,7 +51,6 @@ doi:10.1080/01621459.2021.1888740
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -54,73 +58,10 @@ from numpy.typing import ArrayLike
 from hdlmm.core._arrays import thin_product, zeros
 from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.checks import check_a
+from hdlmm.core.quadratic import LowRank, Quadratic, objectives
 from hdlmm.core.stats import ClusterStats
 
-__all__ = ["ProxyTransform", "Quadratic"]
-
-
-@dataclass
-class Quadratic:
-    """A least-squares problem in cross-product form: f(β) = d − 2βᵀc + βᵀGβ.
-
-    Arrays carry a leading block axis (one entry per fold) unless summed.
-
-    Attributes
-    ----------
-    G : ndarray of shape (K, p, p)
-    c : ndarray of shape (K, p)
-    d : ndarray of shape (K,)
-    trace : ndarray of shape (K,)
-        tr(Σ_a⁻¹) per block: the effective sample size of the whitened problem.
-    n_rows : ndarray of shape (K,)
-    """
-
-    G: np.ndarray
-    c: np.ndarray
-    d: np.ndarray
-    trace: np.ndarray
-    n_rows: np.ndarray
-    _total: tuple | None = field(default=None, init=False, repr=False, compare=False)
-
-    def total(self) -> tuple:
-        """(G, c, d, trace, n_rows) summed over blocks (views when there is one),
-        computed once and read-only (the folds of the CV each ask for it)."""
-        if self._total is None:
-            if self.G.shape[0] == 1:
-                total = (self.G[0], self.c[0], float(self.d[0]), float(self.trace[0]),
-                         int(self.n_rows[0]))
-            else:
-                total = (self.G.sum(0), self.c.sum(0), float(self.d.sum()),
-                         float(self.trace.sum()), int(self.n_rows.sum()))
-                total[0].flags.writeable = total[1].flags.writeable = False
-            self._total = total
-        return self._total
-
-    def without(self, block: int) -> tuple:
-        """(G, c, d, trace, n_rows) of all blocks except ``block``: total − block."""
-        G, c, d, tr, n = self.total()
-        return (G - self.G[block], c - self.c[block], d - self.d[block],
-                tr - self.trace[block], n - int(self.n_rows[block]))
-
-    def split(self, block: int) -> tuple:
-        """(G, G_block, c, d, trace, n_rows): :meth:`without` with its matrix left as the
-        total G and the block's (G − G_block, formed by whoever needs it)."""
-        G, c, d, tr, n = self.total()
-        return (G, self.G[block], c - self.c[block], d - self.d[block],
-                tr - self.trace[block], n - int(self.n_rows[block]))
-
-    def block(self, block: int) -> tuple:
-        """(G, c, d, trace, n_rows) of one block."""
-        return (self.G[block], self.c[block], float(self.d[block]),
-                float(self.trace[block]), int(self.n_rows[block]))
-
-
-def objectives(G, c, d, betas):
-    """d − 2βᵀc + βᵀGβ, the residual sum of squares of the whitened problem, for each
-    row β of ``betas`` (from the columns where some row is nonzero)."""
-    S = np.flatnonzero(np.any(betas != 0, axis=0))
-    B = betas[:, S]
-    return d - 2 * B @ c[S] + np.einsum("ij,ij->i", B @ G[np.ix_(S, S)], B)
+__all__ = ["ProxyTransform", "Quadratic", "objectives"]
 
 
 class ProxyTransform:
@@ -154,6 +95,7 @@ class ProxyTransform:
     def __init__(self, stats: ClusterStats) -> None:
         self.stats = stats
         self._cache = {}
+        self._xtx = None  # XᵀX summed over the blocks, for G(a) in low rank
         # the proxy is a Z Zᵀ + I in the user's Z: the statistics hold Z̃ = Z M
         # (standardised), so Z_iᵀ· = M⁻ᵀ Z̃_iᵀ·, and M⁻ᵀ joins the rotation V_iᵀ
         Minv = stats.z_map_inv()
@@ -222,7 +164,8 @@ class ProxyTransform:
         ``cache_bytes`` are left to :meth:`at`."""
         todo = [a for a in dict.fromkeys(check_a(v) for v in np.atleast_1d(a_values))
                 if a > 0 and a not in self._cache]
-        each = 8 * len(self.slices) * self.stats.n_features ** 2
+        p = self.stats.n_features
+        each = 8 * p * (p + self._n_rotated() if self._low_rank() else len(self.slices) * p)
         todo = todo[:max(0, self.cache_bytes // each - len(self._cache))]
         if len(todo) < 2 or self._use_levels():
             return
@@ -230,10 +173,9 @@ class ProxyTransform:
             self._store(a, quad)
 
     def _store(self, a, quad):
-        size = quad.G.nbytes * (len(self._cache) + 1)
+        size = quad.nbytes * (len(self._cache) + 1)
         if size <= self.cache_bytes:
-            for arr in (quad.G, quad.c, quad.d, quad.trace, quad.n_rows):
-                arr.flags.writeable = False  # shared: callers must not write into it
+            quad.freeze()  # shared: callers must not write into it
             self._cache[a] = quad
         return quad
 
@@ -250,16 +192,44 @@ class ProxyTransform:
     def _passes_threads(self, a_values):
         s = self.stats
         W = [self.weights(a) for a in a_values]
-        G = [s.XtX.copy() for _ in W]
+        low = self._low_rank()
+        G = None if low else [s.XtX.copy() for _ in W]
+        R = [np.empty((s.n_features, self._n_rotated())) for _ in W] if low else None
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
+        row = 0
         for k, part in self._chunks():
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
-                G[i][k] -= Bw.T @ Bw
+                if low:
+                    R[i][:, row:row + Bw.shape[0]] = Bw.T
+                else:
+                    G[i][k] -= Bw.T @ Bw
                 c[i][k] -= Bw.T @ bw
                 d[i][k] -= bw @ bw
-        return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
+            row += (part.stop - part.start) * s.n_re
+        if not low:
+            return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
+                    for i, w in enumerate(W)]
+        bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
+        XtX = self._xtx_total()
+        return [Quadratic(None, c[i], d[i], self._trace(w), s.n_rows.copy(),
+                          LowRank(s.XtX, R[i], bounds, XtX - R[i] @ R[i].T))
                 for i, w in enumerate(W)]
+
+    def _low_rank(self):
+        """Block matrices in low rank: several blocks, and no more rotated rows than
+        columns (see the module docstring)."""
+        return len(self.slices) > 1 and self._n_rotated() <= self.stats.n_features
+
+    def _n_rotated(self):
+        """n q: the rotated rows B_i of all clusters."""
+        return self.stats.ZtX.shape[0] * self.stats.n_re
+
+    def _xtx_total(self):
+        """XᵀX summed over the blocks (once)."""
+        if self._xtx is None:
+            self._xtx = self.stats.XtX.sum(0)
+        return self._xtx
 
     def _trace(self, w):
         """tr(Σ_a⁻¹) per block: N_k − Σ a λ / (1 + a λ) over the block's clusters."""

@@ -150,9 +150,10 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         k ≥ max(r k̂, k̂ + m), k̂ the minimiser of the criterion so far. Not an exact
         bound: a larger k could still win, which the criterion's growing penalty makes
         unlikely (docs/decisions.md measures how often it changed a fit: never).
-    minus : ndarray of shape (p, p), optional
+    minus : ndarray of shape (p, p), or (F, R), optional
         A matrix subtracted from G (the CV's training statistics: total − fold; c and d
-        are then the differences already). With at most the intercept unpenalised the
+        are then the differences already), or in low rank, F and R for G − F + R Rᵀ
+        (:meth:`hdlmm.core.quadratic.Quadratic.split`). With at most the intercept unpenalised the
         kernel reads the entries of G − minus, profiled, as it needs them, and no p × p
         matrix is formed.
 
@@ -167,13 +168,12 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     with one_blas_thread():
         if _in_kernel(free, units, ic):  # no p × p matrix formed
             if ic is not None and not exact_fit and rss_ls is None and not window:
-                rss_ls = least_squares_bound(G if minus is None else G - minus, c, d, free)
+                rss_ls = least_squares_bound(_formed(G, minus), c, d, free)
             Q, ct, dt, rest, recover = profiled_matrix(G, c, d, free, minus)
             fits = [] if not (k_max >= 1 and rest.size) else _kernel_path(
                 Q, ct, dt, k_max, max_exchange, ic, 0.0 if exact_fit else rss_ls, window)
         else:
-            Gt, ct, dt, rest, recover = profile_out(G if minus is None else G - minus, c,
-                                                    d, free)
+            Gt, ct, dt, rest, recover = profile_out(_formed(G, minus), c, d, free)
             grouped = _units_of(units, rest)
             if not (k_max >= 1 and rest.size):
                 fits = []
@@ -191,6 +191,16 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
+
+
+def _formed(G, minus):
+    """G − minus formed (minus a matrix F, or (F, R) for G − F + R Rᵀ)."""
+    if minus is None:
+        return G
+    if isinstance(minus, tuple):
+        F, R = minus
+        return (G - F) + R @ R.T
+    return G - minus
 
 
 def _in_kernel(free, units, ic):

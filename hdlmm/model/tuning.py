@@ -221,10 +221,14 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
             if progress is not None:
                 progress.update(1)
             n_k = min(int(k_max_a[ia]) + 1, path.ks.size)  # k = 0..n_k − 1
-            Gf, cf, df, _, nf = qa.block(f)
-            scores[ia, f, :n_k] = _heldout(criterion, path.coefs[:n_k], q0.block(f),
-                                           (Gf, cf, df, logdet[f], nf), path.rss[:n_k],
-                                           n_tr, d)
+            coefs = path.coefs[:n_k]
+            S = np.flatnonzero(np.any(coefs != 0, axis=0))  # the fold's problems on
+            test_a = None                                    # the columns in use only
+            if criterion == "loglik":
+                Gf, cf, df, _, nf = qa.block(f, S)
+                test_a = (Gf, cf, df, logdet[f], nf)
+            scores[ia, f, :n_k] = _heldout(criterion, coefs[:, S], q0.block(f, S),
+                                           test_a, path.rss[:n_k], n_tr, d)
             if criterion == "loglik":  # no residual df: σ̂² is not estimable
                 scores[ia, f, :n_k][n_tr <= path.df[:n_k] + len(free)] = np.inf
     if np.isinf(scores).any():
