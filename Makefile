@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) demo_output
+
+# numba's cache follows each file's own edits only: after editing a compiled kernel
+clean-cache:
+	find hdlmm -name '*.nbi' -delete -o -name '*.nbc' -delete

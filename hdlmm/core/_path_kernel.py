@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._splice_kernel import TINY, _shrink, _support, first_column, matrix, splice
+from hdlmm.core._kernel_matrix import TINY, first_column, matrix
+from hdlmm.core._splice_kernel import _shrink, _support, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
 
@@ -60,7 +61,7 @@ def splice_path(G: tuple, c: np.ndarray, d: float, k_min: int, k_max: int,
                 max_exchange: int, n_candidates: int, max_iter: int, code: int, n: float,
                 p: int, rss_ls: float, ratio: int = 0, extra: int = 0) -> tuple:
     """Best subsets for k = k_min..k_max of the matrix tuple G
-    (:func:`~hdlmm.core._splice_kernel.matrix`) in one call: a forward sweep warm-started from
+    (:func:`~hdlmm.core._kernel_matrix.matrix`) in one call: a forward sweep warm-started from
     k − 1, then a backward sweep from k + 1 keeping the better fit. Returns (supports
     padded with −1, coefficients, RSS, converged) for the k reached.
 

@@ -8,7 +8,7 @@ are fewer than the columns, held in low rank (:class:`LowRank`):
 
 with the total G = XᵀX − R Rᵀ formed by one product. A cross-validation's training
 matrix, total − block = G − XᵀX_k + R_k R_kᵀ, is then read entry by entry by the
-splicing kernel (:func:`hdlmm.core._splice_kernel.matrix`): m_k products per entry
+splicing kernel (:func:`hdlmm.core._kernel_matrix.matrix`): m_k products per entry
 instead of a p × p block product per block and value of a, and no K × p × p array.
 """
 

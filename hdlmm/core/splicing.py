@@ -40,8 +40,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg
 
+from hdlmm.core._kernel_matrix import first_column, matrix
 from hdlmm.core._path_kernel import profile_first
-from hdlmm.core._splice_kernel import first_column, matrix, splice
+from hdlmm.core._splice_kernel import splice
 
 __all__ = ["SubsetFit", "best_subset", "best_subset_path", "profile_out", "profiled_matrix"]
 
@@ -220,7 +221,7 @@ def profile_out(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int]) -> 
 def profiled_matrix(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int],
                     minus: np.ndarray | tuple | None = None) -> tuple:
     """:func:`profile_out` of G − minus for ``free`` = [0] or [], with G̃ as the compiled
-    kernel's matrix tuple (:func:`~hdlmm.core._splice_kernel.matrix`): neither the
+    kernel's matrix tuple (:func:`~hdlmm.core._kernel_matrix.matrix`): neither the
     difference nor G̃ is formed. ``minus`` is a matrix F, or (F, R) for G − F + R Rᵀ.
 
     Returns

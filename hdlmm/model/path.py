@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from hdlmm.core._kernel_matrix import matrix
 from hdlmm.core._path_kernel import IC_CODES, splice_path
-from hdlmm.core._splice_kernel import matrix
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.group_splicing import Units, best_group_subset_path

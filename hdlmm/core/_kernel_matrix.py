@@ -1,0 +1,146 @@
+"""The matrix of a quadratic as the splicing kernel reads it: a tuple of arrays whose
+entries are computed when asked for, so that no p × p training or profiled matrix is
+formed.
+
+``Q = (G, F, h, t, lead, diagonal, R, slot, store)`` (built by :func:`matrix`) stands
+for G itself, or G − F (the training folds of a cross-validation: total − fold), or
+G − F + R Rᵀ (the same with the fold's matrix in low rank,
+:class:`hdlmm.core.quadratic.LowRank`), and either with its first column profiled out
+(the intercept, ``lead`` = 1; h its column, t = h[1:] / h[0]) as
+:func:`hdlmm.core._path_kernel.profile_first` computes it. The entries are those of the
+matrices the numpy route forms (the same operations in the same order), so a path to k
+reads O(p k) of them. G and F must be exactly symmetric, as every cross-product matrix
+of the package is (G[i, j] and G[j, i] the same number: ``tests/test_transform.py``
+checks it on each route that builds them); entry (i, j) is read from row j, which holds
+an active column's entries in the order of the rows. In low rank the columns the path
+visits are computed whole and kept (``slot``, ``store``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["matrix", "first_column", "TINY"]
+
+TINY = np.finfo(np.float64).tiny
+#: columns of a low-rank matrix a path keeps (:func:`_column`)
+COLUMNS_KEPT = 256
+
+
+def matrix(G: np.ndarray, F: np.ndarray | None = None, h: np.ndarray | None = None,
+           inv: float | None = None, R: np.ndarray | None = None) -> tuple:
+    """The matrix tuple of the kernel: G, or G − F when F is given, plus R Rᵀ when R
+    (rows as G's, any number of columns) is given; with the first column profiled out
+    when ``h`` (that matrix's first column, :func:`first_column`) and ``inv`` (the
+    inverse of its first entry) are given, as
+    :func:`hdlmm.core._path_kernel.profile_first` computes it. G and F must be exactly
+    symmetric."""
+    G = np.ascontiguousarray(G, dtype=np.float64)
+    F = np.zeros((0, 0)) if F is None else np.ascontiguousarray(F, dtype=np.float64)
+    R = np.zeros((0, 0)) if R is None else np.ascontiguousarray(R, dtype=np.float64)
+    if h is None:
+        h, t, lead = np.zeros(0), np.zeros(0), 0
+    else:
+        h = np.ascontiguousarray(h, dtype=np.float64)
+        t, lead = h[1:] * inv, 1
+    # the columns computed in low rank, kept for the path: slot of each column (−1: not
+    # kept; the last entry counts the kept ones) and their values
+    n = G.shape[0] if R.shape[1] else 0
+    slot = np.full(n + 1, -1, dtype=np.int64)
+    slot[-1] = 0
+    store = np.empty((min(n, COLUMNS_KEPT), n))
+    Q = (G, F, h, t, lead, np.zeros(0), R, slot, store)
+    return G, F, h, t, lead, _diagonal(Q), R, slot, store
+
+
+def first_column(G: np.ndarray, F: np.ndarray | None = None,
+                 R: np.ndarray | None = None) -> np.ndarray:
+    """The first column of G − F + R Rᵀ (the matrix of :func:`matrix` before the
+    profiling), by the kernel's formula."""
+    Q = matrix(G, F, R=R)
+    return _gather(Q, np.arange(G.shape[0]), np.zeros(1, dtype=np.int64))[:, 0]
+
+
+@njit(cache=True, error_model="numpy")
+def _gather(Q, rows, cols):
+    """The entries (rows[r], cols[b]) of the matrix tuple Q (see :func:`matrix`), as an
+    array (len(rows), len(cols)); entry (i, j) is read from row j, which holds an
+    active column's entries in the order of the rows. (The formula is written out in
+    the loop: numba does not inline a per-entry function here, which cost 3-4×.) In
+    low rank the columns are computed whole and kept (:func:`_column`)."""
+    G, F, h, t, lead, R = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
+    minus = F.shape[0] > 0
+    out = np.empty((rows.size, cols.size))
+    if R.shape[1]:
+        for b in range(cols.size):
+            j = cols[b]
+            col = _column(Q, j + lead)
+            for r in range(rows.size):
+                i = rows[r]
+                x = col[i + lead]
+                if lead:
+                    x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
+                out[r, b] = x
+        return out
+    for r in range(rows.size):
+        i = rows[r]
+        for b in range(cols.size):
+            j = cols[b]
+            x = G[j + lead, i + lead]
+            if minus:
+                x = x - F[j + lead, i + lead]
+            if lead:
+                x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
+            out[r, b] = x
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _column(Q, j1):
+    """Column j1 of G − F + R Rᵀ (unprofiled, all rows), read from row j1: kept in the
+    tuple's store the first time it is asked for (while there is room), so a path
+    computes each of the few columns it visits once. (R Rᵀ's entries here and on the
+    diagonal, :func:`_diagonal`, are sums in different orders: equal to rounding.)"""
+    G, F, R, slot, store = Q[0], Q[1], Q[6], Q[7], Q[8]
+    if slot[j1] >= 0:
+        return store[slot[j1]]
+    n = slot[-1]
+    col = store[n] if n < store.shape[0] else np.empty(G.shape[0])
+    low = np.dot(R, R[j1])  # (BLAS: a sum the compiled loop could not vectorise)
+    for i1 in range(G.shape[0]):
+        x = G[j1, i1]
+        if F.shape[0] > 0:
+            x = x - F[j1, i1]
+        col[i1] = x + low[i1]
+    if n < store.shape[0]:
+        slot[j1] = n
+        slot[-1] = n + 1
+    return col
+
+
+@njit(cache=True, error_model="numpy")
+def _diagonal(Q):
+    """The diagonal of the matrix tuple Q: the entries (j, j) of :func:`_gather`, by its
+    formula."""
+    G, F, h, t, lead, R = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
+    out = np.empty(G.shape[0] - lead)
+    for j in range(out.size):
+        x = G[j + lead, j + lead]
+        if F.shape[0] > 0:
+            x = x - F[j + lead, j + lead]
+        if R.shape[1]:
+            acc = 0.0
+            for u in range(R.shape[1]):
+                acc += R[j + lead, u] * R[j + lead, u]
+            x = x + acc
+        if lead:
+            x = ((x - t[j] * h[j + lead]) + (x - t[j] * h[j + lead])) * 0.5
+        out[j] = x
+    return out
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _dim(Q):
+    """The number of columns of the matrix tuple Q."""
+    return Q[5].size
