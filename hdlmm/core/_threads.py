@@ -64,9 +64,11 @@ def default_blas_threads(work: float) -> AbstractContextManager:
     """For a product of ``work`` flops: one thread below :data:`SMALL_FLOPS`; above,
     the threads in effect outside the current one-thread region (nothing changes
     outside a region)."""
-    if work < SMALL_FLOPS:  # (inside a region: one thread already)
-        return (contextlib.nullcontext() if _region.depth
-                else _blas().limit(limits=1, user_api="blas"))
+    if work < SMALL_FLOPS:  # (inside a region, or BLAS set so: one thread already)
+        libs = _blas().select(user_api="blas").lib_controllers
+        if _region.depth or all(lib.num_threads == 1 for lib in libs):
+            return contextlib.nullcontext()
+        return _blas().limit(limits=1, user_api="blas")
     if _region.depth == 0:
         return contextlib.nullcontext()
     return _blas().limit(limits=_region.outside, user_api="blas")
