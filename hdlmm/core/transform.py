@@ -38,10 +38,11 @@ diag(√w_i) V_iᵀ Z_iᵀX_i, before the product; the rotation is a small batch
 product, far cheaper than the p × p product that follows (and than first-touching a
 second n × q × p array).
 
-Low rank. With fewer rotated rows than columns (n q ≤ p) and several blocks, each G(a)
-is kept as its total, XᵀX − Bᵀ diag(w) B (one product over all the rows), and the
-block's weighted rows, R_k = (diag(√w) B_k)ᵀ (:class:`~hdlmm.core.quadratic.LowRank`):
-no K × p × p array, and the block products, less efficient on few rows, are not made.
+Low rank. With several blocks (K folds) and n q ≤ K p rotated rows, each G(a) is kept
+as its total, XᵀX − Bᵀ diag(w) B (one product over all the rows), and the blocks'
+weighted rows, R_k = (diag(√w) B_k)ᵀ (:class:`~hdlmm.core.quadratic.LowRank`): no
+K × p × p array (R is no larger), and the block products, less efficient on fewer
+rows, are not made; the CV's training matrices are read entry by entry from them.
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.
@@ -217,9 +218,11 @@ class ProxyTransform:
                 for i, w in enumerate(W)]
 
     def _low_rank(self):
-        """Block matrices in low rank: several blocks, and no more rotated rows than
-        columns (see the module docstring)."""
-        return len(self.slices) > 1 and self._n_rotated() <= self.stats.n_features
+        """Block matrices in low rank: several blocks K, and no more rotated rows than
+        K p, so that R (p × n q) is no larger than the K blocks (see the module
+        docstring)."""
+        K = len(self.slices)
+        return K > 1 and self._n_rotated() <= K * self.stats.n_features
 
     def _n_rotated(self):
         """n q: the rotated rows B_i of all clusters."""
