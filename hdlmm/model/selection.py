@@ -42,10 +42,6 @@ __all__ = ["DEFAULT_A_GRID", "Selection", "Selector", "coarse_grid", "new_neighb
 #: paths ran to k = 60-70 for a true k of 5 at N = 2,000, p = 1,000 (docs/decisions.md)
 PATH_WINDOW = (2, 10)
 
-#: k_max above which the maximum-likelihood choice of k computes paths only as far as
-#: it needs them (:meth:`Selector._ml_k`); below, a whole path costs little more
-SHORT_PATHS_ABOVE = 0
-
 
 @dataclass
 class Selection:
@@ -302,8 +298,7 @@ class Selector:
         maximum-likelihood a of each step, and elsewhere the RSS at the k's it visits:
         those come from paths computed only as far as that k (their forward sweep is
         the whole path's; the whole path's backward sweep, from further up, could only
-        lower them). On problems whose paths run far (p close to N) this skips most of
-        the long paths.
+        lower them).
         """
         N, p, kind = self.stats.n_samples, self.n_candidates, self.settings.ic
         ks = np.arange(k_max + 1)
@@ -332,10 +327,10 @@ class Selector:
 
     def _rss_at(self, a, k, k_max):
         """RSS of the best subset of size k at a (inf where the criterion's path stops
-        before k): from the whole path if it was computed or k_max is small, else from
-        a path computed to k."""
-        if (float(a), int(k_max)) in self._paths or k_max <= SHORT_PATHS_ABOVE:
-            path = self._full_path(a, k_max)[0]  # (short paths save nothing there)
+        before k): from the whole path if it was computed, else from a path computed
+        to k."""
+        if (float(a), int(k_max)) in self._paths:
+            path = self._full_path(a, k_max)[0]
         else:
             path = self._short.get(float(a))
             if path is None or path.k_max < k:
