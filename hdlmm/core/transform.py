@@ -181,8 +181,9 @@ class ProxyTransform:
         return quad
 
     def _passes(self, a_values):
-        """The quadratics of some a > 0 from one pass over the rotated rows."""
-        with default_blas_threads(self._pass_flops() * len(a_values)):
+        """The quadratics of some a > 0 from one pass over the rotated rows (BLAS threads
+        by the products of one a: several small ones do not make a large one)."""
+        with default_blas_threads(self._pass_flops()):
             return self._passes_threads(a_values)
 
     def _pass_flops(self):
