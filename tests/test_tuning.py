@@ -287,15 +287,13 @@ def test_refined_search_is_a_local_optimum_of_the_full_grid(seed, k_selection):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_lazy_ml_choice_equals_proxy_ml_k_on_whole_paths(seed, monkeypatch):
+def test_lazy_ml_choice_equals_proxy_ml_k_on_whole_paths(seed):
     """The Selector's lazy evaluation of the maximum-likelihood choice of k (long paths
     only where the alternation needs them) gives proxy_ml_k's k and a on whole paths,
     on data where the paths run far (p close to N)."""
-    from hdlmm.model import selection
     from hdlmm.model.selection import Selector
     from hdlmm.model.settings import SelectionSettings
 
-    monkeypatch.setattr(selection, "SHORT_PATHS_ABOVE", 0)  # short paths at every k_max
     d = hdlmm.make_lmm_data(n_clusters=25, n_obs=(6, 12), n_features=120, n_re=2,
                             support_size=4, scale=1.0, random_state=seed)
     stats = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=5,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["matrix", "first_column", "TINY"]
+__all__ = ["matrix", "first_column", "read_only", "TINY"]
 
 TINY = np.finfo(np.float64).tiny
 #: columns of a low-rank matrix a path keeps (:func:`_column`)
@@ -36,22 +36,32 @@ def matrix(G: np.ndarray, F: np.ndarray | None = None, h: np.ndarray | None = No
     inverse of its first entry) are given, as
     :func:`hdlmm.core._path_kernel.profile_first` computes it. G and F must be exactly
     symmetric."""
-    G = np.ascontiguousarray(G, dtype=np.float64)
-    F = np.zeros((0, 0)) if F is None else np.ascontiguousarray(F, dtype=np.float64)
-    R = np.zeros((0, 0)) if R is None else np.ascontiguousarray(R, dtype=np.float64)
+    G = read_only(G)
+    F = read_only(np.zeros((0, 0)) if F is None else F)
+    R = read_only(np.zeros((0, 0)) if R is None else R)
     if h is None:
-        h, t, lead = np.zeros(0), np.zeros(0), 0
+        h, t, lead = read_only(np.zeros(0)), read_only(np.zeros(0)), 0
     else:
-        h = np.ascontiguousarray(h, dtype=np.float64)
-        t, lead = h[1:] * inv, 1
+        h = read_only(h)
+        t, lead = read_only(h[1:] * inv), 1
     # the columns computed in low rank, kept for the path: slot of each column (−1: not
     # kept; the last entry counts the kept ones) and their values
     n = G.shape[0] if R.shape[1] else 0
     slot = np.full(n + 1, -1, dtype=np.int64)
     slot[-1] = 0
     store = np.empty((min(n, COLUMNS_KEPT), n))
-    Q = (G, F, h, t, lead, np.zeros(0), R, slot, store)
-    return G, F, h, t, lead, _diagonal(Q), R, slot, store
+    Q = (G, F, h, t, lead, read_only(np.zeros(0)), R, slot, store)
+    return G, F, h, t, lead, read_only(_diagonal(Q)), R, slot, store
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous float64 view of ``a`` that cannot be written: numba compiles a
+    function once per array type, and read-only is a type of its own, so the kernel's
+    inputs are all read-only (the whitened problems are cached read-only; ``warm_up``
+    then compiles the one type the fits use)."""
+    v = np.ascontiguousarray(a, dtype=np.float64).view()
+    v.flags.writeable = False
+    return v
 
 
 def first_column(G: np.ndarray, F: np.ndarray | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._kernel_matrix import TINY, first_column, matrix
+from hdlmm.core._kernel_matrix import TINY, first_column, matrix, read_only
 from hdlmm.core._splice_kernel import _shrink, _support, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
@@ -114,10 +114,13 @@ def warm_up() -> None:
     d = float(np.sum(c ** 2))
     F, R = 0.5 * np.eye(6), 0.1 * X[:6].T
     inv = 1.0 / (G[0, 0] - F[0, 0])
+    c = read_only(c)  # (every array the kernel gets is read-only: one type to compile)
     for Q in (matrix(G), matrix(G, h=G[:, 0], inv=1.0 / G[0, 0]),
               matrix(G, F), matrix(G, F, G[:, 0] - F[:, 0], inv),
               matrix(G, F, R=R), matrix(G, F, first_column(G, F, R), inv, R)):
         for max_exchange in (2, 3):
             splice_path(Q, c, d, 1, 4, max_exchange, 20, 1000, 3, 12.0, 6, 1.0, 2, 10)
+        splice(Q, c, d, 2, np.zeros(0, dtype=np.int64), 2, 20, 1000)
         _support(Q, c, d, np.array([0, 0], dtype=np.int64), False)  # pseudo-inverse route
-    profile_first(G, 1.0 / G[0, 0])
+    for G_in in (G, read_only(G)):  # (cached whitened problems are read-only)
+        profile_first(G_in, 1.0 / G[0, 0])

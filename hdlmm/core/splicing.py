@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg
 
-from hdlmm.core._kernel_matrix import first_column, matrix
+from hdlmm.core._kernel_matrix import first_column, matrix, read_only
 from hdlmm.core._path_kernel import profile_first
 from hdlmm.core._splice_kernel import splice
 
@@ -125,7 +125,7 @@ def best_subset(G: np.ndarray, c: np.ndarray, d: float, k: int, init: ArrayLike 
         raise ValueError(f"support size k must be in 1..{p}; got {k}")
     start = np.zeros(0, dtype=np.int64) if init is None else np.unique(
         np.asarray(init, dtype=np.int64))
-    c = np.ascontiguousarray(c, dtype=np.float64)
+    c = read_only(c)
     G = np.asarray(G, dtype=np.float64)
     if not np.array_equal(G, G.T):  # the kernel reads one triangle
         G = (G + G.T) / 2

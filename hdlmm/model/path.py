@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from hdlmm.core._kernel_matrix import matrix
+from hdlmm.core._kernel_matrix import matrix, read_only
 from hdlmm.core._path_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
@@ -260,7 +260,7 @@ def _group_path(G, c, d, units, k_max, max_exchange, criterion, exact_fit, rss_l
 def _kernel_path(Q, c, d, k_max, max_exchange, criterion, rss_ls, window):
     """The fits of :func:`best_subset_path` (with the criterion's stops, if given) from
     one call of the compiled kernel, for the matrix tuple Q."""
-    c = np.ascontiguousarray(c, dtype=np.float64)
+    c = read_only(c)
     k_max = min(int(k_max), c.size)
     ratio, extra = window or (0, 0)
     if criterion is None:
