@@ -149,8 +149,8 @@ class ProxyTransform:
         if a in self._cache:
             return self._cache[a]
         s = self.stats
-        if a == 0.0:
-            quad = Quadratic(s.XtX.copy(), s.Xty.copy(), s.yty.astype(float).copy(),
+        if a == 0.0:  # the statistics themselves (views, read-only once cached)
+            quad = Quadratic(s.XtX.view(), s.Xty.view(), s.yty.astype(float),
                              s.n_rows.astype(float), s.n_rows.copy())
         elif self._use_levels():
             quad = self._at_from_levels(a, self.weights(a))
