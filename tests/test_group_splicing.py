@@ -148,3 +148,32 @@ def test_simulated_fit_without_factors_is_unchanged():
     a = SparseLMM(random_state=0).fit(d.X, d.y, d.groups, d.Z)
     b = SparseLMM(random_state=0, feature_groups="columns").fit(d.X, d.y, d.groups, d.Z)
     np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_path_window_stops_where_it_says_and_keeps_the_choice(seed):
+    """Units of several columns with the criterion's window, p close to N (where the
+    exact bound stops later): the forward sweep ends at max(2 k̂, k̂ + 10) units, before
+    the bound alone, and the criterion's choice is the whole path's."""
+    from hdlmm.model.path import Criterion
+
+    rng = np.random.default_rng(seed)
+    n, sizes = 90, rng.choice([1, 1, 2], size=60)
+    p = int(sizes.sum())
+    X = rng.normal(size=(n, p))
+    y = X[:, :3] @ np.array([1.0, -1.0, 0.8]) + rng.normal(size=n)
+    X1 = np.c_[np.ones(n), X]
+    G, c, d = X1.T @ X1, X1.T @ y, float(y @ y)
+    edges = np.cumsum(np.r_[0, sizes]) + 1
+    units = [list(range(edges[i], edges[i + 1])) for i in range(sizes.size)]
+    crit = Criterion(float(n), sizes.size, "ebic")
+    full = fit_path(G, c, d, 25, free=[0], units=units)
+    short = fit_path(G, c, d, 25, free=[0], units=units, ic=crit, window=(2, 10),
+                     n_rows=n)
+    bound_only = fit_path(G, c, d, 25, free=[0], units=units, ic=crit, n_rows=n)
+    ic_short = information_criterion(short.rss, short.ks, n, sizes.size, "ebic", df=short.df)
+    ic_full = information_criterion(full.rss, full.ks, n, sizes.size, "ebic", df=full.df)
+    k_hat = int(np.argmin(ic_short))
+    assert short.ks[-1] == max(2 * k_hat, k_hat + 10) < bound_only.ks[-1]
+    assert int(np.argmin(ic_full)) == k_hat
+    np.testing.assert_allclose(short.coefs[k_hat], full.coefs[k_hat], rtol=1e-10)
