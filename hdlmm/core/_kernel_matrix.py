@@ -59,6 +59,8 @@ def read_only(a: np.ndarray) -> np.ndarray:
     function once per array type, and read-only is a type of its own, so the kernel's
     inputs are all read-only (the whitened problems are cached read-only; ``warm_up``
     then compiles the one type the fits use)."""
+    if a.dtype == np.float64 and a.flags.c_contiguous and not a.flags.writeable:
+        return a
     v = np.ascontiguousarray(a, dtype=np.float64).view()
     v.flags.writeable = False
     return v
@@ -68,8 +70,11 @@ def first_column(G: np.ndarray, F: np.ndarray | None = None,
                  R: np.ndarray | None = None) -> np.ndarray:
     """The first column of G − F + R Rᵀ (the matrix of :func:`matrix` before the
     profiling), by the kernel's formula."""
-    Q = matrix(G, F, R=R)
-    return _gather(Q, np.arange(G.shape[0]), np.zeros(1, dtype=np.int64))[:, 0]
+    out = np.empty(G.shape[0])
+    empty = np.zeros((G.shape[0], 0))
+    _raw_column(read_only(G), read_only(np.zeros((0, 0)) if F is None else F),
+                read_only(empty if R is None else R), 0, out)
+    return out
 
 
 @njit(cache=True, error_model="numpy")
@@ -107,6 +112,17 @@ def _gather(Q, rows, cols):
 
 
 @njit(cache=True, error_model="numpy")
+def _raw_column(G, F, R, j1, out):
+    """``out`` = column j1 of G − F + R Rᵀ, read from row j1."""
+    low = np.dot(R, R[j1])  # (BLAS: a sum the compiled loop could not vectorise)
+    for i1 in range(G.shape[0]):
+        x = G[j1, i1]
+        if F.shape[0] > 0:
+            x = x - F[j1, i1]
+        out[i1] = x + low[i1]
+
+
+@njit(cache=True, error_model="numpy")
 def _column(Q, j1):
     """Column j1 of G − F + R Rᵀ (unprofiled, all rows), read from row j1: kept in the
     tuple's store the first time it is asked for (while there is room), so a path
@@ -117,12 +133,7 @@ def _column(Q, j1):
         return store[slot[j1]]
     n = slot[-1]
     col = store[n] if n < store.shape[0] else np.empty(G.shape[0])
-    low = np.dot(R, R[j1])  # (BLAS: a sum the compiled loop could not vectorise)
-    for i1 in range(G.shape[0]):
-        x = G[j1, i1]
-        if F.shape[0] > 0:
-            x = x - F[j1, i1]
-        col[i1] = x + low[i1]
+    _raw_column(G, F, R, j1, col)
     if n < store.shape[0]:
         slot[j1] = n
         slot[-1] = n + 1

@@ -212,8 +212,9 @@ def profile_out(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int]) -> 
     ct = c[R] - T @ c[U]
     dt = float(d - c[U] @ GUU_inv @ c[U])
 
-    def recover(beta_R):
-        return GUU_inv @ (c[U] - GRU.T @ beta_R)
+    def recover(beta_R):  # (p − u,) or (p − u, m): the free coefficients of each
+        cU = c[U] if np.ndim(beta_R) == 1 else c[U][:, None]
+        return GUU_inv @ (cU - GRU.T @ beta_R)
 
     return Gt, ct, dt, R, recover
 
@@ -243,8 +244,9 @@ def profiled_matrix(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int],
     ct = c[1:] - T @ c[:1]
     dt = float(d - c[:1] @ GUU_inv @ c[:1])
 
-    def recover(beta_R):
-        return GUU_inv @ (c[:1] - GRU.T @ beta_R)
+    def recover(beta_R):  # (p − 1,) or (p − 1, m)
+        c0 = c[:1] if np.ndim(beta_R) == 1 else c[:1, None]
+        return GUU_inv @ (c0 - GRU.T @ beta_R)
 
     return (matrix(G, F, h, float(GUU_inv[0, 0]), R), ct, dt, np.arange(1, p),
             recover)

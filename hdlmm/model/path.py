@@ -19,7 +19,7 @@ from hdlmm.core._path_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.group_splicing import Units, best_group_subset_path
-from hdlmm.core.splicing import SubsetFit, best_subset_path, profile_out, profiled_matrix
+from hdlmm.core.splicing import best_subset_path, profile_out, profiled_matrix
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 
@@ -170,8 +170,11 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
             if ic is not None and not exact_fit and rss_ls is None and not window:
                 rss_ls = least_squares_bound(_formed(G, minus), c, d, free)
             Q, ct, dt, rest, recover = profiled_matrix(G, c, d, free, minus)
-            fits = [] if not (k_max >= 1 and rest.size) else _kernel_path(
-                Q, ct, dt, k_max, max_exchange, ic, 0.0 if exact_fit else rss_ls, window)
+            if k_max >= 1 and rest.size:
+                S, B, R = _kernel_path(Q, ct, dt, k_max, max_exchange, ic,
+                                       0.0 if exact_fit else rss_ls, window)
+                return _arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
+            fits = []
         else:
             Gt, ct, dt, rest, recover = profile_out(_formed(G, minus), c, d, free)
             grouped = _units_of(units, rest)
@@ -181,8 +184,9 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
                 return _group_path(Gt, ct, dt, grouped, k_max, max_exchange, ic,
                                    exact_fit, rss_ls, window, p, rest, recover, free)
             elif ic is None or exact_fit or isinstance(ic, Criterion):
-                fits = _kernel_path(matrix(Gt), ct, dt, k_max, max_exchange, ic,
-                                    0.0 if exact_fit else rss_ls, window)
+                S, B, R = _kernel_path(matrix(Gt), ct, dt, k_max, max_exchange, ic,
+                                       0.0 if exact_fit else rss_ls, window)
+                return _arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
             else:
                 fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange,
                                         stop=_ic_stop(Gt, ct, dt, ic, rss_ls))
@@ -191,6 +195,21 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     coefs = np.array([null] + [_expand(f, p, rest, recover, free) for f in fits])
     return PathFit(ks=np.arange(len(fits) + 1), coefs=coefs,
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
+
+
+def _arrays_path(S, B, R, d, p, rest, recover, free, k_max):
+    """The PathFit of the kernel's supports S (padded with −1), coefficients B and RSS R
+    for k = 1..m, with the null model at k = 0 (the free columns recovered for every k
+    at once)."""
+    m = R.size
+    coef_R = np.zeros((m + 1, rest.size))
+    for i in range(m):
+        coef_R[i + 1, S[i, :i + 1]] = B[i, :i + 1]
+    coefs = np.zeros((m + 1, p))
+    coefs[:, rest] = coef_R
+    if len(free):
+        coefs[:, list(free)] = recover(coef_R.T).T
+    return PathFit(ks=np.arange(m + 1), coefs=coefs, rss=np.r_[d, R], k_max=int(k_max))
 
 
 def _formed(G, minus):
@@ -259,7 +278,8 @@ def _group_path(G, c, d, units, k_max, max_exchange, criterion, exact_fit, rss_l
 
 def _kernel_path(Q, c, d, k_max, max_exchange, criterion, rss_ls, window):
     """The fits of :func:`best_subset_path` (with the criterion's stops, if given) from
-    one call of the compiled kernel, for the matrix tuple Q."""
+    one call of the compiled kernel, for the matrix tuple Q: supports (padded with −1),
+    coefficients and RSS for k = 1..m."""
     c = read_only(c)
     k_max = min(int(k_max), c.size)
     ratio, extra = window or (0, 0)
@@ -273,8 +293,7 @@ def _kernel_path(Q, c, d, k_max, max_exchange, criterion, rss_ls, window):
     if not ok.all():
         warnings.warn("splicing reached max_iter=1000 before converging at some k of the "
                       "path", RuntimeWarning, stacklevel=3)
-    return [SubsetFit(support=S[i, :i + 1].astype(np.intp), coef=B[i, :i + 1].copy(),
-                      rss=float(R[i])) for i in range(R.size)]
+    return S, B, R
 
 
 def least_squares_bound(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int] = ()) -> float:
