@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Quadratic", "LowRank", "objectives"]
+__all__ = ["Quadratic", "LowRank", "objectives", "formed_difference"]
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,7 @@ class Quadratic:
     def without(self, block: int) -> tuple:
         """(G, c, d, trace, n_rows) of all blocks except ``block``: total − block."""
         G, minus, c, d, tr, n = self.split(block)
-        if isinstance(minus, tuple):
-            F, R = minus
-            return ((G - F) + R @ R.T, c, d, tr, n)
-        return (G - minus, c, d, tr, n)
+        return (formed_difference(G, minus), c, d, tr, n)
 
     def split(self, block: int) -> tuple:
         """(G, minus, c, d, trace, n_rows): :meth:`without` with its matrix left as the
@@ -149,3 +146,14 @@ def objectives(G: np.ndarray, c: np.ndarray, d: float, betas: np.ndarray) -> np.
     S = np.flatnonzero(np.any(betas != 0, axis=0))
     B = betas[:, S]
     return d - 2 * B @ c[S] + np.einsum("ij,ij->i", B @ G[np.ix_(S, S)], B)
+
+
+def formed_difference(G: np.ndarray, minus: np.ndarray | tuple | None) -> np.ndarray:
+    """G − minus formed, ``minus`` a matrix F, or (F, R) for G − F + R Rᵀ (what
+    :meth:`Quadratic.split` leaves to whoever needs it), or None for G itself."""
+    if minus is None:
+        return G
+    if isinstance(minus, tuple):
+        F, R = minus
+        return (G - F) + R @ R.T
+    return G - minus

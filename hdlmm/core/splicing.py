@@ -234,10 +234,7 @@ def profiled_matrix(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int],
     if not len(free):
         return (matrix(G, F, R=R), c, float(d), np.arange(p),
                 lambda beta_R: np.zeros(0))
-    if R is not None:
-        h = first_column(G, F, R)
-    else:  # the intercept's column
-        h = G[:, 0] if F is None else G[:, 0] - F[:, 0]
+    h = first_column(G, F, R)  # the intercept's column of G − minus
     GUU_inv = _inverse_pd(h[:1, None])
     GRU = h[1:, None]
     T = GRU @ GUU_inv

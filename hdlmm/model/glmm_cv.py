@@ -36,10 +36,10 @@ import numpy as np
 
 from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
+from hdlmm.model.a_grid import coarse_grid, new_neighbours
 from hdlmm.model.families import Family
 from hdlmm.model.glmm import conditional_modes
 from hdlmm.model.path import fit_path
-from hdlmm.model.selection import coarse_grid, new_neighbours
 from hdlmm.model.tuning import CVResult
 
 __all__ = ["HeldOutRows", "deviance_cv", "choose_by_deviance"]

@@ -19,6 +19,7 @@ from hdlmm.core._path_kernel import IC_CODES, splice_path
 from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import least_squares_rss
 from hdlmm.core.group_splicing import Units, best_group_subset_path
+from hdlmm.core.quadratic import formed_difference
 from hdlmm.core.splicing import best_subset_path, profile_out, profiled_matrix
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
@@ -168,7 +169,7 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     with one_blas_thread():
         if _in_kernel(free, units, ic):  # no p × p matrix formed
             if ic is not None and not exact_fit and rss_ls is None and not window:
-                rss_ls = least_squares_bound(_formed(G, minus), c, d, free)
+                rss_ls = least_squares_bound(formed_difference(G, minus), c, d, free)
             Q, ct, dt, rest, recover = profiled_matrix(G, c, d, free, minus)
             if k_max >= 1 and rest.size:
                 S, B, R = _kernel_path(Q, ct, dt, k_max, max_exchange, ic,
@@ -176,7 +177,7 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
                 return _arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
             fits = []
         else:
-            Gt, ct, dt, rest, recover = profile_out(_formed(G, minus), c, d, free)
+            Gt, ct, dt, rest, recover = profile_out(formed_difference(G, minus), c, d, free)
             grouped = _units_of(units, rest)
             if not (k_max >= 1 and rest.size):
                 fits = []
@@ -210,16 +211,6 @@ def _arrays_path(S, B, R, d, p, rest, recover, free, k_max):
     if len(free):
         coefs[:, list(free)] = recover(coef_R.T).T
     return PathFit(ks=np.arange(m + 1), coefs=coefs, rss=np.r_[d, R], k_max=int(k_max))
-
-
-def _formed(G, minus):
-    """G − minus formed (minus a matrix F, or (F, R) for G − F + R Rᵀ)."""
-    if minus is None:
-        return G
-    if isinstance(minus, tuple):
-        F, R = minus
-        return (G - F) + R @ R.T
-    return G - minus
 
 
 def _in_kernel(free, units, ic):

@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike
 from hdlmm.core.progress import progress_bar
 from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
+from hdlmm.model.a_grid import coarse_grid, evaluate, new_neighbours
 from hdlmm.model.checks import check_forced_columns, check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
 from hdlmm.model.path import Criterion, default_k_max, fit_path, least_squares_bound
@@ -244,7 +245,7 @@ class Selector:
             new = [] if full or focus is None else new_neighbours(a_grid, focus, seen)
             if not new:
                 break
-            seen = _evaluate(transform, seen, new)
+            seen = evaluate(transform, seen, new)
             self._expect(len(seen))
         cvres, todo = None, seen
         while True:
@@ -259,7 +260,7 @@ class Selector:
             todo = [] if full else new_neighbours(a_grid, a, seen)
             if not todo:
                 break
-            seen = _evaluate(transform, seen, todo)
+            seen = evaluate(transform, seen, todo)
             self._expect(len(seen))
             if k_index is not None and s.ic_samples == "ml":  # one k for every a
                 k_index.update(dict.fromkeys(todo, k_index[a]))
@@ -394,26 +395,3 @@ class Selector:
         return Selection(a=a, k=k, how=how, coef=coef[lead:].copy(),
                          intercept=float(coef[0]) if lead else 0.0, n_eff=n_eff,
                          path=table, cv_results=cv_results, forced=self.forced)
-
-
-def coarse_grid(grid: ArrayLike, step: int = 3) -> list:
-    """Every ``step``-th positive value of a sorted grid, its last, and 0 if present:
-    decades on the default grid."""
-    positive = [float(a) for a in grid if a > 0]
-    keep = positive[::step]
-    if positive and positive[-1] not in keep:
-        keep.append(positive[-1])
-    return [0.0] * bool(len(grid) > len(positive)) + keep
-
-
-def new_neighbours(grid: ArrayLike, a: float, seen: list) -> list:
-    """The values next to ``a`` on the sorted grid that are not in ``seen``."""
-    i = int(np.searchsorted(grid, a))
-    return [float(grid[j]) for j in (i - 1, i + 1)
-            if 0 <= j < len(grid) and float(grid[j]) not in seen]
-
-
-def _evaluate(transform, seen, new):
-    """Add ``new`` values of a to ``seen`` (sorted), their G(a) in one pass."""
-    transform.prepare(new)
-    return sorted(seen + new)
