@@ -311,3 +311,28 @@ def test_lazy_ml_choice_equals_proxy_ml_k_on_whole_paths(seed):
     n_eff = np.array([n for _, _, n in paths])
     assert (k, ia) == proxy_ml_k(rss, logdet, n_eff, stats.n_samples, 120, "ebic")
     assert len(lazy._paths) < len(grid)  # some whole paths were skipped
+
+
+@pytest.mark.parametrize("shape", ["wide", "tall"])  # fold matrices in low rank / formed
+def test_compiled_cv_scores_equal_the_path_by_path_loop(shape):
+    """The compiled cross-validation (every fold's path and held-out scores in two
+    kernel calls) gives the scores of the loop over folds with fit_path, to rounding,
+    for both criteria, with and without the intercept, at a = 0 and a > 0."""
+    from hdlmm.core.transform import ProxyTransform
+    from hdlmm.model.tuning import _compiled_scores, _loop_scores
+
+    p = 120 if shape == "wide" else 8  # n q = 50 rotated rows against K p
+    d = hdlmm.make_lmm_data(n_clusters=25, n_obs=(3, 9), n_features=p, n_re=2,
+                            support_size=3, random_state=4)
+    stats = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=5,
+                                     random_state=0).standardized()
+    tr = ProxyTransform(stats)
+    assert tr._low_rank() == (shape == "wide")
+    for criterion in ("marginal", "loglik"):
+        for free in ([0], []):
+            for a in (0.0, 0.7, 30.0):
+                args = (tr.at(a), tr.at(0.0), tr.logdet_blocks(a), 6, criterion, 2, None)
+                compiled = _compiled_scores(*args, lead=len(free))
+                loop = _loop_scores(*args, free=free, units=None)
+                assert np.isfinite(loop).all()
+                np.testing.assert_allclose(compiled, loop, rtol=1e-11, atol=0)

@@ -253,6 +253,7 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
     w2 = np.empty(L)
     Dd = np.empty(L)
     valid = np.empty(L, dtype=np.bool_)
+    v_l = np.empty(L)
     for o1 in range(k):
         for o2 in range(o1 + 1, k):
             m11, m12, m22 = M[o1, o1], M[o1, o2], M[o2, o2]
@@ -275,18 +276,20 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
             for j in range(L):
                 if not valid[j]:
                     continue
+                # f after the exchange for every l > j, inf where the pair is infeasible
+                # (a loop without branches, which the compiler vectorises), then the
+                # first smallest in the order of l
+                Dj, gj, w1j, w2j = Dd[j], g2[j], w1[j], w2[j]
                 for l in range(j + 1, L):
-                    if not valid[l]:
-                        continue
-                    Sjl = S[j, l] + w1[j] * h1[l] + w2[j] * h2[l]
-                    det = Dd[j] * Dd[l] - Sjl * Sjl
-                    if not det > 1e-10 * abs(Dd[j] * Dd[l]):
-                        continue
-                    quad = (g2[j] * g2[j] * Dd[l] + Dd[j] * g2[l] * g2[l]
-                            - 2 * Sjl * g2[j] * g2[l])
-                    v = rss_R - quad / det
-                    if v < best:
-                        best, bo1, bo2, bj, bl = v, o1, o2, j, l
+                    Sjl = S[j, l] + w1j * h1[l] + w2j * h2[l]
+                    DD = Dj * Dd[l]
+                    det = DD - Sjl * Sjl
+                    quad = gj * gj * Dd[l] + Dj * g2[l] * g2[l] - 2 * Sjl * gj * g2[l]
+                    ok = valid[l] and det > 1e-10 * abs(DD)
+                    v_l[l] = rss_R - quad / det if ok else np.inf
+                for l in range(j + 1, L):
+                    if v_l[l] < best:
+                        best, bo1, bo2, bj, bl = v_l[l], o1, o2, j, l
     if not best < below:
         return empty
     return _sorted_with(A, np.array([bo1, bo2]), np.array([C[bj], C[bl]]))

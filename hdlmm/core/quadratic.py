@@ -53,6 +53,15 @@ class LowRank:
         Rk = self.R[columns, self.bounds[k]:self.bounds[k + 1]]
         return self.XtX[k][np.ix_(columns, columns)] - Rk @ Rk.T
 
+    def factors(self) -> np.ndarray:
+        """Every R_k, zero-padded to the widest: shape (K, p, max m_k), C-contiguous
+        (the compiled cross-validation reads fold k's as ``factors()[k]``)."""
+        widths = np.diff(self.bounds)
+        out = np.zeros((widths.size, self.R.shape[0], int(widths.max(initial=0))))
+        for k, m in enumerate(widths):
+            out[k, :, :m] = self.R[:, self.bounds[k]:self.bounds[k + 1]]
+        return out
+
     @property
     def nbytes(self) -> int:
         return self.R.nbytes + self.total.nbytes

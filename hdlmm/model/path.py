@@ -167,7 +167,7 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
     if exact_fit and not isinstance(ic, Criterion):
         ic = None  # (no bound, and no window without a Criterion)
     with one_blas_thread():
-        if _in_kernel(free, units, ic):  # no p × p matrix formed
+        if runs_in_kernel(free, units, ic):  # no p × p matrix formed
             if ic is not None and not exact_fit and rss_ls is None and not window:
                 rss_ls = least_squares_bound(formed_difference(G, minus), c, d, free)
             Q, ct, dt, rest, recover = profiled_matrix(G, c, d, free, minus)
@@ -213,7 +213,7 @@ def _arrays_path(S, B, R, d, p, rest, recover, free, k_max):
     return PathFit(ks=np.arange(m + 1), coefs=coefs, rss=np.r_[d, R], k_max=int(k_max))
 
 
-def _in_kernel(free, units, ic):
+def runs_in_kernel(free, units, ic):
     """Whether the path runs on the kernel's matrix tuple: no columns but the intercept
     unpenalised, no units of several columns, the criterion (if any) a Criterion."""
     return (list(free) in ([], [0]) and not any(len(u) > 1 for u in (units or ()))

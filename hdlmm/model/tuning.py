@@ -23,13 +23,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from hdlmm.core._cv_kernel import LOGLIK, MARGINAL, fold_problems, fold_scores
+from hdlmm.core._kernel_matrix import read_only
 from hdlmm.core.transform import ProxyTransform, objectives
-from hdlmm.model.path import IC_TYPES, fit_path, information_criterion  # noqa: F401 (re-exported)
+from hdlmm.model.path import IC_TYPES, fit_path, information_criterion, runs_in_kernel  # noqa: F401
 from hdlmm.model.settings import SelectionSettings
 
 __all__ = ["information_criterion", "proxy_ml_k", "CVResult", "cross_validate",
@@ -211,26 +214,14 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
     k_max_a = np.broadcast_to(np.asarray(k_max, dtype=int), (len(a_grid),))
     q0 = transform.at(0.0)
     scores = np.full((len(a_grid), K, int(k_max_a.max()) + 1), np.nan)
+    fold_scores_at = (partial(_compiled_scores, lead=len(free))
+                      if runs_in_kernel(free, units, None)
+                      else partial(_loop_scores, free=free, units=units))
     for ia, a in enumerate(a_grid):
-        qa = transform.at(a)
-        logdet = transform.logdet_blocks(a)
-        for f in range(K):
-            G, G_f, c, d, _, n_tr = qa.split(f)
-            path = fit_path(G, c, d, int(k_max_a[ia]), free=free,
-                            max_exchange=max_exchange, units=units, minus=G_f)
-            if progress is not None:
-                progress.update(1)
-            n_k = min(int(k_max_a[ia]) + 1, path.ks.size)  # k = 0..n_k − 1
-            coefs = path.coefs[:n_k]
-            S = np.flatnonzero(np.any(coefs != 0, axis=0))  # the fold's problems on
-            test_a = None                                    # the columns in use only
-            if criterion == "loglik":
-                Gf, cf, df, _, nf = qa.block(f, S)
-                test_a = (Gf, cf, df, logdet[f], nf)
-            scores[ia, f, :n_k] = _heldout(criterion, coefs[:, S], q0.block(f, S),
-                                           test_a, path.rss[:n_k], n_tr, d)
-            if criterion == "loglik":  # no residual df: σ̂² is not estimable
-                scores[ia, f, :n_k][n_tr <= path.df[:n_k] + len(free)] = np.inf
+        k_a = min(int(k_max_a[ia]), transform.stats.n_features - len(free))
+        scores[ia, :, :k_a + 1] = fold_scores_at(
+            transform.at(a), q0, transform.logdet_blocks(a), k_a, criterion,
+            max_exchange, progress)
     if np.isinf(scores).any():
         warnings.warn("some cross-validation training sets have no more rows than "
                       "coefficients, so their held-out likelihood is undefined (set to "
@@ -238,6 +229,58 @@ def cross_validate(transform: ProxyTransform, a_grid: Sequence[float], k_max: in
                       RuntimeWarning, stacklevel=3)
     return CVResult(a_grid=np.asarray(a_grid, dtype=float),
                     ks=np.arange(scores.shape[2]), scores=scores)
+
+
+def _loop_scores(qa, q0, logdet, k_max, criterion, max_exchange, progress, free, units):
+    """The held-out scores (K, k_max + 1) of every fold at one a, a path at a time
+    (:func:`~hdlmm.model.path.fit_path`: any unpenalised columns and units)."""
+    K = qa.c.shape[0]
+    scores = np.full((K, k_max + 1), np.nan)
+    for f in range(K):
+        G, G_f, c, d, _, n_tr = qa.split(f)
+        path = fit_path(G, c, d, k_max, free=free, max_exchange=max_exchange,
+                        units=units, minus=G_f)
+        if progress is not None:
+            progress.update(1)
+        n_k = min(k_max + 1, path.ks.size)  # k = 0..n_k − 1
+        coefs = path.coefs[:n_k]
+        S = np.flatnonzero(np.any(coefs != 0, axis=0))  # the fold's problems on
+        test_a = None                                    # the columns in use only
+        if criterion == "loglik":
+            Gf, cf, df, _, nf = qa.block(f, S)
+            test_a = (Gf, cf, df, logdet[f], nf)
+        scores[f, :n_k] = _heldout(criterion, coefs[:, S], q0.block(f, S), test_a,
+                                   path.rss[:n_k], n_tr, d)
+        if criterion == "loglik":  # no residual df: σ̂² is not estimable
+            scores[f, :n_k][n_tr <= path.df[:n_k] + len(free)] = np.inf
+    return scores
+
+
+def _compiled_scores(qa, q0, logdet, k_max, criterion, max_exchange, progress, lead):
+    """:func:`_loop_scores` for at most the intercept unpenalised and units of one
+    column, by the compiled kernel (:mod:`hdlmm.core._cv_kernel`): every fold's path
+    and scores in two calls, the fold's problems read as the path kernel reads them
+    (``lead`` = 1: the intercept profiled out)."""
+    G, c, d, _, n = qa.total()
+    low = qa.low_rank
+    F = low.XtX if low is not None else qa.G
+    K, p = F.shape[0], G.shape[0]
+    R = low.factors() if low is not None else np.zeros((K, p, 0))
+    C, D = c[None, :] - qa.c, d - qa.d
+    F, R, C, D = (read_only(x) for x in (F, R, C, D))
+    problems = [read_only(x) for x in fold_problems(G, F, R, C, D, lead)]
+    test = ((q0.G, np.zeros((K, p, 0)), q0.c, q0.d) if criterion == "marginal"
+            else (F, R, qa.c, qa.d))
+    scores, ok = fold_scores(
+        read_only(G), F, R, *problems, lead, int(k_max), int(max_exchange), 20, 1000,
+        MARGINAL if criterion == "marginal" else LOGLIK, C, D, read_only(n - qa.n_rows),
+        *(read_only(x) for x in test), read_only(qa.n_rows), read_only(logdet))
+    if not ok:
+        warnings.warn("splicing reached max_iter=1000 before converging at some k of the "
+                      "path", RuntimeWarning, stacklevel=4)
+    if progress is not None:
+        progress.update(K)
+    return scores
 
 
 def choose_from_cv(model: SelectionSettings, cvres: CVResult, k_of_a: np.ndarray | None,
