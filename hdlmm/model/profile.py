@@ -7,12 +7,11 @@ profiled out. For each cluster M_i = ΛᵀZ_iᵀZ_iΛ + I (q × q) and, by Woodb
     XᵀV⁻¹X = XᵀX − Σ_i (ΛᵀZ_iᵀX_i)ᵀ M_i⁻¹ (ΛᵀZ_iᵀX_i)      (V = I + Z Λ Λᵀ Zᵀ)
     log |V| = Σ_i log |M_i|
 
-All cluster algebra is batched q × q linear algebra over an (n, q, q) stack; nothing
-loops over clusters in Python. Products of every M_i with the one Λ, and sums over
-clusters of products, are written as single matrix products (:func:`congruence`,
-:func:`left_product`, :func:`sum_of_products`): a broadcast matmul loops over the
-clusters (measured at n = 100,000, q = 2, 6 columns: 47 ms per deviance and gradient
-instead of 71).
+The deviance and its gradient, evaluated a few dozen times per fit, are one compiled
+pass over the clusters (:mod:`hdlmm.model._deviance_kernel`). The GLS pieces at the
+optimum (:meth:`Profile.solve`) are batched q × q linear algebra over an (n, q, q)
+stack, with products of every M_i with the one Λ written as single matrix products
+(:func:`congruence`).
 
 Reference: Bates, D., Mächler, M., Bolker, B. & Walker, S. (2015). Fitting linear
 mixed-effects models using lme4. J. Stat. Softw. 67(1). doi:10.18637/jss.v067.i01
@@ -25,9 +24,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from hdlmm.core.stats import ClusterStats
+from hdlmm.model._deviance_kernel import deviance_and_gradient as compiled_deviance
 
-__all__ = ["Profile", "congruence", "inv_logdet", "left_product", "lower_factor",
-           "sum_of_products"]
+__all__ = ["Profile", "congruence", "inv_logdet", "lower_factor"]
 
 
 class Profile:
@@ -56,9 +55,12 @@ class Profile:
         stats = _z_standard_for(stats, structure, self.blocks)
         T_s = _preconditioner(stats.ZtZ.sum(0) / self.N, structure, self.blocks)
         self.T = stats.z_map() @ T_s
-        self.ZtZ = congruence(stats.ZtZ, T_s)  # T_sᵀ Z_s,iᵀZ_s,i T_s
-        self.ZtX = np.einsum("ab,nbp->nap", T_s.T, stats.ZtX) if self.q else stats.ZtX
-        self.Zty = stats.Zty @ T_s
+        # (C-contiguous and writable: the one array type the compiled deviance takes)
+        self.ZtZ = _plain(congruence(stats.ZtZ, T_s))  # T_sᵀ Z_s,iᵀZ_s,i T_s
+        self.ZtX = _plain(np.einsum("ab,nbp->nap", T_s.T, stats.ZtX) if self.q
+                          else stats.ZtX)
+        self.Zty = _plain(stats.Zty @ T_s)
+        self.XtX, self.Xty = _plain(self.XtX), _plain(self.Xty)
         self.U = self.ZtX.reshape(-1, self.p)  # the Z̃_iᵀX_i stacked, (n q, p)
         self.rows, self.cols = self._free_entries()
 
@@ -134,31 +136,27 @@ class Profile:
 
         then restricted to the free entries of Λ (lower triangle, diagonal or trace).
         """
-        try:
-            st = self._state(theta)
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros(self.n_theta())
         nu = self.N - self.p if self.reml else self.N
-        dev = st.logdetV + nu * (1 + np.log(2 * np.pi * st.r2 / nu))
-        if self.reml:
-            dev += np.linalg.slogdet(st.A)[1]
-        if not gradient:
-            return dev, None
-        LMinv = left_product(st.L, st.Minv)  # Λ M_i⁻¹, (n, q, q)
-        e = self.Zty - (self.U @ st.beta).reshape(-1, self.q)
-        C = (-nu / st.r2) * (e[:, :, None] * e[:, None, :])
-        if self.reml:
-            UA = (self.U @ np.linalg.inv(st.A)).reshape(self.ZtX.shape)
-            C -= UA @ np.swapaxes(self.ZtX, 1, 2)
-        W = np.eye(self.q) - self.ZtZ @ st.P
-        gL = 2 * (sum_of_products(self.ZtZ, LMinv) + sum_of_products(W, C @ LMinv))
-        return dev, self._chain(gL)
+        try:  # one compiled pass over the clusters (model/_deviance_kernel.py)
+            dev, gL, ok = compiled_deviance(self.lam(theta), self.ZtZ, self.ZtX, self.Zty,
+                                            self.XtX, self.Xty, self.yty, float(nu),
+                                            self.reml, gradient)
+        except np.linalg.LinAlgError:
+            ok = False
+        if not ok:
+            return np.inf, np.zeros(self.n_theta())
+        return dev, (self._chain(gL) if gradient else None)
 
     def _chain(self, gL):
         """Gradient in θ from the gradient in Λ̃."""
         if self.structure == "scalar":
             return np.array([np.trace(gL)])
         return gL[self.rows, self.cols]
+
+
+def _plain(a):
+    """``a`` as a C-contiguous, writable float64 array (a copy only if needed)."""
+    return np.require(a, dtype=np.float64, requirements=["C", "W"])
 
 
 def _check_blocks(blocks, q, structure):
@@ -236,17 +234,6 @@ def congruence(S: np.ndarray, L: np.ndarray) -> np.ndarray:
     q = L.shape[0]
     K = np.einsum("ca,db->cdab", L, L).reshape(q * q, q * q)
     return (S.reshape(-1, q * q) @ K).reshape(S.shape)
-
-
-def left_product(L: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """L S_i for a stack S of shape (n, q, q), as one product."""
-    return np.swapaxes(np.tensordot(S, L, axes=([1], [1])), 1, 2)
-
-
-def sum_of_products(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Σ_i X_i Y_i over stacks of shape (n, q, q), as one (q, n q) × (n q, q) product."""
-    q = X.shape[1]
-    return np.swapaxes(X, 0, 1).reshape(q, -1) @ Y.reshape(-1, Y.shape[2])
 
 
 def inv_logdet(M: np.ndarray) -> tuple:
