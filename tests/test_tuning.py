@@ -303,14 +303,14 @@ def test_lazy_ml_choice_equals_proxy_ml_k_on_whole_paths(seed):
     k_max = lazy.k_max()
     k, ia = lazy._ml_k(grid, k_max)
     whole = Selector(stats, SelectionSettings())
-    paths = [whole._full_path(a, k_max) for a in grid]
+    paths = [whole.paths.full(a, k_max) for a in grid]
     rss = np.full((len(grid), k_max + 1), np.inf)
     for row, (path, _, _) in zip(rss, paths):
         row[:path.rss.size] = path.rss
     logdet = np.array([whole.transform.logdet_blocks(a).sum() for a in grid])
     n_eff = np.array([n for _, _, n in paths])
     assert (k, ia) == proxy_ml_k(rss, logdet, n_eff, stats.n_samples, 120, "ebic")
-    assert len(lazy._paths) < len(grid)  # some whole paths were skipped
+    assert len(lazy.paths._paths) < len(grid)  # some whole paths were skipped
 
 
 @pytest.mark.parametrize("shape", ["wide", "tall"])  # fold matrices in low rank / formed

@@ -32,7 +32,8 @@ from hdlmm.core.transform import ProxyTransform
 from hdlmm.model.a_grid import coarse_grid, evaluate, new_neighbours
 from hdlmm.model.checks import check_forced_columns, check_support_rank, check_support_size
 from hdlmm.model.efficiency import most_efficient_a
-from hdlmm.model.path import Criterion, default_k_max, fit_path, least_squares_bound
+from hdlmm.model.full_paths import FullDataPaths
+from hdlmm.model.path import default_k_max, fit_path
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.model.tuning import choose_from_cv, cross_validate, information_criterion
 
@@ -144,9 +145,9 @@ class Selector:
             check_support_size(settings.support_size, self.n_candidates,
                                stats.n_samples - len(self.free))
         self.transform = ProxyTransform(stats)
-        self._paths = {}  # (a, k_max) -> full-data path, shared by tuning and final fit
-        self._short = {}  # a -> a full-data path to a smaller k (see _ml_k)
-        self._ls = {}  # a -> RSS of least squares on all columns (the paths' bound)
+        # the full-data path at each a, shared by the criterion and the final fit
+        self.paths = FullDataPaths(self.transform, settings, self.free, self.units,
+                                   self.n_candidates, window=PATH_WINDOW)
         self._bar = progress_bar(None, "", False)  # shown only inside choose()
 
     def _check_units(self, k):
@@ -164,11 +165,12 @@ class Selector:
         counting the paths: one on all the data and one per CV fold for each a)."""
         self._bar = progress_bar(None, "choosing a and k", self.settings.progress,
                                  unit="path")
+        self.paths.progress = self._bar
         try:
             return self._choose()
         finally:
             self._bar.close()
-            self._bar = progress_bar(None, "", False)
+            self._bar = self.paths.progress = progress_bar(None, "", False)
 
     def _expect(self, n_a):
         """Tell the progress bar that ``n_a`` values of a are to be evaluated."""
@@ -282,7 +284,7 @@ class Selector:
         """
         s, p = self.settings, self.n_candidates
         if s.ic_samples != "ml":
-            paths, n_ic, _ = zip(*(self._full_path(a, k_max) for a in a_values))
+            paths, n_ic, _ = zip(*(self.paths.full(a, k_max) for a in a_values))
             k_of_a = {a: int(np.argmin(information_criterion(path.rss, path.ks, n, p,
                                                              s.ic, df=path.df)))
                       for a, path, n in zip(a_values, paths, n_ic)}
@@ -306,11 +308,11 @@ class Selector:
         logdet = np.array([self.transform.logdet_blocks(a).sum() for a in a_values])
 
         def dev(k):
-            rss = np.array([self._rss_at(a, k, k_max) for a in a_values])
+            rss = np.array([self.paths.rss_at(a, k, k_max) for a in a_values])
             return N * np.log(np.maximum(rss, np.finfo(float).tiny) / N) + logdet
 
         def k_by_ic(ia, n):
-            path, _, n_eff = self._full_path(a_values[ia], k_max)
+            path, _, n_eff = self.paths.full(a_values[ia], k_max)
             rss, df = np.full(k_max + 1, np.inf), ks.copy()
             rss[:path.rss.size], df[:path.df.size] = path.rss, path.df
             return int(np.argmin(information_criterion(rss, ks, n_eff if n is None else n,
@@ -326,55 +328,12 @@ class Selector:
             k = k_by_ic(ia, N)
         return k, int(np.argmin(dev(k)))
 
-    def _rss_at(self, a, k, k_max):
-        """RSS of the best subset of size k at a (inf where the criterion's path stops
-        before k): from the whole path if it was computed, else from a path computed
-        to k."""
-        if (float(a), int(k_max)) in self._paths:
-            path = self._full_path(a, k_max)[0]
-        else:
-            path = self._short.get(float(a))
-            if path is None or path.k_max < k:
-                path = self._path(a, k)[0]
-                self._short[float(a)] = path
-        return path.rss[k] if k < path.rss.size else np.inf
-
-    def _full_path(self, a, k_max):
-        """(path, IC sample size, tr(Σ_a⁻¹)): the best-subset path on all the data at one
-        a (cached: the final fit reuses the path computed while choosing k for each a).
-        An undefined a (the null model of a formula without candidates, where a has no
-        role) is evaluated at a = 0."""
-        key = (float(a), int(k_max))
-        if key not in self._paths:
-            self._paths[key] = self._path(a, k_max)
-            self._bar.update(1)
-        return self._paths[key]
-
-    def _path(self, a, k_max):
-        """(path, IC sample size, tr(Σ_a⁻¹)) of the path at a to k_max (see _full_path)."""
-        s = self.settings
-        G, c, d, n_eff, n_rows = self.transform.at(0.0 if np.isnan(a) else a).total()
-        n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
-        ic = None  # the IC path stops where no larger k is likely to win (PATH_WINDOW)
-        if s.support_size is None and s.k_selection == "ic":
-            ic = Criterion(n_ic, self.n_candidates, s.ic)
-        rss_ls = None
-        if ic is not None and self.units and G.shape[0] < n_rows:  # exact bound, once per a
-            key = 0.0 if np.isnan(a) else float(a)
-            if key not in self._ls:
-                self._ls[key] = least_squares_bound(G, c, d, self.free)
-            rss_ls = self._ls[key]
-        path = fit_path(G, c, d, k_max, free=self.free, max_exchange=s.max_exchange,
-                        ic=ic, n_rows=n_rows, rss_ls=rss_ls, units=self.units,
-                        window=PATH_WINDOW)
-        return path, n_ic, n_eff
-
     def fit_at(self, a: float, k: int | None, how: str, k_max: int,
                cv_results: pd.DataFrame | None = None) -> Selection:
         """The best-subset fit of size k at a (k None: by the information criterion on
         the full-data path)."""
         s, p, free, lead = self.settings, self.n_candidates, self.free, self.n_lead
-        path, n_ic, n_eff = self._full_path(a, k_max)
+        path, n_ic, n_eff = self.paths.full(a, k_max)
         if k is not None and path.ks.size <= k:  # the IC path stopped short of k at a
             G, c, d, _, _ = self.transform.at(a).total()  # (a is defined: k > 0)
             path = fit_path(G, c, d, k, free=free, max_exchange=s.max_exchange,
