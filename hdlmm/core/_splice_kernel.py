@@ -280,16 +280,20 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
                 # (a loop without branches, which the compiler vectorises), then the
                 # first smallest in the order of l
                 Dj, gj, w1j, w2j = Dd[j], g2[j], w1[j], w2[j]
-                for l in range(j + 1, L):
+                better = 0
+                for l in range(L):
                     Sjl = S[j, l] + w1j * h1[l] + w2j * h2[l]
                     DD = Dj * Dd[l]
                     det = DD - Sjl * Sjl
                     quad = gj * gj * Dd[l] + Dj * g2[l] * g2[l] - 2 * Sjl * gj * g2[l]
-                    ok = valid[l] and det > 1e-10 * abs(DD)
-                    v_l[l] = rss_R - quad / det if ok else np.inf
-                for l in range(j + 1, L):
-                    if v_l[l] < best:
-                        best, bo1, bo2, bj, bl = v_l[l], o1, o2, j, l
+                    v = rss_R - quad / det
+                    ok = valid[l] & (det > 1e-10 * abs(DD)) & (l > j)
+                    v_l[l] = v if ok else np.inf
+                    better |= v_l[l] < best  # (an integer reduction: vectorised too)
+                if better:  # the row has an l better than the best so far
+                    for l in range(j + 1, L):
+                        if v_l[l] < best:
+                            best, bo1, bo2, bj, bl = v_l[l], o1, o2, j, l
     if not best < below:
         return empty
     return _sorted_with(A, np.array([bo1, bo2]), np.array([C[bj], C[bl]]))
