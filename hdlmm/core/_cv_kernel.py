@@ -11,8 +11,9 @@ route, and runs :func:`~hdlmm.core._path_kernel.splice_path` without compiling i
 again. :func:`fold_scores` then scores every k of the fold's path on the fold's own
 cross-products (:func:`hdlmm.model.tuning.cross_validate` documents the criteria).
 
-The fold's matrix in low rank is G − XᵀX_f + R_f R_fᵀ with R_f read from a (K, p, m)
-array of the folds' factors, zero-padded to the largest fold.
+The fold's matrix in low rank is G − XᵀX_f + R_f R_fᵀ with R_fᵀ read from a (K, m, p)
+array of the folds' factors, transposed (as the kernel's matrix tuple holds them) and
+zero-padded to the largest fold.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _intercept_inverse(a):
 def fold_problems(G: np.ndarray, F: np.ndarray, R: np.ndarray, C: np.ndarray,
                   D: np.ndarray, lead: int) -> tuple:
     """(H, T, diagonal, c̃, d̃, inverse) of every fold's training problem G − F[f] +
-    R[f] R[f]ᵀ with linear term C[f] and constant D[f], the first column profiled out
+    R[f]ᵀ R[f] (R[f] transposed factors, m × p) with linear term C[f] and constant D[f],
+    the first column profiled out
     when ``lead`` is 1 (H and T then have p and p − 1 columns; else none)."""
     K, p = F.shape[0], G.shape[0]
     m = p - lead
@@ -72,16 +74,16 @@ def fold_problems(G: np.ndarray, F: np.ndarray, R: np.ndarray, C: np.ndarray,
 
 
 @njit(cache=True, error_model="numpy")
-def _objective(G, R, c, d, J, beta):
-    """d − 2βᵀc + βᵀ(G − R Rᵀ)β over the columns J."""
+def _objective(G, Rt, c, d, J, beta):
+    """d − 2βᵀc + βᵀ(G − Rtᵀ Rt)β over the columns J."""
     out = d
     for a in range(J.size):
         out -= 2.0 * beta[a] * c[J[a]]
     for a in range(J.size):
         for b in range(J.size):
             g = G[J[a], J[b]]
-            for u in range(R.shape[1]):
-                g -= R[J[a], u] * R[J[b], u]
+            for u in range(Rt.shape[0]):
+                g -= Rt[u, J[a]] * Rt[u, J[b]]
             out += beta[a] * g * beta[b]
     return out
 
@@ -99,17 +101,17 @@ def fold_scores(G: np.ndarray, F: np.ndarray, R: np.ndarray, H: np.ndarray, T: n
 
     The arrays up to ``inv`` are :func:`fold_problems`' (read-only); C, D and
     ``n_train`` the training problems' unprofiled c, d and rows; the test problem of
-    fold f is (test_G[f] − test_R[f] test_R[f]ᵀ, test_c[f], test_d[f]) on ``n_test[f]``
+    fold f is (test_G[f] − test_R[f]ᵀ test_R[f], test_c[f], test_d[f]) on ``n_test[f]``
     rows, with log det Σ_a,f = ``logdet[f]`` (``criterion`` LOGLIK).
     """
     K, p = F.shape[0], G.shape[0]
     scores = np.full((K, k_max + 1), np.nan)
     converged = True
-    n_kept = min(p, COLUMNS_KEPT) if R.shape[2] else 0
+    n_kept = min(p, COLUMNS_KEPT) if R.shape[1] else 0
     for f in range(K):
-        slot = np.full(p * (R.shape[2] > 0) + 1, -1, dtype=np.int64)
+        slot = np.full(p * (R.shape[1] > 0) + 1, -1, dtype=np.int64)
         slot[-1] = 0
-        store = np.empty((n_kept, p * (R.shape[2] > 0)))
+        store = np.empty((n_kept, p * (R.shape[1] > 0)))
         Q = (G, F[f], H[f], T[f], lead, diag[f], R[f], slot, store)
         S, B, rss, ok = splice_path(Q, ct[f], dt[f], 1, k_max, max_exchange,
                                     n_candidates, max_iter, -1, 1.0, 1, 0.0, 0, 0)
@@ -152,7 +154,7 @@ def warm_up() -> None:
     X = rng.standard_normal((12, 6))
     G = X.T @ X
     F = np.stack([0.5 * np.eye(6), 0.25 * np.eye(6)])
-    R = 0.1 * rng.standard_normal((2, 6, 2))
+    R = 0.1 * rng.standard_normal((2, 2, 6))  # (transposed factors)
     C, D = rng.standard_normal((2, 6)), np.array([30.0, 30.0])
     G, F, R, C, D = (read_only(x) for x in (G, F, R, C, D))
     n = read_only(np.array([6.0, 6.0]))

@@ -2,7 +2,7 @@
 entries are computed when asked for, so that no p × p training or profiled matrix is
 formed.
 
-``Q = (G, F, h, t, lead, diagonal, R, slot, store)`` (built by :func:`matrix`) stands
+``Q = (G, F, h, t, lead, diagonal, Rt, slot, store)`` (built by :func:`matrix`) stands
 for G itself, or G − F (the training folds of a cross-validation: total − fold), or
 G − F + R Rᵀ (the same with the fold's matrix in low rank,
 :class:`hdlmm.core.quadratic.LowRank`), and either with its first column profiled out
@@ -13,7 +13,9 @@ reads O(p k) of them. G and F must be exactly symmetric, as every cross-product 
 of the package is (G[i, j] and G[j, i] the same number: ``tests/test_transform.py``
 checks it on each route that builds them); entry (i, j) is read from row j, which holds
 an active column's entries in the order of the rows. In low rank the columns the path
-visits are computed whole and kept (``slot``, ``store``).
+visits are computed whole and kept (``slot``, ``store``); R is held transposed (Rt, m ×
+p), so that a column of R Rᵀ is a sum of m rows of Rt, a loop the compiler vectorises
+(no library call per column).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def matrix(G: np.ndarray, F: np.ndarray | None = None, h: np.ndarray | None = No
     symmetric."""
     G = read_only(G)
     F = read_only(np.zeros((0, 0)) if F is None else F)
-    R = read_only(np.zeros((0, 0)) if R is None else R)
+    Rt = read_only(np.zeros((0, 0)) if R is None else R.T)
     if h is None:
         h, t, lead = read_only(np.zeros(0)), read_only(np.zeros(0)), 0
     else:
@@ -46,12 +48,12 @@ def matrix(G: np.ndarray, F: np.ndarray | None = None, h: np.ndarray | None = No
         t, lead = read_only(h[1:] * inv), 1
     # the columns computed in low rank, kept for the path: slot of each column (−1: not
     # kept; the last entry counts the kept ones) and their values
-    n = G.shape[0] if R.shape[1] else 0
+    n = G.shape[0] if Rt.shape[0] else 0
     slot = np.full(n + 1, -1, dtype=np.int64)
     slot[-1] = 0
     store = np.empty((min(n, COLUMNS_KEPT), n))
-    Q = (G, F, h, t, lead, read_only(np.zeros(0)), R, slot, store)
-    return G, F, h, t, lead, read_only(_diagonal(Q)), R, slot, store
+    Q = (G, F, h, t, lead, read_only(np.zeros(0)), Rt, slot, store)
+    return G, F, h, t, lead, read_only(_diagonal(Q)), Rt, slot, store
 
 
 def read_only(a: np.ndarray) -> np.ndarray:
@@ -71,9 +73,8 @@ def first_column(G: np.ndarray, F: np.ndarray | None = None,
     """The first column of G − F + R Rᵀ (the matrix of :func:`matrix` before the
     profiling), by the kernel's formula."""
     out = np.empty(G.shape[0])
-    empty = np.zeros((G.shape[0], 0))
     _raw_column(read_only(G), read_only(np.zeros((0, 0)) if F is None else F),
-                read_only(empty if R is None else R), 0, out)
+                read_only(np.zeros((0, 0)) if R is None else R.T), 0, out)
     return out
 
 
@@ -84,10 +85,10 @@ def _gather(Q, rows, cols):
     active column's entries in the order of the rows. (The formula is written out in
     the loop: numba does not inline a per-entry function here, which cost 3-4×.) In
     low rank the columns are computed whole and kept (:func:`_column`)."""
-    G, F, h, t, lead, R = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
+    G, F, h, t, lead, Rt = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
     minus = F.shape[0] > 0
     out = np.empty((rows.size, cols.size))
-    if R.shape[1]:
+    if Rt.shape[0]:
         for b in range(cols.size):
             j = cols[b]
             col = _column(Q, j + lead)
@@ -112,9 +113,14 @@ def _gather(Q, rows, cols):
 
 
 @njit(cache=True, error_model="numpy")
-def _raw_column(G, F, R, j1, out):
-    """``out`` = column j1 of G − F + R Rᵀ, read from row j1."""
-    low = np.dot(R, R[j1])  # (BLAS: a sum the compiled loop could not vectorise)
+def _raw_column(G, F, Rt, j1, out):
+    """``out`` = column j1 of G − F + R Rᵀ, read from row j1 (R Rᵀ's column summed over
+    the rows of Rt in order)."""
+    low = np.zeros(G.shape[0])
+    for u in range(Rt.shape[0]):
+        r = Rt[u, j1]
+        for i1 in range(G.shape[0]):
+            low[i1] += Rt[u, i1] * r
     for i1 in range(G.shape[0]):
         x = G[j1, i1]
         if F.shape[0] > 0:
@@ -127,13 +133,13 @@ def _column(Q, j1):
     """Column j1 of G − F + R Rᵀ (unprofiled, all rows), read from row j1: kept in the
     tuple's store the first time it is asked for (while there is room), so a path
     computes each of the few columns it visits once. (R Rᵀ's entries here and on the
-    diagonal, :func:`_diagonal`, are sums in different orders: equal to rounding.)"""
-    G, F, R, slot, store = Q[0], Q[1], Q[6], Q[7], Q[8]
+    diagonal, :func:`_diagonal`, are the same sums in the same order.)"""
+    G, F, Rt, slot, store = Q[0], Q[1], Q[6], Q[7], Q[8]
     if slot[j1] >= 0:
         return store[slot[j1]]
     n = slot[-1]
     col = store[n] if n < store.shape[0] else np.empty(G.shape[0])
-    _raw_column(G, F, R, j1, col)
+    _raw_column(G, F, Rt, j1, col)
     if n < store.shape[0]:
         slot[j1] = n
         slot[-1] = n + 1
@@ -144,16 +150,16 @@ def _column(Q, j1):
 def _diagonal(Q):
     """The diagonal of the matrix tuple Q: the entries (j, j) of :func:`_gather`, by its
     formula."""
-    G, F, h, t, lead, R = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
+    G, F, h, t, lead, Rt = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
     out = np.empty(G.shape[0] - lead)
     for j in range(out.size):
         x = G[j + lead, j + lead]
         if F.shape[0] > 0:
             x = x - F[j + lead, j + lead]
-        if R.shape[1]:
+        if Rt.shape[0]:
             acc = 0.0
-            for u in range(R.shape[1]):
-                acc += R[j + lead, u] * R[j + lead, u]
+            for u in range(Rt.shape[0]):
+                acc += Rt[u, j + lead] * Rt[u, j + lead]
             x = x + acc
         if lead:
             x = ((x - t[j] * h[j + lead]) + (x - t[j] * h[j + lead])) * 0.5

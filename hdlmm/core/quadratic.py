@@ -53,13 +53,13 @@ class LowRank:
         Rk = self.R[columns, self.bounds[k]:self.bounds[k + 1]]
         return self.XtX[k][np.ix_(columns, columns)] - Rk @ Rk.T
 
-    def factors(self) -> np.ndarray:
-        """Every R_k, zero-padded to the widest: shape (K, p, max m_k), C-contiguous
-        (the compiled cross-validation reads fold k's as ``factors()[k]``)."""
+    def factors_transposed(self) -> np.ndarray:
+        """Every R_kᵀ, zero-padded to the widest: shape (K, max m_k, p), C-contiguous
+        (the compiled cross-validation reads fold k's as ``factors_transposed()[k]``)."""
         widths = np.diff(self.bounds)
-        out = np.zeros((widths.size, self.R.shape[0], int(widths.max(initial=0))))
+        out = np.zeros((widths.size, int(widths.max(initial=0)), self.R.shape[0]))
         for k, m in enumerate(widths):
-            out[k, :, :m] = self.R[:, self.bounds[k]:self.bounds[k + 1]]
+            out[k, :m] = self.R[:, self.bounds[k]:self.bounds[k + 1]].T
         return out
 
     @property

@@ -265,11 +265,11 @@ def _compiled_scores(qa, q0, logdet, k_max, criterion, max_exchange, progress, l
     low = qa.low_rank
     F = low.XtX if low is not None else qa.G
     K, p = F.shape[0], G.shape[0]
-    R = low.factors() if low is not None else np.zeros((K, p, 0))
+    R = low.factors_transposed() if low is not None else np.zeros((K, 0, p))
     C, D = c[None, :] - qa.c, d - qa.d
     F, R, C, D = (read_only(x) for x in (F, R, C, D))
     problems = [read_only(x) for x in fold_problems(G, F, R, C, D, lead)]
-    test = ((q0.G, np.zeros((K, p, 0)), q0.c, q0.d) if criterion == "marginal"
+    test = ((q0.G, np.zeros((K, 0, p)), q0.c, q0.d) if criterion == "marginal"
             else (F, R, qa.c, qa.d))
     scores, ok = fold_scores(
         read_only(G), F, R, *problems, lead, int(k_max), int(max_exchange), 20, 1000,
