@@ -7,8 +7,9 @@ nodewise lasso is
 
 written here through u_j = e_j − κ̂_j (u_jj = 1) as (1/2N) u_jᵀ G u_j + λ_j Σ_{l≠j} |u_jl|,
 so only G is needed: the rows are never touched. All requested columns are solved at
-once by FISTA on a p × J matrix (one p × p by p × J product per iteration), which is
-what makes "all p intervals" a matter of seconds at p = 1000.
+once by FISTA on a p × J matrix (one p × p by p × J product per iteration, compiled:
+:mod:`hdlmm.inference._fista_kernel`), which is what makes "all p intervals" a matter
+of seconds at p = 1000.
 
 Penalty: the scaled lasso (Sun & Zhang 2012, Biometrika 99:879, doi:10.1093/biomet/ass043),
 λ_j = σ̂_j λ₀ with λ₀ = √(2 log p / N) and σ̂_j² = u_jᵀGu_j / N re-estimated until it settles,
@@ -26,6 +27,7 @@ from numpy.typing import ArrayLike
 
 from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import _inverse_pd
+from hdlmm.inference._fista_kernel import fista
 
 __all__ = ["nodewise_lasso", "NodewiseResult"]
 
@@ -103,6 +105,8 @@ def _projection(G, cols):
 
 
 def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
+    G = np.require(G, dtype=np.float64, requirements=["C", "W"])  # (the kernel's type)
+    cols = cols.astype(np.int64)
     p, J = G.shape[0], cols.size
     idx = np.arange(J)
     L = _largest_eigenvalue(G) / n  # Lipschitz constant of the smooth part
@@ -112,7 +116,7 @@ def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
     converged = True
     for _ in range(n_scale_iter):
         lam = sigma * lam0
-        U, ok = _fista(G, U, cols, n, lam, L, max_iter, tol)
+        U, ok = fista(G, U, cols, float(n), lam, L, max_iter, tol)
         converged &= ok
         new_sigma = np.sqrt(np.maximum(np.einsum("ij,ij->j", U, G @ U), 0) / n)
         if np.allclose(new_sigma, sigma, rtol=1e-4, atol=0):
@@ -127,40 +131,6 @@ def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
                       f"nodewise_penalty=0 (the exact projection)",
                       RuntimeWarning, stacklevel=3)
     return NodewiseResult(U, lam, converged)  # the λ_j that U solves exactly
-
-
-def _fista(G, U, cols, n, lam, L, max_iter, tol):
-    """FISTA with adaptive restart on all J problems at once (u_jj fixed at 1)."""
-    J = cols.size
-    idx = np.arange(J)
-    thresh = lam[None, :] / L
-    V, t = U.copy(), 1.0
-    for it in range(max_iter):
-        grad = (G @ V) / n
-        W = V - grad / L
-        U_new = np.sign(W) * np.maximum(np.abs(W) - thresh, 0.0)
-        U_new[cols, idx] = 1.0
-        step = U_new - U
-        if np.sum(step * (U_new - V)) < 0:
-            # the momentum points uphill: restart (O'Donoghue & Candès 2015)
-            t = 1.0
-        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        V = U_new + ((t - 1.0) / t_new) * step
-        t = t_new
-        U = U_new
-        if it % 10 == 9 and _kkt_violation(G @ U / n, U, cols, lam) <= tol:
-            return U, True
-    return U, False
-
-
-def _kkt_violation(grad, U, cols, lam):
-    """Largest violation of the lasso optimality conditions, relative to λ_j:
-    grad_l = −λ_j sign(u_l) where u_l ≠ 0 and |grad_l| ≤ λ_j elsewhere (l ≠ j)."""
-    active = U != 0
-    viol = np.where(active, np.abs(grad + lam * np.sign(U)),
-                    np.maximum(np.abs(grad) - lam, 0.0))
-    viol[cols, np.arange(cols.size)] = 0.0
-    return float(np.max(viol / lam))
 
 
 def _largest_eigenvalue(G, n_iter=100):
