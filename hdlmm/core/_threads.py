@@ -20,44 +20,60 @@ __all__ = ["one_blas_thread", "default_blas_threads"]
 #: thread pool costs more than it saves)
 SMALL_FLOPS = 1e9
 
-_controller = None
+_libraries = None
 
 
 class _Region:
     """The nesting of one-thread regions and the threads in effect outside them."""
 
     depth = 0
-    outside = None  # threadpoolctl limits to restore for large products
-    limit = None
+    outside = None  # threads of each BLAS outside the region, restored for large products
 
 
 _region = _Region()
 
 
 def _blas():
-    global _controller
-    if _controller is None:
+    """The loaded BLAS libraries' thread controllers (threadpoolctl's, looked up once;
+    setting their threads directly costs microseconds, a ``threadpool_limits`` context
+    some tens)."""
+    global _libraries
+    if _libraries is None:
         from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController()
-    return _controller
+        _libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _libraries
+
+
+@contextlib.contextmanager
+def _threads(counts: list) -> Iterator[None]:
+    """Each BLAS on its number of ``counts`` inside, restored after."""
+    libs = _blas()
+    before = [lib.num_threads for lib in libs]
+    for lib, n, b in zip(libs, counts, before):
+        if n != b:
+            lib.set_num_threads(n)
+    try:
+        yield
+    finally:
+        for lib, n, b in zip(libs, counts, before):
+            if n != b:
+                lib.set_num_threads(b)
 
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Every loaded BLAS on one thread inside (threadpoolctl; the libraries are looked
-    up once); nested regions cost nothing."""
-    if _region.depth == 0:
-        libs = _blas().select(user_api="blas").lib_controllers
-        _region.outside = max([lib.num_threads for lib in libs] or [1])
-        _region.limit = _blas().limit(limits=1, user_api="blas")
-    _region.depth += 1
-    try:
+    """Every loaded BLAS on one thread inside; nested regions cost nothing."""
+    if _region.depth:
         yield
+        return
+    _region.outside = [lib.num_threads for lib in _blas()]
+    _region.depth = 1
+    try:
+        with _threads([1] * len(_region.outside)):
+            yield
     finally:
-        _region.depth -= 1
-        if _region.depth == 0:
-            _region.limit.__exit__(None, None, None)
+        _region.depth = 0
 
 
 def default_blas_threads(work: float) -> AbstractContextManager:
@@ -65,10 +81,10 @@ def default_blas_threads(work: float) -> AbstractContextManager:
     the threads in effect outside the current one-thread region (nothing changes
     outside a region)."""
     if work < SMALL_FLOPS:  # (inside a region, or BLAS set so: one thread already)
-        libs = _blas().select(user_api="blas").lib_controllers
+        libs = _blas()
         if _region.depth or all(lib.num_threads == 1 for lib in libs):
             return contextlib.nullcontext()
-        return _blas().limit(limits=1, user_api="blas")
+        return _threads([1] * len(libs))
     if _region.depth == 0:
         return contextlib.nullcontext()
-    return _blas().limit(limits=_region.outside, user_api="blas")
+    return _threads(_region.outside)
