@@ -2,8 +2,9 @@
 
 The tutorial (skscope "Linear mixed model"): for a = 0..9, build the dense N × N Σ_a,
 take Σ_a^{-1/2} from ``np.linalg.eig``, and run skscope's ScopeSolver with k = 3 on the
-transformed data. hdlmm: ClusterStats → Woodbury transform → splicing, same a and k,
-no intercept (as the tutorial).
+transformed data. hdlmm: ClusterStats → Woodbury transform (the grid's whitened
+problems in one pass, ``ProxyTransform.prepare``) → splicing at each a, same a and k, no
+intercept (as the tutorial).
 
 Objectives are compared on the *exact* whitened objective ‖Σ_a^{-1/2}(y − Xβ)‖² /
 tr(Σ_a⁻¹) (explicit ``eigh`` per cluster), and also as the tutorial computes it with its
@@ -52,10 +53,12 @@ def tutorial_lmm_scope(X, Z, y, m, a, k):
 
 
 def hdlmm_pipeline(X, y, groups, Z, a_grid, k):
-    """hdlmm from raw arrays: one ClusterStats, one transform, splicing at each a."""
+    """hdlmm from raw arrays: one ClusterStats, one transform (the whitened problems of
+    the whole grid from one pass over the clusters), splicing at each a."""
     # raw (unstandardised) sums: the coefficients and the objective in the tutorial's units
     stats = ClusterStats.from_arrays(X, y, groups, Z, fit_intercept=False, standardize=False)
     tr = ProxyTransform(stats)
+    tr.prepare(a_grid)
     out, prev = [], None
     for a in a_grid:  # each a warm-starts from the previous a's support
         G, c, d, n_eff, _ = tr.at(float(a)).total()

@@ -200,12 +200,13 @@ class ProxyTransform:
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
         row = 0
+        product = None if low else np.empty((s.n_features, s.n_features))
         for k, part in self._chunks():
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
                 if low:
                     R[i][:, row:row + Bw.shape[0]] = Bw.T
-                else:
-                    G[i][k] -= Bw.T @ Bw
+                else:  # (into one buffer: a new p × p array each time page-faults)
+                    G[i][k] -= np.matmul(Bw.T, Bw, out=product)
                 c[i][k] -= Bw.T @ bw
                 d[i][k] -= bw @ bw
             row += (part.stop - part.start) * s.n_re

@@ -21,11 +21,12 @@ TINY = np.finfo(np.float64).tiny
 
 
 @njit(cache=True, error_model="numpy")
-def _inverse_logdet(M, out):
-    """``out`` = M⁻¹ of a symmetric q × q M by Cholesky; returns log det M, or NaN
-    when M is not positive definite."""
+def _inverse_logdet(M, out, C, Ci):
+    """``out`` = M⁻¹ of a symmetric q × q M by Cholesky (C, Ci: q × q scratch); returns
+    log det M, or NaN when M is not positive definite."""
     q = M.shape[0]
-    C = np.zeros((q, q))
+    C[:] = 0.0
+    Ci[:] = 0.0
     logdet = 0.0
     for j in range(q):
         acc = M[j, j]
@@ -40,8 +41,7 @@ def _inverse_logdet(M, out):
             for t in range(j):
                 acc -= C[i, t] * C[j, t]
             C[i, j] = acc / C[j, j]
-    Ci = np.zeros((q, q))  # C⁻¹, lower triangular
-    for j in range(q):
+    for j in range(q):  # C⁻¹, lower triangular
         Ci[j, j] = 1.0 / C[j, j]
         for i in range(j + 1, q):
             acc = 0.0
@@ -59,9 +59,10 @@ def _inverse_logdet(M, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _product(A, B):
-    """A B of small matrices, in loops."""
-    out = np.zeros((A.shape[0], B.shape[1]))
+def _product(A, B, out):
+    """``out`` = A B of small matrices, in loops (no allocation: the loops over the
+    clusters call this a dozen times each)."""
+    out[:] = 0.0
     for i in range(A.shape[0]):
         for t in range(A.shape[1]):
             a = A[i, t]
@@ -88,27 +89,31 @@ def deviance_and_gradient(L: np.ndarray, ZtZ: np.ndarray, ZtX: np.ndarray,
     b = Xty.copy()
     cyy = yty
     logdetV = 0.0
+    # q × q and q × p scratch, reused for every cluster
+    M, T1, T2, T3 = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
+    Pz, e = np.empty(q), np.empty(q)
+    PU = np.empty((n, q, p))  # P_i U_i, for Σ U_iᵀP_iU_i as one product
     for i in range(n):
-        M = _product(Lt, _product(ZtZ[i], L))
+        _product(Lt, _product(ZtZ[i], L, T1), M)
         for a in range(q):
             M[a, a] += 1.0
-        ld = _inverse_logdet(M, Minv[i])
+        ld = _inverse_logdet(M, Minv[i], T1, T2)
         if np.isnan(ld):
             return np.inf, gL, False
         logdetV += ld
-        P[i] = _product(L, _product(Minv[i], Lt))
-        Pz = np.zeros(q)
+        _product(L, _product(Minv[i], Lt, T1), P[i])
         for a in range(q):
+            acc = 0.0
             for c in range(q):
-                Pz[a] += P[i, a, c] * Zty[i, c]
+                acc += P[i, a, c] * Zty[i, c]
+            Pz[a] = acc
             cyy -= Zty[i, a] * Pz[a]
-        PU = _product(P[i], ZtX[i])
+        _product(P[i], ZtX[i], PU[i])
         for j in range(p):
             for a in range(q):
                 b[j] -= ZtX[i, a, j] * Pz[a]
-                u = ZtX[i, a, j]
-                for k in range(p):
-                    A[j, k] -= u * PU[a, k]
+    U = ZtX.reshape(n * q, p)
+    A -= np.dot(U.T, PU.reshape(n * q, p))
     beta = np.linalg.solve(A, b)  # (numpy.linalg.LinAlgError if A is singular)
     logdetA = np.linalg.slogdet(A)[1]
     r2 = cyy
@@ -120,35 +125,36 @@ def deviance_and_gradient(L: np.ndarray, ZtZ: np.ndarray, ZtX: np.ndarray,
         dev += logdetA
     if not gradient:
         return dev, gL, True
-    Ainv = np.linalg.inv(A) if reml else np.zeros((0, 0))
+    UA = np.dot(U, np.linalg.inv(A)).reshape(n, q, p) if reml else PU  # U_i A⁻¹
     for i in range(n):
-        LMinv = _product(L, Minv[i])
-        e = np.empty(q)
+        LMinv = _product(L, Minv[i], T1)
         for a in range(q):
             acc = Zty[i, a]
             for j in range(p):
                 acc -= ZtX[i, a, j] * beta[j]
             e[a] = acc
-        C = np.empty((q, q))
+        C = T2
         for a in range(q):
             for c in range(q):
                 C[a, c] = (-nu / r2) * e[a] * e[c]
         if reml:
-            UA = _product(ZtX[i], Ainv)
             for a in range(q):
                 for c in range(q):
                     acc = 0.0
                     for j in range(p):
-                        acc += UA[a, j] * ZtX[i, c, j]
+                        acc += UA[i, a, j] * ZtX[i, c, j]
                     C[a, c] -= acc
-        W = -_product(ZtZ[i], P[i])
-        for a in range(q):
-            W[a, a] += 1.0
-        G1 = _product(ZtZ[i], LMinv)
-        G2 = _product(W, _product(C, LMinv))
+        W = _product(ZtZ[i], P[i], T3)  # then I − S_i P_i
         for a in range(q):
             for c in range(q):
-                gL[a, c] += 2.0 * (G1[a, c] + G2[a, c])
+                W[a, c] = (1.0 if a == c else 0.0) - W[a, c]
+        CL = _product(C, LMinv, M)
+        for a in range(q):
+            for c in range(q):
+                acc = 0.0
+                for t in range(q):
+                    acc += ZtZ[i, a, t] * LMinv[t, c] + W[a, t] * CL[t, c]
+                gL[a, c] += 2.0 * acc
     return dev, gL, True
 
 
