@@ -113,6 +113,32 @@ def _gather(Q, rows, cols):
 
 
 @njit(cache=True, error_model="numpy")
+def _gather_columns(Q, rows, cols):
+    """The entries (rows[r], cols[b]) of the matrix tuple Q as an array (len(cols),
+    len(rows)): :func:`_gather`'s numbers, transposed, each column's read along its row
+    (contiguous in r)."""
+    G, F, h, t, lead, Rt = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
+    minus = F.shape[0] > 0
+    out = np.empty((cols.size, rows.size))
+    for b in range(cols.size):
+        j = cols[b]
+        if Rt.shape[0]:
+            col = _column(Q, j + lead)
+        for r in range(rows.size):
+            i = rows[r]
+            if Rt.shape[0]:
+                x = col[i + lead]
+            else:
+                x = G[j + lead, i + lead]
+                if minus:
+                    x = x - F[j + lead, i + lead]
+            if lead:
+                x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
+            out[b, r] = x
+    return out
+
+
+@njit(cache=True, error_model="numpy")
 def _raw_column(G, F, Rt, j1, out):
     """``out`` = column j1 of G − F + R Rᵀ, read from row j1 (R Rᵀ's column summed over
     the rows of Rt in order)."""

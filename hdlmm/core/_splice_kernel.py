@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._kernel_matrix import TINY, _dim, _gather
+from hdlmm.core._kernel_matrix import TINY, _dim, _gather, _gather_columns
 
 __all__ = ["splice"]
 
@@ -131,59 +131,64 @@ def _inactive(p, A):
 
 @njit(cache=True, error_model="numpy")
 def _projections(G, c, rows, A, M, beta):
-    """For the columns ``rows``: G_rA, H = G_rA M (summed over t in order, contiguous in
-    b) and g = c_r − G_rA β."""
+    """For the columns ``rows``, transposed (k × len(rows), loops along the rows, which
+    the compiler vectorises): G_Ar, Hᵀ = (G_rA M)ᵀ and g = c_r − G_rA β, each entry
+    summed over the support in order."""
     k, L = A.size, rows.size
-    GRA = _gather(G, rows, A)
-    H = np.zeros((L, k))
+    GT = _gather_columns(G, rows, A)
+    HT = np.zeros((k, L))
     g = np.empty(L)
     for r in range(L):
-        acc = c[rows[r]]
+        g[r] = c[rows[r]]
+    for b in range(k):
+        for r in range(L):
+            g[r] -= GT[b, r] * beta[b]
+    for t in range(k):
         for b in range(k):
-            acc -= GRA[r, b] * beta[b]
-        for t in range(k):
-            gt = GRA[r, t]
-            for b in range(k):
-                H[r, b] += gt * M[t, b]
-        g[r] = acc
-    return GRA, H, g
+            m = M[t, b]
+            for r in range(L):
+                HT[b, r] += GT[t, r] * m
+    return GT, HT, g
 
 
 @njit(cache=True, error_model="numpy")
 def _sacrifices(G, c, A, M, beta):
-    """ξ on A; ζ, H, g and D on the inactive I (D = inf where the column is aliased)."""
+    """ξ on A; ζ, Hᵀ (k × |I|), g and D on the inactive I (D = inf where the column is
+    aliased)."""
     k = A.size
     I = _inactive(_dim(G), A)
-    GIA, H, g = _projections(G, c, I, A, M, beta)
+    GT, HT, g = _projections(G, c, I, A, M, beta)
     D = np.empty(I.size)
+    for r in range(I.size):
+        D[r] = G[5][I[r]]
+    for b in range(k):
+        for r in range(I.size):
+            D[r] -= HT[b, r] * GT[b, r]
     zeta = np.empty(I.size)
     for r in range(I.size):
-        j = I[r]
-        gjj = G[5][j]
-        acc_d = gjj
-        for b in range(k):
-            acc_d -= H[r, b] * GIA[r, b]
-        if acc_d > 1e-10 * max(gjj, TINY):
-            D[r] = acc_d
-            zeta[r] = g[r] * g[r] / acc_d
+        gjj = G[5][I[r]]
+        if D[r] > 1e-10 * max(gjj, TINY):
+            zeta[r] = g[r] * g[r] / D[r]
         else:
             D[r] = np.inf
             zeta[r] = 0.0
     xi = np.empty(k)
     for b in range(k):
         xi[b] = beta[b] * beta[b] / M[b, b]
-    return xi, zeta, I, H, g, D
+    return xi, zeta, I, HT, g, D
 
 
 @njit(cache=True, error_model="numpy")
-def _best_single_exchange(M, beta, xi, H, g, D):
-    """(change of f, position in A, position in I) of the exact best single exchange."""
+def _best_single_exchange(M, beta, xi, HT, g, D):
+    """(change of f, position in A, position in I) of the exact best single exchange
+    (the first smallest in the order of (I, A); a NaN, if any, first)."""
     k = beta.size
     best, bi, bj = np.inf, 0, 0
-    for r in range(H.shape[0]):
+    for r in range(HT.shape[1]):
         for b in range(k):
-            num = g[r] + H[r, b] * (beta[b] / M[b, b])
-            den = D[r] + H[r, b] * H[r, b] / M[b, b]
+            h = HT[b, r]
+            num = g[r] + h * (beta[b] / M[b, b])
+            den = D[r] + h * h / M[b, b]
             v = xi[b] - num * num / den
             if v < best or (np.isnan(v) and not np.isnan(best)):
                 best, bi, bj = v, b, r
@@ -225,7 +230,7 @@ def _largest(v, L):
 
 
 @njit(cache=True, error_model="numpy")
-def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candidates, below):
+def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, HT_I, g_I, n_candidates, below):
     """The support after the exact best exchange of two active for two inactive
     variables (entering ones among the ``n_candidates`` largest ζ), or an empty array
     unless it brings f below ``below``. Entering candidates whose Schur complement after
@@ -236,7 +241,11 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
         return empty
     L = min(n_candidates, I.size)
     top = _largest(zeta, L)
-    C, H, g = I[top], H_I[top], g_I[top]  # the sacrifices' H and g of the candidates
+    C, g = I[top], g_I[top]  # the sacrifices' H and g of the candidates
+    H = np.empty((L, k))
+    for r in range(L):
+        for b in range(k):
+            H[r, b] = HT_I[b, top[r]]
     GCA = _gather(G, C, A)
     S = _gather(G, C, C)
     for r in range(L):
@@ -302,12 +311,12 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H_I, g_I, n_candida
 @njit(cache=True, error_model="numpy")
 def _improve(G, c, d, A, M, beta, rss, max_exchange, n_candidates):
     """One splicing iteration: (A, M, β, f) improved, and whether it improved."""
-    xi, zeta, I, H, g, D = _sacrifices(G, c, A, M, beta)
+    xi, zeta, I, HT, g, D = _sacrifices(G, c, A, M, beta)
     k = A.size
     tol = 1e-10 * max(abs(rss), 1e-12 * abs(d), TINY)
     found = False
     bA, bM, bbeta, brss = A, M, beta, np.inf
-    delta, i, r = _best_single_exchange(M, beta, xi, H, g, D)
+    delta, i, r = _best_single_exchange(M, beta, xi, HT, g, D)
     if delta < -tol:
         bA = _sorted_with(A, np.array([i]), np.array([I[r]]))
         bM, bbeta, brss = _support(G, c, d, bA, True)
@@ -322,7 +331,7 @@ def _improve(G, c, d, A, M, beta, rss, max_exchange, n_candidates):
             if not found or crss < brss:
                 bA, bM, bbeta, brss, found = cA, cM, cbeta, crss, True
     if not found or brss >= rss - tol:
-        dA = _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, H, g, n_candidates,
+        dA = _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, HT, g, n_candidates,
                                    rss - tol)
         if dA.size == 0:
             return A, M, beta, rss, False

@@ -96,6 +96,7 @@ class ProxyTransform:
     def __init__(self, stats: ClusterStats) -> None:
         self.stats = stats
         self._cache = {}
+        self._logdet = {}  # a -> log det Σ_a per block
         self._xtx = None  # XᵀX summed over the blocks, for G(a) in low rank
         # the proxy is a Z Zᵀ + I in the user's Z: the statistics hold Z̃ = Z M
         # (standardised), so Z_iᵀ· = M⁻ᵀ Z̃_iᵀ·, and M⁻ᵀ joins the rotation V_iᵀ
@@ -130,9 +131,14 @@ class ProxyTransform:
         return a / (1.0 + a * self.lam)
 
     def logdet_blocks(self, a: float) -> np.ndarray:
-        """log det Σ_a summed over the clusters of each block: Σ_i Σ_k log(1 + a λ_ik)."""
-        per_cluster = np.log1p(a * self.lam).sum(axis=1)
-        return np.array([per_cluster[sl].sum() for sl in self.slices])
+        """log det Σ_a summed over the clusters of each block: Σ_i Σ_k log(1 + a λ_ik)
+        (computed once per a; read-only)."""
+        if a not in self._logdet:
+            per_cluster = np.log1p(a * self.lam).sum(axis=1)
+            out = np.array([per_cluster[sl].sum() for sl in self.slices])
+            out.flags.writeable = False
+            self._logdet[a] = out
+        return self._logdet[a]
 
     def at(self, a: float) -> Quadratic:
         """The whitened problem at one value of a, per block.
@@ -200,12 +206,12 @@ class ProxyTransform:
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
         row = 0
-        product = None if low else np.empty((s.n_features, s.n_features))
+        product = np.empty((s.n_features, s.n_features))  # (reused: new ones page-fault)
         for k, part in self._chunks():
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
                 if low:
                     R[i][:, row:row + Bw.shape[0]] = Bw.T
-                else:  # (into one buffer: a new p × p array each time page-faults)
+                else:
                     G[i][k] -= np.matmul(Bw.T, Bw, out=product)
                 c[i][k] -= Bw.T @ bw
                 d[i][k] -= bw @ bw
@@ -214,10 +220,15 @@ class ProxyTransform:
             return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
                     for i, w in enumerate(W)]
         bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
-        XtX = self._xtx_total()
         return [Quadratic(None, c[i], d[i], self._trace(w), s.n_rows.copy(),
-                          LowRank(s.XtX, R[i], bounds, XtX - R[i] @ R[i].T))
+                          LowRank(s.XtX, R[i], bounds, self._low_rank_total(R[i], product)))
                 for i, w in enumerate(W)]
+
+    def _low_rank_total(self, R, product):
+        """XᵀX − R Rᵀ, with R Rᵀ formed in ``product`` (p × p, reused)."""
+        total = self._xtx_total().copy()
+        total -= np.matmul(R, R.T, out=product)
+        return total
 
     def _low_rank(self):
         """Block matrices in low rank: several blocks K, and no more rotated rows than

@@ -219,7 +219,7 @@ def path_rss(problem: tuple, k_max: int, max_exchange: int = 2,
         return np.array([dt])
     with one_blas_thread():
         R = _kernel_path(Q, ct, dt, k_max, max_exchange, ic, None, window)[2]
-    return np.r_[dt, R]
+    return np.concatenate(([dt], R))
 
 
 def _arrays_path(S, B, R, d, p, rest, recover, free, k_max):
@@ -234,7 +234,7 @@ def _arrays_path(S, B, R, d, p, rest, recover, free, k_max):
     coefs[:, rest] = coef_R
     if len(free):
         coefs[:, list(free)] = recover(coef_R.T).T
-    return PathFit(ks=np.arange(m + 1), coefs=coefs, rss=np.r_[d, R], k_max=int(k_max))
+    return PathFit(ks=np.arange(m + 1), coefs=coefs, rss=np.concatenate(([d], R)), k_max=int(k_max))
 
 
 def runs_in_kernel(free, units, ic):
