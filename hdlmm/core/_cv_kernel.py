@@ -11,9 +11,9 @@ route, and runs :func:`~hdlmm.core._path_kernel.splice_path` without compiling i
 again. :func:`fold_scores` then scores every k of the fold's path on the fold's own
 cross-products (:func:`hdlmm.model.tuning.cross_validate` documents the criteria).
 
-The fold's matrix in low rank is G − XᵀX_f + R_f R_fᵀ with R_fᵀ read from a (K, m, p)
-array of the folds' factors, transposed (as the kernel's matrix tuple holds them) and
-zero-padded to the largest fold.
+The fold's matrix in low rank is G − XᵀX_f + B_fᵀB_f with B_f the fold's rows of the
+weighted rotated rows B (:class:`hdlmm.core.quadratic.LowRank`), rows ``bounds[f]`` to
+``bounds[f + 1]``: a slice of B's rows, which is the matrix tuple's Rt as it is.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def _intercept_inverse(a):
 
 
 @njit(cache=True, error_model="numpy")
-def fold_problems(G: np.ndarray, F: np.ndarray, R: np.ndarray, C: np.ndarray,
-                  D: np.ndarray, lead: int) -> tuple:
+def fold_problems(G: np.ndarray, F: np.ndarray, B: np.ndarray, bounds: np.ndarray,
+                  C: np.ndarray, D: np.ndarray, lead: int) -> tuple:
     """(H, T, diagonal, c̃, d̃, inverse) of every fold's training problem G − F[f] +
-    R[f]ᵀ R[f] (R[f] transposed factors, m × p) with linear term C[f] and constant D[f],
+    B_fᵀB_f (B_f = B[bounds[f]:bounds[f + 1]]) with linear term C[f] and constant D[f],
     the first column profiled out
     when ``lead`` is 1 (H and T then have p and p − 1 columns; else none)."""
     K, p = F.shape[0], G.shape[0]
@@ -58,8 +58,9 @@ def fold_problems(G: np.ndarray, F: np.ndarray, R: np.ndarray, C: np.ndarray,
     slot = np.full(1, -1, dtype=np.int64)
     store = np.empty((0, 0))
     for f in range(K):
+        Bf = B[bounds[f]:bounds[f + 1]]
         if lead:
-            _raw_column(G, F[f], R[f], 0, H[f])
+            _raw_column(G, F[f], Bf, 0, H[f])
             inv[f] = _intercept_inverse(H[f, 0])
             for j in range(m):
                 T[f, j] = H[f, j + 1] * inv[f]
@@ -68,7 +69,7 @@ def fold_problems(G: np.ndarray, F: np.ndarray, R: np.ndarray, C: np.ndarray,
         else:
             ct[f] = C[f]
             dt[f] = D[f]
-        Q = (G, F[f], H[f], T[f], lead, diag[f], R[f], slot, store)
+        Q = (G, F[f], H[f], T[f], lead, diag[f], Bf, slot, store)
         diag[f] = _diagonal(Q)
     return H, T, diag, ct, dt, inv
 
@@ -89,11 +90,12 @@ def _objective(G, Rt, c, d, J, beta):
 
 
 @njit(cache=True, error_model="numpy")
-def fold_scores(G: np.ndarray, F: np.ndarray, R: np.ndarray, H: np.ndarray, T: np.ndarray,
+def fold_scores(G: np.ndarray, F: np.ndarray, B: np.ndarray, bounds: np.ndarray,
+                H: np.ndarray, T: np.ndarray,
                 diag: np.ndarray, ct: np.ndarray, dt: np.ndarray, inv: np.ndarray,
                 lead: int, k_max: int, max_exchange: int, n_candidates: int,
                 max_iter: int, criterion: int, C: np.ndarray, D: np.ndarray,
-                n_train: np.ndarray, test_G: np.ndarray, test_R: np.ndarray,
+                n_train: np.ndarray, test_G: np.ndarray, test_B: np.ndarray,
                 test_c: np.ndarray, test_d: np.ndarray, n_test: np.ndarray,
                 logdet: np.ndarray) -> tuple:
     """Held-out scores (K, k_max + 1) of every fold's path k = 0..k_max (NaN beyond
@@ -101,20 +103,23 @@ def fold_scores(G: np.ndarray, F: np.ndarray, R: np.ndarray, H: np.ndarray, T: n
 
     The arrays up to ``inv`` are :func:`fold_problems`' (read-only); C, D and
     ``n_train`` the training problems' unprofiled c, d and rows; the test problem of
-    fold f is (test_G[f] − test_R[f]ᵀ test_R[f], test_c[f], test_d[f]) on ``n_test[f]``
+    fold f is (test_G[f] − B'ᵀB', test_c[f], test_d[f]), B' = test_B's rows ``bounds[f]``
+    to ``bounds[f + 1]`` (none if test_B has none), on ``n_test[f]``
     rows, with log det Σ_a,f = ``logdet[f]`` (``criterion`` LOGLIK).
     """
     K, p = F.shape[0], G.shape[0]
     scores = np.full((K, k_max + 1), np.nan)
     converged = True
-    n_kept = min(p, COLUMNS_KEPT) if R.shape[1] else 0
+    low = B.shape[0] > 0
+    n_kept = min(p, COLUMNS_KEPT) if low else 0
     for f in range(K):
-        slot = np.full(p * (R.shape[1] > 0) + 1, -1, dtype=np.int64)
+        slot = np.full(p * low + 1, -1, dtype=np.int64)
         slot[-1] = 0
-        store = np.empty((n_kept, p * (R.shape[1] > 0)))
-        Q = (G, F[f], H[f], T[f], lead, diag[f], R[f], slot, store)
-        S, B, rss, ok = splice_path(Q, ct[f], dt[f], 1, k_max, max_exchange,
-                                    n_candidates, max_iter, -1, 1.0, 1, 0.0, 0, 0)
+        store = np.empty((n_kept, p * low))
+        Q = (G, F[f], H[f], T[f], lead, diag[f], B[bounds[f]:bounds[f + 1]], slot, store)
+        test_Bf = test_B[bounds[f]:bounds[f + 1]]
+        S, coef, rss, ok = splice_path(Q, ct[f], dt[f], 1, k_max, max_exchange,
+                                       n_candidates, max_iter, -1, 1.0, 1, 0.0, 0, 0)
         for i in range(ok.size):
             converged = converged and ok[i]
         for k in range(rss.size + 1):
@@ -123,7 +128,7 @@ def fold_scores(G: np.ndarray, F: np.ndarray, R: np.ndarray, H: np.ndarray, T: n
             train = dt[f]
             for a in range(k):
                 J[a + lead] = S[k - 1, a] + lead
-                beta[a + lead] = B[k - 1, a]
+                beta[a + lead] = coef[k - 1, a]
             if k:
                 train = rss[k - 1]
             if lead:
@@ -131,7 +136,7 @@ def fold_scores(G: np.ndarray, F: np.ndarray, R: np.ndarray, H: np.ndarray, T: n
                 for a in range(k):
                     acc -= H[f, J[a + 1]] * beta[a + 1]
                 J[0], beta[0] = 0, inv[f] * acc
-            heldout = _objective(test_G[f], test_R[f], test_c[f], test_d[f], J, beta)
+            heldout = _objective(test_G[f], test_Bf, test_c[f], test_d[f], J, beta)
             if criterion == MARGINAL:
                 scores[f, k] = heldout / n_test[f]
                 continue
@@ -154,12 +159,13 @@ def warm_up() -> None:
     X = rng.standard_normal((12, 6))
     G = X.T @ X
     F = np.stack([0.5 * np.eye(6), 0.25 * np.eye(6)])
-    R = 0.1 * rng.standard_normal((2, 2, 6))  # (transposed factors)
+    B = 0.1 * rng.standard_normal((4, 6))
+    bounds = np.array([0, 2, 4])
     C, D = rng.standard_normal((2, 6)), np.array([30.0, 30.0])
-    G, F, R, C, D = (read_only(x) for x in (G, F, R, C, D))
+    G, F, B, C, D = (read_only(x) for x in (G, F, B, C, D))
     n = read_only(np.array([6.0, 6.0]))
     for lead in (0, 1):
-        problems = [read_only(x) for x in fold_problems(G, F, R, C, D, lead)]
+        problems = [read_only(x) for x in fold_problems(G, F, B, bounds, C, D, lead)]
         for criterion in (MARGINAL, LOGLIK):
-            fold_scores(G, F, R, *problems, lead, 2, 2, 20, 1000, criterion, C, D, n,
-                        F, R, C, D, n, n)
+            fold_scores(G, F, B, bounds, *problems, lead, 2, 2, 20, 1000, criterion, C,
+                        D, n, F, B, C, D, n, n)

@@ -23,48 +23,41 @@ __all__ = ["Quadratic", "LowRank", "objectives", "formed_difference"]
 
 @dataclass(frozen=True)
 class LowRank:
-    """Block matrices G_k = XᵀX_k − R_k R_kᵀ with R_k the columns ``bounds[k]`` to
-    ``bounds[k + 1]`` of ``R``, and their total formed.
+    """Block matrices G_k = XᵀX_k − B_kᵀB_k with B_k the rows ``bounds[k]`` to
+    ``bounds[k + 1]`` of ``B`` (R_k = B_kᵀ in the module docstring), and their total
+    formed.
 
     Attributes
     ----------
     XtX : ndarray of shape (K, p, p)
         The statistics' blocks (shared, not copied).
-    R : ndarray of shape (p, m)
+    B : ndarray of shape (m, p)
+        The blocks' weighted rotated rows, block after block.
     bounds : ndarray of int, shape (K + 1,)
     total : ndarray of shape (p, p)
-        Σ_k G_k = Σ_k XᵀX_k − R Rᵀ.
+        Σ_k G_k = Σ_k XᵀX_k − BᵀB.
     """
 
     XtX: np.ndarray
-    R: np.ndarray
+    B: np.ndarray
     bounds: np.ndarray
     total: np.ndarray
 
     def factor(self, k: int) -> np.ndarray:
-        """R_k, C-contiguous (p × m_k)."""
-        return np.ascontiguousarray(self.R[:, self.bounds[k]:self.bounds[k + 1]])
+        """R_k = B_kᵀ (p × m_k), a view of B's rows."""
+        return self.B[self.bounds[k]:self.bounds[k + 1]].T
 
     def block(self, k: int, columns: np.ndarray | None = None) -> np.ndarray:
         """G_k formed, or its submatrix on ``columns``."""
+        Bk = self.B[self.bounds[k]:self.bounds[k + 1]]
         if columns is None:
-            Rk = self.factor(k)
-            return self.XtX[k] - Rk @ Rk.T
-        Rk = self.R[columns, self.bounds[k]:self.bounds[k + 1]]
-        return self.XtX[k][np.ix_(columns, columns)] - Rk @ Rk.T
-
-    def factors_transposed(self) -> np.ndarray:
-        """Every R_kᵀ, zero-padded to the widest: shape (K, max m_k, p), C-contiguous
-        (the compiled cross-validation reads fold k's as ``factors_transposed()[k]``)."""
-        widths = np.diff(self.bounds)
-        out = np.zeros((widths.size, int(widths.max(initial=0)), self.R.shape[0]))
-        for k, m in enumerate(widths):
-            out[k, :m] = self.R[:, self.bounds[k]:self.bounds[k + 1]].T
-        return out
+            return self.XtX[k] - Bk.T @ Bk
+        Bk = Bk[:, columns]
+        return self.XtX[k][np.ix_(columns, columns)] - Bk.T @ Bk
 
     @property
     def nbytes(self) -> int:
-        return self.R.nbytes + self.total.nbytes
+        return self.B.nbytes + self.total.nbytes
 
 
 @dataclass
@@ -101,7 +94,7 @@ class Quadratic:
     def freeze(self) -> None:
         """Make the arrays read-only (a cached problem is shared by its callers)."""
         arrays = [self.c, self.d, self.trace, self.n_rows]
-        arrays += [self.G] if self.G is not None else [self.low_rank.R,
+        arrays += [self.G] if self.G is not None else [self.low_rank.B,
                                                        self.low_rank.total]
         for arr in arrays:
             arr.flags.writeable = False

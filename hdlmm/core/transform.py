@@ -202,7 +202,7 @@ class ProxyTransform:
         W = [self.weights(a) for a in a_values]
         low = self._low_rank()
         G = None if low else [s.XtX.copy() for _ in W]
-        R = [np.empty((s.n_features, self._n_rotated())) for _ in W] if low else None
+        B = [np.empty((self._n_rotated(), s.n_features)) for _ in W] if low else None
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
         row = 0
@@ -210,7 +210,7 @@ class ProxyTransform:
         for k, part in self._chunks():
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
                 if low:
-                    R[i][:, row:row + Bw.shape[0]] = Bw.T
+                    B[i][row:row + Bw.shape[0]] = Bw
                 else:
                     G[i][k] -= np.matmul(Bw.T, Bw, out=product)
                 c[i][k] -= Bw.T @ bw
@@ -221,14 +221,12 @@ class ProxyTransform:
                     for i, w in enumerate(W)]
         bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
         return [Quadratic(None, c[i], d[i], self._trace(w), s.n_rows.copy(),
-                          LowRank(s.XtX, R[i], bounds, self._low_rank_total(R[i], product)))
+                          LowRank(s.XtX, B[i], bounds, self._low_rank_total(B[i], product)))
                 for i, w in enumerate(W)]
 
-    def _low_rank_total(self, R, product):
-        """XᵀX − R Rᵀ, with R Rᵀ formed in ``product`` (p × p, reused)."""
-        total = self._xtx_total().copy()
-        total -= np.matmul(R, R.T, out=product)
-        return total
+    def _low_rank_total(self, B, product):
+        """XᵀX − BᵀB, with BᵀB formed in ``product`` (p × p, reused)."""
+        return np.subtract(self._xtx_total(), np.matmul(B.T, B, out=product))
 
     def _low_rank(self):
         """Block matrices in low rank: several blocks K, and no more rotated rows than

@@ -265,16 +265,18 @@ def _compiled_scores(qa, q0, logdet, k_max, criterion, max_exchange, progress, l
     low = qa.low_rank
     F = low.XtX if low is not None else qa.G
     K, p = F.shape[0], G.shape[0]
-    R = low.factors_transposed() if low is not None else np.zeros((K, 0, p))
+    B = low.B if low is not None else np.zeros((0, p))
+    bounds = (low.bounds if low is not None else np.zeros(K + 1)).astype(np.int64)
     C, D = c[None, :] - qa.c, d - qa.d
-    F, R, C, D = (read_only(x) for x in (F, R, C, D))
-    problems = [read_only(x) for x in fold_problems(G, F, R, C, D, lead)]
-    test = ((q0.G, np.zeros((K, 0, p)), q0.c, q0.d) if criterion == "marginal"
-            else (F, R, qa.c, qa.d))
+    F, B, C, D = (read_only(x) for x in (F, B, C, D))
+    problems = [read_only(x) for x in fold_problems(G, F, B, bounds, C, D, lead)]
+    test = ((q0.G, np.zeros((0, p)), q0.c, q0.d) if criterion == "marginal"
+            else (F, B, qa.c, qa.d))
     scores, ok = fold_scores(
-        read_only(G), F, R, *problems, lead, int(k_max), int(max_exchange), 20, 1000,
-        MARGINAL if criterion == "marginal" else LOGLIK, C, D, read_only(n - qa.n_rows),
-        *(read_only(x) for x in test), read_only(qa.n_rows), read_only(logdet))
+        read_only(G), F, B, bounds, *problems, lead, int(k_max), int(max_exchange), 20,
+        1000, MARGINAL if criterion == "marginal" else LOGLIK, C, D,
+        read_only(n - qa.n_rows), *(read_only(x) for x in test), read_only(qa.n_rows),
+        read_only(logdet))
     if not ok:
         warnings.warn("splicing reached max_iter=1000 before converging at some k of the "
                       "path", RuntimeWarning, stacklevel=4)
