@@ -81,42 +81,19 @@ def first_column(G: np.ndarray, F: np.ndarray | None = None,
 @njit(cache=True, error_model="numpy")
 def _gather(Q, rows, cols):
     """The entries (rows[r], cols[b]) of the matrix tuple Q (see :func:`matrix`), as an
-    array (len(rows), len(cols)); entry (i, j) is read from row j, which holds an
-    active column's entries in the order of the rows. (The formula is written out in
-    the loop: numba does not inline a per-entry function here, which cost 3-4×.) In
-    low rank the columns are computed whole and kept (:func:`_column`)."""
-    G, F, h, t, lead, Rt = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
-    minus = F.shape[0] > 0
-    out = np.empty((rows.size, cols.size))
-    if Rt.shape[0]:
-        for b in range(cols.size):
-            j = cols[b]
-            col = _column(Q, j + lead)
-            for r in range(rows.size):
-                i = rows[r]
-                x = col[i + lead]
-                if lead:
-                    x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
-                out[r, b] = x
-        return out
-    for r in range(rows.size):
-        i = rows[r]
-        for b in range(cols.size):
-            j = cols[b]
-            x = G[j + lead, i + lead]
-            if minus:
-                x = x - F[j + lead, i + lead]
-            if lead:
-                x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
-            out[r, b] = x
-    return out
+    array (len(rows), len(cols)): :func:`_gather_columns` of (cols, rows), each entry
+    read along the row of its ``rows`` index (the matrix is exactly symmetric, so
+    entry (i, j) and entry (j, i) are the same number)."""
+    return _gather_columns(Q, cols, rows)
 
 
 @njit(cache=True, error_model="numpy")
 def _gather_columns(Q, rows, cols):
     """The entries (rows[r], cols[b]) of the matrix tuple Q as an array (len(cols),
-    len(rows)): :func:`_gather`'s numbers, transposed, each column's read along its row
-    (contiguous in r)."""
+    len(rows)); entry (i, j) is read from row j, which holds column j's entries in the
+    order of the rows (contiguous in r). (The formula is written out in the loop: numba
+    does not inline a per-entry function here, which cost 3-4×.) In low rank the
+    columns are computed whole and kept (:func:`_column`)."""
     G, F, h, t, lead, Rt = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
     minus = F.shape[0] > 0
     out = np.empty((cols.size, rows.size))
