@@ -147,6 +147,16 @@ def test_nodewise_lasso_matches_scikit_learn_at_its_penalty():
                                    rtol=1e-3)
 
 
+def test_nodewise_lasso_that_stops_short_says_so():
+    """The compiled FISTA's convergence flag reaches the user: too few iterations for
+    correlated columns give a warning with advice, and converged is False."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 60)) + 2.0 * rng.standard_normal((30, 1))
+    with pytest.warns(RuntimeWarning, match="did not converge in 3 iterations"):
+        res = nodewise_lasso(X.T @ X, [0, 1], 30, max_iter=3)
+    assert not res.converged and res.U.shape == (60, 2)
+
+
 def test_nodewise_exact_projection_needs_a_nonsingular_gram():
     X = np.random.default_rng(0).standard_normal((5, 8))
     with pytest.raises(ValueError, match="singular.*penalty='scaled'"):
