@@ -6,7 +6,7 @@ Each a's path stops where its criterion's window says (``window``, see
 (:meth:`~hdlmm.model.selection.Selector`'s ``ic_samples="ml"``) also asks for the RSS
 at one k of paths it does not need whole: those come from paths computed only to that
 k, without their coefficients (:func:`~hdlmm.model.path.path_rss`). The paths at one a
-share the kernel's form of that a's problem (:func:`~hdlmm.model.path.kernel_problem`).
+share the kernel's form of that a's problem (:func:`~hdlmm.core.splicing.profiled_matrix`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from hdlmm.core.progress import progress_bar
+from hdlmm.core.splicing import profiled_matrix
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.model.path import (
     Criterion,
     PathFit,
     fit_path,
-    kernel_problem,
     least_squares_bound,
     path_rss,
     runs_in_kernel,
@@ -107,7 +107,7 @@ class FullDataPaths:
         """The kernel's problem of the full data at a."""
         if a not in self._problems:
             G, c, d, _, _ = self.transform.at(a).total()
-            self._problems[a] = kernel_problem(G, c, d, self.free)
+            self._problems[a] = profiled_matrix(G, c, d, self.free)
         return self._problems[a]
 
     def _path(self, a, k_max):

@@ -24,7 +24,7 @@ from hdlmm.core.splicing import best_subset_path, profile_out, profiled_matrix
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 
-__all__ = ["PathFit", "Criterion", "fit_path", "kernel_problem", "path_rss", "default_k_max",
+__all__ = ["PathFit", "Criterion", "fit_path", "path_rss", "default_k_max",
            "information_criterion", "least_squares_bound"]
 
 
@@ -158,8 +158,8 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         kernel reads the entries of G − minus, profiled, as it needs them, and no p × p
         matrix is formed.
     problem : tuple, optional
-        :func:`kernel_problem` of the same G, c, d, free and minus, if already built
-        (several paths on one quadratic share it).
+        :func:`~hdlmm.core.splicing.profiled_matrix` of the same G, c, d, free and
+        minus, if already built (several paths on one quadratic share it).
 
     Returns
     -------
@@ -173,7 +173,7 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
         if runs_in_kernel(free, units, ic):  # no p × p matrix formed
             if ic is not None and not exact_fit and rss_ls is None and not window:
                 rss_ls = least_squares_bound(formed_difference(G, minus), c, d, free)
-            Q, ct, dt, rest, recover = problem or kernel_problem(G, c, d, free, minus)
+            Q, ct, dt, rest, recover = problem or profiled_matrix(G, c, d, free, minus)
             if k_max >= 1 and rest.size:
                 S, B, R = _kernel_path(Q, ct, dt, k_max, max_exchange, ic,
                                        0.0 if exact_fit else rss_ls, window)
@@ -201,17 +201,10 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
 
 
-def kernel_problem(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int] = (),
-                   minus: np.ndarray | tuple | None = None) -> tuple:
-    """(Q, c̃, d̃, rest, recover): the problem G − minus with ``free`` ([0] or [])
-    profiled out, as the compiled kernel reads it
-    (:func:`~hdlmm.core.splicing.profiled_matrix`)."""
-    return profiled_matrix(G, c, d, free, minus)
-
-
 def path_rss(problem: tuple, k_max: int, max_exchange: int = 2,
              ic: Criterion | None = None, window: tuple[int, int] | None = None) -> np.ndarray:
-    """RSS of the path of a :func:`kernel_problem` for k = 0..m (m ≤ k_max: the path
+    """RSS of the path of a problem in the kernel's form
+    (:func:`~hdlmm.core.splicing.profiled_matrix`) for k = 0..m (m ≤ k_max: the path
     stops where ``ic``'s window says, as :func:`fit_path`'s; no least-squares bound),
     without building its coefficients."""
     Q, ct, dt, rest, _ = problem
