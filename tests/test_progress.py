@@ -41,3 +41,16 @@ def test_bar_on_the_passes_over_a_file(tmp_path, data, capsys):
     err = capsys.readouterr().err
     assert "cross-products" in err  # a CSV's first pass: rows read, no total
     assert re.search(rf"inference \(second pass\): +0%\|.*\| 0\.00/{len(data.y)}", err)
+
+
+def test_no_bar_offers_what_the_fits_use():
+    """Without a bar, progress_bar gives an object with tqdm's update, refresh, close and
+    total, doing nothing (no tqdm is made)."""
+    from hdlmm.core.progress import NoBar, progress_bar
+
+    bar = progress_bar(10, "x", False)
+    assert isinstance(bar, NoBar) and bar.total == 10
+    bar.total = 3
+    bar.update(2)
+    bar.refresh()
+    bar.close()

@@ -244,3 +244,31 @@ def test_path_on_low_rank_training_entries_equals_the_path_on_the_formed_matrix(
             np.testing.assert_array_equal(np.flatnonzero(lazy.coefs[k][rest]), f.support)
             np.testing.assert_allclose(lazy.coefs[k][rest][f.support], f.coef, rtol=1e-7,
                                        atol=1e-9)
+
+
+def test_symmetry_check_against_numpy():
+    """The compiled check agrees with numpy's G == Gᵀ, down to one entry one ulp off."""
+    from hdlmm.core._kernel_matrix import is_symmetric
+
+    rng = np.random.default_rng(0)
+    for p in (1, 2, 7, 40):
+        A = rng.standard_normal((p, p))
+        G = A + A.T
+        assert is_symmetric(G) and np.array_equal(G, G.T)
+        if p > 1:
+            i, j = rng.choice(p, 2, replace=False)
+            G[i, j] = np.nextafter(G[i, j], np.inf)
+            assert not is_symmetric(G) and not np.array_equal(G, G.T)
+
+
+def test_a_matrix_not_exactly_symmetric_is_symmetrised():
+    """best_subset reads one triangle: a G off by round-off in one entry is replaced by
+    (G + Gᵀ)/2, so the fit is that of the symmetrised matrix, whichever triangle is off."""
+    G, c, d = correlated_problem(3)
+    i, j = best_subset(G, c, d, 3).support[:2]
+    for upper in (True, False):  # either triangle off
+        H = G.copy()
+        H[min(i, j) if upper else max(i, j), max(i, j) if upper else min(i, j)] *= 1 + 1e-6
+        got, ref = best_subset(H, c, d, 3), best_subset((H + H.T) / 2, c, d, 3)
+        assert np.array_equal(got.support, ref.support)
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-12)

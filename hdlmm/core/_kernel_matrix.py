@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["matrix", "first_column", "read_only", "TINY"]
+__all__ = ["matrix", "first_column", "read_only", "is_symmetric", "TINY"]
 
 TINY = np.finfo(np.float64).tiny
 #: columns of a low-rank matrix a path keeps (:func:`_column`)
@@ -66,6 +66,23 @@ def read_only(a: np.ndarray) -> np.ndarray:
     v = np.ascontiguousarray(a, dtype=np.float64).view()
     v.flags.writeable = False
     return v
+
+
+def is_symmetric(G: np.ndarray) -> bool:
+    """Whether G[i, j] and G[j, i] are the same number for every i, j (what the kernel
+    needs, as it reads one triangle): a compiled loop that stops at the first pair
+    that differs (``numpy.array_equal(G, G.T)`` forms a p × p array of booleans)."""
+    return bool(_is_symmetric(read_only(G)))
+
+
+@njit(cache=True)
+def _is_symmetric(G):
+    n = G.shape[0]
+    for i in range(n):
+        for j in range(i):
+            if G[i, j] != G[j, i]:
+                return False
+    return True
 
 
 def first_column(G: np.ndarray, F: np.ndarray | None = None,

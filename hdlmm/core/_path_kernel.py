@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hdlmm.core._kernel_matrix import TINY, first_column, matrix, read_only
+from hdlmm.core._kernel_matrix import TINY, first_column, is_symmetric, matrix, read_only
 from hdlmm.core._splice_kernel import _shrink, _support, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
@@ -124,3 +124,4 @@ def warm_up() -> None:
         _support(Q, c, d, np.array([0, 0], dtype=np.int64), False)  # pseudo-inverse route
     for G_in in (G, read_only(G)):  # (cached whitened problems are read-only)
         profile_first(G_in, 1.0 / G[0, 0])
+    is_symmetric(G)

@@ -3,6 +3,8 @@ and where it sits in the statistics' (fold, label) order."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -36,7 +38,12 @@ class FoldLayout:
         self.labels = labels[order]  # in statistics order
         self.block = block_of[order]
         self.n_blocks = n_blocks
-        self._index = pd.Index(labels)
+        self._labels = labels
+
+    @cached_property
+    def _index(self) -> pd.Index:
+        """The labels as an index (made when rows are first placed by label)."""
+        return pd.Index(self._labels)
 
     def positions(self, groups: ArrayLike) -> np.ndarray:
         """Statistics position of each row's label; an error for unknown labels."""

@@ -13,7 +13,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar", "shows_progress"]
+__all__ = ["NoBar", "progress_bar", "shows_progress"]
 
 
 def shows_progress(enabled: bool | None) -> bool:
@@ -22,7 +22,27 @@ def shows_progress(enabled: bool | None) -> bool:
 
 
 def progress_bar(total: float | None, desc: str, enabled: bool | None = None,
-                 unit: str = "it", unit_scale: bool = False) -> tqdm:
-    """A tqdm bar with a total (hence a rate and the time left), or a disabled one."""
+                 unit: str = "it", unit_scale: bool = False) -> tqdm | NoBar:
+    """A tqdm bar with a total (hence a rate and the time left), or a :class:`NoBar`
+    when none is shown."""
+    if not shows_progress(enabled):
+        return NoBar(total)
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, leave=False,
-                disable=not shows_progress(enabled), dynamic_ncols=True)
+                dynamic_ncols=True)
+
+
+class NoBar:
+    """The part of a tqdm bar the fits use, doing nothing (a disabled tqdm costs 20 µs
+    to make, a few percent of a small fit's time with one bar per stage)."""
+
+    def __init__(self, total: float | None = None) -> None:
+        self.total = total
+
+    def update(self, n: float = 1) -> None:
+        """Nothing to show."""
+
+    def refresh(self) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to show."""

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg
 
-from hdlmm.core._kernel_matrix import first_column, matrix, read_only
+from hdlmm.core._kernel_matrix import first_column, is_symmetric, matrix, read_only
 from hdlmm.core._path_kernel import profile_first
 from hdlmm.core._splice_kernel import splice
 
@@ -127,7 +127,7 @@ def best_subset(G: np.ndarray, c: np.ndarray, d: float, k: int, init: ArrayLike 
         np.asarray(init, dtype=np.int64))
     c = read_only(c)
     G = np.asarray(G, dtype=np.float64)
-    if not np.array_equal(G, G.T):  # the kernel reads one triangle
+    if G.shape[1] != p or not is_symmetric(G):  # the kernel reads one triangle
         G = (G + G.T) / 2
     A, beta, rss, converged = splice(matrix(G), c, float(d), int(k), start, int(max_exchange),
                                      int(n_candidates), int(max_iter))

@@ -201,22 +201,27 @@ class ProxyTransform:
         s = self.stats
         W = [self.weights(a) for a in a_values]
         low = self._low_rank()
-        G = None if low else [s.XtX.copy() for _ in W]
+        G = None if low else [np.empty_like(s.XtX) for _ in W]
         B = [np.empty((self._n_rotated(), s.n_features)) for _ in W] if low else None
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
-        row = 0
+        row, formed = 0, np.zeros(len(self.slices), dtype=bool)  # formed: blocks of G
         product = np.empty((s.n_features, s.n_features))  # (reused: new ones page-fault)
         for k, part in self._chunks():
+            new_block, formed[k] = not formed[k], True
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
                 if low:
                     B[i][row:row + Bw.shape[0]] = Bw
+                elif new_block:  # G = XᵀX − BᵀB, formed in G (no copy of XᵀX first)
+                    np.subtract(s.XtX[k], np.matmul(Bw.T, Bw, out=product), out=G[i][k])
                 else:
                     G[i][k] -= np.matmul(Bw.T, Bw, out=product)
                 c[i][k] -= Bw.T @ bw
                 d[i][k] -= bw @ bw
             row += (part.stop - part.start) * s.n_re
         if not low:
+            for Gi in G:  # blocks without clusters
+                Gi[~formed] = s.XtX[~formed]
             return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
                     for i, w in enumerate(W)]
         bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
