@@ -1,3 +1,5 @@
+import weakref
+
 import numpy as np
 import pytest
 
@@ -218,3 +220,33 @@ def test_whitened_matrices_are_exactly_symmetric(unbalanced, route, monkeypatch)
             + [T.at(1.0).total()[0]] + [T.at(1.0).without(k)[0] for k in range(1, K)])
     for G in mats:
         np.testing.assert_array_equal(G, G.T)
+
+
+def test_weighted_rows_one_a_at_a_time(unbalanced, monkeypatch):
+    """The low-rank problems' rows B(a) = diag(√w(a)) VᵀZᵀX are made for one a at a
+    time: their values are the formula's; a block's matrix from them equals the one
+    formed on the other route; rows handed out (or a view of them) stay unchanged when
+    another a is asked for; their memory is reused when nothing holds it."""
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
+    formed = ProxyTransform(s)
+    monkeypatch.setattr(ProxyTransform, "_low_rank", lambda self: True)
+    T = ProxyTransform(s)
+    rows = T._rows
+    B1 = T.at(1.0).low_rank.B
+    n, q, p = s.ZtX.shape
+    rw = np.sqrt(1.0 / (1.0 + T.lam))
+    np.testing.assert_array_equal(B1, ((rw[:, :, None] * T.Vt) @ s.ZtX).reshape(n * q, p))
+    for k in range(3):
+        np.testing.assert_allclose(T.at(1.0).block_matrix(k), formed.at(1.0).block_matrix(k),
+                                   rtol=1e-10, atol=1e-10)
+    view, kept = B1[5:9].T, B1.copy()
+    B2 = rows(2.0)
+    assert not np.shares_memory(B1, B2) and np.array_equal(B1, kept)
+    assert np.array_equal(view, kept[5:9].T) and not B2.flags.writeable
+    del B1, view, kept
+    base = weakref.ref(B2.base)
+    del B2
+    assert rows(3.0).base is base()  # nothing held the rows of 2.0: rewritten in place
+    np.testing.assert_array_equal(T.at(1.0).low_rank.B,
+                                  ((rw[:, :, None] * T.Vt) @ s.ZtX).reshape(n * q, p))

@@ -14,6 +14,7 @@ instead of a p × p block product per block and value of a, and no K × p × p a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,17 +32,23 @@ class LowRank:
     ----------
     XtX : ndarray of shape (K, p, p)
         The statistics' blocks (shared, not copied).
-    B : ndarray of shape (m, p)
-        The blocks' weighted rotated rows, block after block.
+    rows : callable
+        ``rows()`` gives B, shape (m, p): the blocks' weighted rotated rows, block after
+        block (made on demand, :class:`hdlmm.core.transform.WeightedRows`).
     bounds : ndarray of int, shape (K + 1,)
     total : ndarray of shape (p, p)
         Σ_k G_k = Σ_k XᵀX_k − BᵀB.
     """
 
     XtX: np.ndarray
-    B: np.ndarray
+    rows: Callable[[], np.ndarray]
     bounds: np.ndarray
     total: np.ndarray
+
+    @property
+    def B(self) -> np.ndarray:
+        """The weighted rotated rows, (m, p), read-only."""
+        return self.rows()
 
     def factor(self, k: int) -> np.ndarray:
         """R_k = B_kᵀ (p × m_k), a view of B's rows."""
@@ -57,7 +64,8 @@ class LowRank:
 
     @property
     def nbytes(self) -> int:
-        return self.B.nbytes + self.total.nbytes
+        """Bytes kept: the total (the rows are made on demand, one a at a time)."""
+        return self.total.nbytes
 
 
 @dataclass
@@ -94,8 +102,7 @@ class Quadratic:
     def freeze(self) -> None:
         """Make the arrays read-only (a cached problem is shared by its callers)."""
         arrays = [self.c, self.d, self.trace, self.n_rows]
-        arrays += [self.G] if self.G is not None else [self.low_rank.B,
-                                                       self.low_rank.total]
+        arrays += [self.G] if self.G is not None else [self.low_rank.total]
         for arr in arrays:
             arr.flags.writeable = False
 

@@ -41,8 +41,11 @@ second n × q × p array).
 Low rank. With several blocks (K folds) and n q ≤ K p rotated rows, each G(a) is kept
 as its total, XᵀX − Bᵀ diag(w) B (one product over all the rows), and the blocks'
 weighted rows, R_k = (diag(√w) B_k)ᵀ (:class:`~hdlmm.core.quadratic.LowRank`): no
-K × p × p array (R is no larger), and the block products, less efficient on fewer
-rows, are not made; the CV's training matrices are read entry by entry from them.
+K × p × p array, and the block products, less efficient on fewer rows, are not made;
+the CV's training matrices are read entry by entry from them. The weighted rows are
+made for one a at a time (:class:`WeightedRows`), when the total is formed and again
+when the CV of that a reads them, written over the last a's when nothing holds those:
+one n q × p array in memory instead of one per value of a.
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.
@@ -51,7 +54,9 @@ doi:10.1080/01621459.2021.1888740
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -62,7 +67,7 @@ from hdlmm.core.checks import check_a
 from hdlmm.core.quadratic import LowRank, Quadratic, objectives
 from hdlmm.core.stats import ClusterStats
 
-__all__ = ["ProxyTransform", "Quadratic", "objectives"]
+__all__ = ["ProxyTransform", "Quadratic", "WeightedRows", "objectives"]
 
 
 class ProxyTransform:
@@ -114,6 +119,7 @@ class ProxyTransform:
         self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
         self.levels, self._level_of = _eigenvalue_levels(self.lam)
         self._level_sums = None
+        self._rows = WeightedRows(self.Vt, stats.ZtX, self.lam)
 
     def rotate(self, A: np.ndarray) -> np.ndarray:
         """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
@@ -172,7 +178,7 @@ class ProxyTransform:
         todo = [a for a in dict.fromkeys(check_a(v) for v in np.atleast_1d(a_values))
                 if a > 0 and a not in self._cache]
         p = self.stats.n_features
-        each = 8 * p * (p + self._n_rotated() if self._low_rank() else len(self.slices) * p)
+        each = 8 * p * (p if self._low_rank() else len(self.slices) * p)
         todo = todo[:max(0, self.cache_bytes // each - len(self._cache))]
         if len(todo) < 2 or self._use_levels():
             return
@@ -198,40 +204,49 @@ class ProxyTransform:
         return 2.0 * s.ZtX.shape[0] * s.ZtX.shape[1] * s.n_features ** 2
 
     def _passes_threads(self, a_values):
+        if self._low_rank():
+            return self._low_rank_passes(a_values)
         s = self.stats
         W = [self.weights(a) for a in a_values]
-        low = self._low_rank()
-        G = None if low else [np.empty_like(s.XtX) for _ in W]
-        B = [np.empty((self._n_rotated(), s.n_features)) for _ in W] if low else None
+        G = [np.empty_like(s.XtX) for _ in W]
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
-        row, formed = 0, np.zeros(len(self.slices), dtype=bool)  # formed: blocks of G
+        formed = np.zeros(len(self.slices), dtype=bool)  # blocks of G begun
         product = np.empty((s.n_features, s.n_features))  # (reused: new ones page-fault)
         for k, part in self._chunks():
             new_block, formed[k] = not formed[k], True
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
-                if low:
-                    B[i][row:row + Bw.shape[0]] = Bw
-                elif new_block:  # G = XᵀX − BᵀB, formed in G (no copy of XᵀX first)
+                if new_block:  # G = XᵀX − BᵀB, formed in G (no copy of XᵀX first)
                     np.subtract(s.XtX[k], np.matmul(Bw.T, Bw, out=product), out=G[i][k])
                 else:
                     G[i][k] -= np.matmul(Bw.T, Bw, out=product)
                 c[i][k] -= Bw.T @ bw
                 d[i][k] -= bw @ bw
-            row += (part.stop - part.start) * s.n_re
-        if not low:
-            for Gi in G:  # blocks without clusters
-                Gi[~formed] = s.XtX[~formed]
-            return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
-                    for i, w in enumerate(W)]
-        bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
-        return [Quadratic(None, c[i], d[i], self._trace(w), s.n_rows.copy(),
-                          LowRank(s.XtX, B[i], bounds, self._low_rank_total(B[i], product)))
+        for Gi in G:  # blocks without clusters
+            Gi[~formed] = s.XtX[~formed]
+        return [Quadratic(G[i], c[i], d[i], self._trace(w), s.n_rows.copy())
                 for i, w in enumerate(W)]
 
-    def _low_rank_total(self, B, product):
-        """XᵀX − BᵀB, with BᵀB formed in ``product`` (p × p, reused)."""
-        return np.subtract(self._xtx_total(), np.matmul(B.T, B, out=product))
+    def _low_rank_passes(self, a_values):
+        """The quadratics in low rank: for each a, the weighted rows (made by
+        :class:`WeightedRows`, which keeps those of one a at a time), the total
+        XᵀX − BᵀB from one product, and c, d per block."""
+        s = self.stats
+        bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
+        product = np.empty((s.n_features, s.n_features))  # (reused: new ones page-fault)
+        out = []
+        for a in a_values:
+            w = self.weights(a)
+            B = self._rows(a)
+            bw = (self.b * np.sqrt(w)).ravel()
+            blocks = list(zip(bounds[:-1], bounds[1:]))
+            c = s.Xty - np.stack([B[lo:hi].T @ bw[lo:hi] for lo, hi in blocks])
+            d = s.yty - np.array([bw[lo:hi] @ bw[lo:hi] for lo, hi in blocks])
+            total = np.subtract(self._xtx_total(), np.matmul(B.T, B, out=product))
+            low = LowRank(s.XtX, partial(self._rows, a), bounds, total)
+            out.append(Quadratic(None, c, d, self._trace(w), s.n_rows.copy(), low))
+            del B  # (so that the next a's rows can be written over these)
+        return out
 
     def _low_rank(self):
         """Block matrices in low rank: several blocks K, and no more rotated rows than
@@ -336,6 +351,58 @@ class ProxyTransform:
             Vt, b = rw[:, :, None] * Vt, b * rw
         Bw = np.matmul(Vt, ZtX, out=self._buffer[:ZtX.size].reshape(n, q, p))
         return Bw.reshape(n * q, p), b.ravel()
+
+
+class WeightedRows:
+    """The weighted rotated rows diag(√w_i(a)) V_iᵀ Z_iᵀX_i of every cluster, as one
+    (n q × p) array B(a), made for one value of a at a time.
+
+    The low-rank problems (:class:`~hdlmm.core.quadratic.LowRank`) read their blocks'
+    rows from here: B(a) is as large as the statistics' Z_iᵀX_i, and a grid of them
+    held at once was the largest memory of a fit (6 × 64 MB at n q = 4,000, p = 2,000;
+    on a machine where new memory is slow to touch, most of the passes' time). The
+    rows of the last a asked for are kept, read-only; asking for another a makes its
+    rows anew (a batched q × q rotation, far cheaper than the product that uses them),
+    so an array handed out earlier stays valid and unchanged.
+
+    Parameters
+    ----------
+    Vt : ndarray of shape (n, q, q)
+        The rotations V_iᵀ (with the statistics' Z map, as :class:`ProxyTransform`'s).
+    ZtX : ndarray of shape (n, q, p)
+    lam : ndarray of shape (n, q)
+        Eigenvalues of the Z_iᵀZ_i.
+    """
+
+    def __init__(self, Vt: np.ndarray, ZtX: np.ndarray, lam: np.ndarray) -> None:
+        self.Vt, self.ZtX, self.lam = Vt, ZtX, lam
+        self._a, self._rows = None, None
+
+    def __call__(self, a: float) -> np.ndarray:
+        """B(a), shape (n q, p), read-only."""
+        if self._a != a:
+            n, q, p = self.ZtX.shape
+            rw = np.sqrt(a / (1.0 + a * self.lam))
+            out = self._reusable()
+            self._a, self._rows = None, None  # the last one is freed before the next
+            if out is None:
+                out = np.empty((n, q, p))
+            np.matmul(rw[:, :, None] * self.Vt, self.ZtX, out=out)
+            rows = out.reshape(n * q, p)
+            rows.flags.writeable = False
+            self._a, self._rows = a, rows
+        return self._rows
+
+    def _reusable(self):
+        """The last rows' memory, writable, if nothing else refers to it (no caller and
+        no view holds it: its reference count is this object's and the call's), else
+        None. Rewriting it in place spares touching new memory for every a."""
+        rows = self._rows  # referred to by self._rows, this name and the call below
+        if rows is None or sys.getrefcount(rows) > 3 or sys.getrefcount(rows.base) > 2:
+            return None  # (a view of the rows refers to rows.base: the count is 2)
+        base = rows.base
+        base.flags.writeable = True
+        return base
 
 
 def _congruence(S, A):
