@@ -377,6 +377,7 @@ class WeightedRows:
     def __init__(self, Vt: np.ndarray, ZtX: np.ndarray, lam: np.ndarray) -> None:
         self.Vt, self.ZtX, self.lam = Vt, ZtX, lam
         self._a, self._rows = None, None
+        self._probe = np.empty(1).reshape(1, 1)  # (see _reusable)
 
     def __call__(self, a: float) -> np.ndarray:
         """B(a), shape (n q, p), read-only."""
@@ -394,12 +395,17 @@ class WeightedRows:
         return self._rows
 
     def _reusable(self):
-        """The last rows' memory, writable, if nothing else refers to it (no caller and
-        no view holds it: its reference count is this object's and the call's), else
-        None. Rewriting it in place spares touching new memory for every a."""
-        rows = self._rows  # referred to by self._rows, this name and the call below
-        if rows is None or sys.getrefcount(rows) > 3 or sys.getrefcount(rows.base) > 2:
-            return None  # (a view of the rows refers to rows.base: the count is 2)
+        """The last rows' memory, writable, if nothing else refers to it, else None.
+        Rewriting it in place spares touching new memory for every a.
+
+        Nothing else refers to the rows (a view of shape (n q, p)) when their reference
+        count and their base's are those of ``_probe``, a view held the same way that
+        nothing else can hold (the counts are compared, not fixed numbers: how many
+        references a call itself adds differs between Python versions)."""
+        rows, probe = self._rows, self._probe
+        if rows is None or (sys.getrefcount(rows) > sys.getrefcount(probe)
+                            or sys.getrefcount(rows.base) > sys.getrefcount(probe.base)):
+            return None
         base = rows.base
         base.flags.writeable = True
         return base
