@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.linalg import lapack, solve_triangular
@@ -40,15 +41,24 @@ class ColumnBasis:
     basis : ndarray of int          columns that span the column space (pivot order)
     dependent : ndarray of int      the other columns with a nonzero diagonal
     zero : ndarray of int           columns with G_jj = 0 (all-zero columns)
-    L : ndarray (r, r)              Cholesky factor of the scaled G[basis, basis]
+    factor : ndarray (≥ r, ≥ r)     LAPACK's output, whose leading r × r lower
+                                    triangle is L
     scale : ndarray (p,)            1/√G_jj (0 for zero columns)
+    L : ndarray (r, r)              Cholesky factor of the scaled G[basis, basis] (made
+                                    from ``factor`` when first asked for: the warning
+                                    on aliased columns needs only ``dependent``)
     """
 
     basis: np.ndarray
     dependent: np.ndarray
     zero: np.ndarray
-    L: np.ndarray
+    factor: np.ndarray
     scale: np.ndarray
+
+    @cached_property
+    def L(self) -> np.ndarray:
+        r = self.basis.size
+        return np.tril(self.factor[:r, :r])
 
     def combination(self, G: np.ndarray, j: int, tol: float = 1e-8) -> np.ndarray:
         """Columns of the basis that column j is a combination of (their coefficients
@@ -69,13 +79,15 @@ def column_basis(G: np.ndarray) -> ColumnBasis:
     scale[live] = 1.0 / np.sqrt(diag[live])
     if live.size == 0:
         return ColumnBasis(live, live, zero, np.zeros((0, 0)), scale)
-    A = G[np.ix_(live, live)] * scale[live][:, None] * scale[live][None, :]
-    factor, piv, rank, info = lapack.dpstrf(A, tol=RANK_TOL, lower=1)
+    s = scale[live]
+    A = G[np.ix_(live, live)] if live.size < G.shape[0] else G.copy()
+    A *= s[:, None]
+    A *= s[None, :]
+    factor, piv, rank, info = lapack.dpstrf(A, tol=RANK_TOL, lower=1, overwrite_a=True)
     if info < 0:  # pragma: no cover - an invalid argument, a bug
         raise RuntimeError(f"dpstrf failed (info {info})")
     order = live[piv - 1]
-    L = np.tril(factor[:rank, :rank])
-    return ColumnBasis(order[:rank], np.sort(order[rank:]), zero, L, scale)
+    return ColumnBasis(order[:rank], np.sort(order[rank:]), zero, factor, scale)
 
 
 def least_squares_rss(G: np.ndarray, c: np.ndarray, d: float,
