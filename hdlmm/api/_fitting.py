@@ -74,7 +74,7 @@ def _fit(stats, rows, params, re_names, re_blocks, no_groups, forced, feature_gr
     stats = stats.standardized()
     free = [0] if stats.intercept else []
     warn_constant_columns(stats, free)
-    warn_aliased_columns(stats.XtX.sum(0), stats.feature_names, free, stats.n_samples,
+    warn_aliased_columns(stats.xtx_total, stats.feature_names, free, stats.n_samples,
                          stacklevel=5)
     selector = Selector(stats, SelectionSettings.from_params(params), forced=forced,
                         feature_groups=feature_groups)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,14 @@ class ClusterStats:
     @property
     def n_samples(self) -> int:
         return int(self.n_rows.sum())
+
+    @cached_property
+    def xtx_total(self) -> np.ndarray:
+        """XᵀX summed over the blocks, (p, p), computed once and read-only (the fit asks
+        for it at several steps; at K = 5, p = 2,000 each sum reads 160 MB)."""
+        total = self.XtX.sum(0)
+        total.flags.writeable = False
+        return total
 
     @property
     def n_features(self) -> int:
@@ -358,7 +367,7 @@ class ClusterStats:
         if self.own_standard:
             return self
         N = self.n_rows.sum()
-        XtX = self.XtX.sum(0)
+        XtX = self.xtx_total
         if self.intercept:  # Σ w, the intercept column's square (N without weights)
             N = XtX[0, 0]
         mean = XtX[0] / N if self.intercept else np.zeros(self.n_features)
@@ -389,7 +398,7 @@ class ClusterStats:
     def constant_columns(self) -> np.ndarray:
         """Columns of X (intercept excluded) whose standardised values are all zero."""
         f = int(self.intercept)
-        return np.flatnonzero(np.diag(self.XtX.sum(0))[f:] == 0)
+        return np.flatnonzero(np.einsum("kii->i", self.XtX)[f:] == 0)
 
     def cluster_index(self, labels: ArrayLike) -> np.ndarray:
         """Position in this statistics' cluster order of each label (−1 if absent)."""

@@ -102,7 +102,6 @@ class ProxyTransform:
         self.stats = stats
         self._cache = {}
         self._logdet = {}  # a -> log det Σ_a per block
-        self._xtx = None  # XᵀX summed over the blocks, for G(a) in low rank
         # the proxy is a Z Zᵀ + I in the user's Z: the statistics hold Z̃ = Z M
         # (standardised), so Z_iᵀ· = M⁻ᵀ Z̃_iᵀ·, and M⁻ᵀ joins the rotation V_iᵀ
         Minv = stats.z_map_inv()
@@ -242,7 +241,7 @@ class ProxyTransform:
             blocks = list(zip(bounds[:-1], bounds[1:]))
             c = s.Xty - np.stack([B[lo:hi].T @ bw[lo:hi] for lo, hi in blocks])
             d = s.yty - np.array([bw[lo:hi] @ bw[lo:hi] for lo, hi in blocks])
-            total = np.subtract(self._xtx_total(), np.matmul(B.T, B, out=product))
+            total = np.subtract(self.stats.xtx_total, np.matmul(B.T, B, out=product))
             low = LowRank(s.XtX, partial(self._rows, a), bounds, total)
             out.append(Quadratic(None, c, d, self._trace(w), s.n_rows.copy(), low))
             del B  # (so that the next a's rows can be written over these)
@@ -258,12 +257,6 @@ class ProxyTransform:
     def _n_rotated(self):
         """n q: the rotated rows B_i of all clusters."""
         return self.stats.ZtX.shape[0] * self.stats.n_re
-
-    def _xtx_total(self):
-        """XᵀX summed over the blocks (once)."""
-        if self._xtx is None:
-            self._xtx = self.stats.XtX.sum(0)
-        return self._xtx
 
     def _trace(self, w):
         """tr(Σ_a⁻¹) per block: N_k − Σ a λ / (1 + a λ) over the block's clusters."""

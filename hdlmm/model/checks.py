@@ -49,9 +49,9 @@ def check_support_rank(stats: ClusterStats, n_lead: int, support: np.ndarray,
     there must be k) with the intercept (``n_lead`` = 1 column of the statistics before
     X's, or 0) are linearly dependent."""
     cols = np.r_[np.arange(n_lead), np.asarray(support) + n_lead].astype(int)
-    G = stats.XtX.sum(0)[np.ix_(cols, cols)]
+    G = stats.xtx_total[np.ix_(cols, cols)]
     if support.size < k or _inverse_pd(G, strict=True) is None:
-        XtX = stats.XtX.sum(0)
+        XtX = stats.xtx_total
         basis = column_basis(XtX)
         names = stats.feature_names
         redundant = [names[j] for j in np.r_[basis.zero, basis.dependent].astype(int)
@@ -84,7 +84,7 @@ def check_forced_columns(stats: ClusterStats, n_lead: int, forced: np.ndarray) -
                          f"intercept and have no coefficient of their own; drop them "
                          f"from force")
     cols = np.r_[np.arange(n_lead), forced + n_lead].astype(int)
-    G = stats.XtX.sum(0)[np.ix_(cols, cols)]
+    G = stats.xtx_total[np.ix_(cols, cols)]
     if _inverse_pd(G, strict=True) is None:
         basis = column_basis(G)
         dependent = [names[j - n_lead] for j in np.r_[basis.zero, basis.dependent].astype(int)

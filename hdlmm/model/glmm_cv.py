@@ -130,7 +130,7 @@ def deviance_cv(stats: ClusterStats, rows: HeldOutRows, family: Family, a_values
     selected together. The fold paths of every a are computed first, then the columns
     they use are loaded at once (one pass over the rows of a file)."""
     transform = transform or ProxyTransform(stats)
-    w_mean = float(stats.XtX.sum(0)[0, 0] / stats.n_rows.sum())  # Σw / N: 1 if normalised
+    w_mean = float(stats.xtx_total[0, 0] / stats.n_rows.sum())  # Σw / N: 1 if normalised
     K = stats.n_blocks
     scores = np.full((len(a_values), K, k_max + 1), np.nan)
     transform.prepare(a_values)

@@ -42,7 +42,7 @@ class Profile:
 
     def __init__(self, stats: ClusterStats, method: str, structure: str,
                  blocks: list | None = None) -> None:
-        self.XtX = stats.XtX.sum(0)
+        self.XtX = stats.xtx_total
         self.Xty = stats.Xty.sum(0)
         self.yty = float(stats.yty.sum())
         self.N = stats.n_samples

@@ -247,7 +247,7 @@ def _check_residual_dof(stats):
         return
     ranks = np.linalg.matrix_rank(stats.ZtZ, hermitian=True)
     P = np.linalg.pinv(stats.ZtZ, hermitian=True)
-    XtX = stats.XtX.sum(0)
+    XtX = stats.xtx_total
     G = XtX - np.einsum("nqp,nqr,nrs->ps", stats.ZtX, P, stats.ZtX)
     # rank relative to each column's own spread (a column in the span of Z leaves a
     # residual of rounding size, not an exact zero)
