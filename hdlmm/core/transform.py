@@ -211,13 +211,16 @@ class ProxyTransform:
         c = [s.Xty.copy() for _ in W]
         d = [s.yty.astype(float).copy() for _ in W]
         formed = np.zeros(len(self.slices), dtype=bool)  # blocks of G begun
-        product = np.empty((s.n_features, s.n_features))  # (reused: new ones page-fault)
+        product = None  # a block's later chunks: their BᵀB (reused: new ones page-fault)
         for k, part in self._chunks():
             new_block, formed[k] = not formed[k], True
             for i, (Bw, bw) in enumerate(self._weighted_each(part, W)):
-                if new_block:  # G = XᵀX − BᵀB, formed in G (no copy of XᵀX first)
-                    np.subtract(s.XtX[k], np.matmul(Bw.T, Bw, out=product), out=G[i][k])
+                if new_block:  # G = XᵀX − BᵀB, formed where BᵀB is
+                    np.matmul(Bw.T, Bw, out=G[i][k])
+                    np.subtract(s.XtX[k], G[i][k], out=G[i][k])
                 else:
+                    if product is None:
+                        product = np.empty((s.n_features, s.n_features))
                     G[i][k] -= np.matmul(Bw.T, Bw, out=product)
                 c[i][k] -= Bw.T @ bw
                 d[i][k] -= bw @ bw
@@ -232,7 +235,6 @@ class ProxyTransform:
         XᵀX − BᵀB from one product, and c, d per block."""
         s = self.stats
         bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
-        product = np.empty((s.n_features, s.n_features))  # (reused: new ones page-fault)
         out = []
         for a in a_values:
             w = self.weights(a)
@@ -241,7 +243,8 @@ class ProxyTransform:
             blocks = list(zip(bounds[:-1], bounds[1:]))
             c = s.Xty - np.stack([B[lo:hi].T @ bw[lo:hi] for lo, hi in blocks])
             d = s.yty - np.array([bw[lo:hi] @ bw[lo:hi] for lo, hi in blocks])
-            total = np.subtract(self.stats.xtx_total, np.matmul(B.T, B, out=product))
+            total = np.matmul(B.T, B)  # XᵀX − BᵀB formed where BᵀB is (no buffer)
+            np.subtract(self.stats.xtx_total, total, out=total)
             low = LowRank(s.XtX, partial(self._rows, a), bounds, total)
             out.append(Quadratic(None, c, d, self._trace(w), s.n_rows.copy(), low))
             del B  # (so that the next a's rows can be written over these)

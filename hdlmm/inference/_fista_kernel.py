@@ -77,4 +77,6 @@ def warm_up() -> None:
     X = np.random.default_rng(0).standard_normal((10, 4))
     U = np.zeros((4, 2))
     U[[0, 2], [0, 1]] = 1.0
-    fista(X.T @ X, U, np.array([0, 2]), 10.0, np.array([0.1, 0.1]), 50.0, 20, 1e-4)
+    G = X.T @ X
+    G.flags.writeable = False  # (the type the fits pass: read-only, as cached problems)
+    fista(G, U, np.array([0, 2]), 10.0, np.array([0.1, 0.1]), 50.0, 20, 1e-4)

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike
 
+from hdlmm.core._kernel_matrix import read_only
 from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import _inverse_pd
 from hdlmm.inference._fista_kernel import fista
@@ -105,7 +106,7 @@ def _projection(G, cols):
 
 
 def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
-    G = np.require(G, dtype=np.float64, requirements=["C", "W"])  # (the kernel's type)
+    G = read_only(G)  # (the kernel's type; a cached G is read-only, and not copied)
     cols = cols.astype(np.int64)
     p, J = G.shape[0], cols.size
     idx = np.arange(J)
