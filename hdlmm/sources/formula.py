@@ -31,6 +31,13 @@ import numpy as np
 import pandas as pd
 
 from hdlmm.sources.coltypes import check_columns, column_types
+from hdlmm.sources.formula_text import (
+    binomial_response,
+    has_dot,
+    split_bars,
+    strip_force,
+    strip_marker,
+)
 
 __all__ = ["FormulaDesign", "parse_formula", "split_bars", "strip_force", "strip_marker",
            "design_rows", "design_offset", "offset_values"]
@@ -77,53 +84,6 @@ class FormulaDesign:
                        weights=None, trials=None)
 
 
-def split_bars(formula: str) -> tuple:
-    """Split an lme4 formula into (fixed formula, [(terms, group), ...]).
-
-    Each bar is ``(terms, group, correlated)``; ``correlated`` is False for lme4's
-    ``||`` (every column its own, uncorrelated random effect).
-
-    >>> split_bars("y ~ x + (1 + t | g)")
-    ('y ~ x', [('1 + t', 'g', True)])
-    """
-    if not isinstance(formula, str) or "~" not in formula:
-        raise ValueError(f"formula must be a string 'response ~ terms'; got {formula!r}")
-    bars, out, depth, start = [], [], 0, None
-    for i, ch in enumerate(formula):
-        if ch == "(":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"unbalanced parentheses in formula {formula!r}")
-            if depth == 0:
-                inner = formula[start + 1:i]
-                if "|" in inner and inner.count("(") == inner.count(")"):
-                    bars.append((start, i + 1, inner))
-    if depth != 0:
-        raise ValueError(f"unbalanced parentheses in formula {formula!r}")
-    fixed, last = "", 0
-    for s, e, inner in bars:
-        fixed += formula[last:s]
-        last = e
-        terms, group = (part.strip() for part in inner.split("|", 1))
-        correlated = not group.startswith("|")
-        group = group.lstrip("|").strip()
-        if not terms or not group:
-            raise ValueError(f"random-effect term ({inner}) needs terms and a grouping "
-                             f"column on each side of '|'")
-        out.append((terms, group, correlated))
-    fixed += formula[last:]
-    fixed = re.sub(r"\+\s*(?=\+|$)", "", fixed.strip()).strip()  # drop dangling '+'
-    fixed = re.sub(r"~\s*\+", "~ ", fixed)
-    fixed = re.sub(r"\s+", " ", fixed)
-    if fixed.rstrip().endswith("~"):
-        fixed += " 1"
-    return fixed, out
-
-
 def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
                   weights: str | np.ndarray | None = None,
                   counts: bool = False) -> FormulaDesign:
@@ -149,7 +109,7 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
     fixed, bars = split_bars(formula)
     fixed, forced_terms = strip_force(fixed)
     fixed, offset_terms = strip_marker(fixed, "offset")
-    fixed, binomial = _binomial_response(fixed) if counts else (fixed, None)
+    fixed, binomial = binomial_response(fixed) if counts else (fixed, None)
     _refuse_unsupported(fixed, data)
     if not bars and "|" in fixed:
         raise ValueError(f"random-effect terms go in parentheses, e.g. "
@@ -158,7 +118,7 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
         raise ValueError("the formula has no random-effect term such as (1 | group); "
                          "add one to say how rows are clustered")
     group = _grouping_factor(bars, data)
-    dot = _has_dot(fixed)
+    dot = has_dot(fixed)
     data = _with_weights(data, weights)
     not_dot = group.split(":") + ([_WEIGHTS] if weights is not None else []) + (
         [weights] if isinstance(weights, str) else []) + (
@@ -204,49 +164,6 @@ def parse_formula(formula: str, data: pd.DataFrame, missing: str = "raise",
                                                    response, group.split(":")))
 
 
-def strip_force(fixed: str) -> tuple:
-    """The fixed formula with every ``force(terms)`` marker replaced by its terms, and
-    the marked terms' text (they stay in the model unpenalised).
-
-    >>> strip_force("y ~ force(age + sex) + x")
-    ('y ~ age + sex + x', ['age + sex'])
-    """
-    return strip_marker(fixed, "force")
-
-
-def strip_marker(fixed: str, marker: str) -> tuple:
-    """The fixed formula with every ``marker(...)`` call handled, and the text inside
-    each: ``force`` keeps its terms in the formula, ``offset`` removes the call (an
-    offset is not a candidate predictor).
-
-    >>> strip_marker("y ~ x + offset(np.log(t))", "offset")
-    ('y ~ x', ['np.log(t)'])
-    """
-    out, marked, i = "", [], 0
-    for m in re.finditer(rf"\b{marker}\s*\(", fixed):
-        if m.start() < i:
-            continue
-        depth, j = 1, m.end()
-        while j < len(fixed) and depth:
-            depth += {"(": 1, ")": -1}.get(fixed[j], 0)
-            j += 1
-        inner = fixed[m.end():j - 1].strip()
-        if depth or not inner:
-            example = "force(age + sex)" if marker == "force" else "offset(np.log(exposure))"
-            raise ValueError(f"{marker}(...) in {fixed!r} needs terms inside its "
-                             f"parentheses, e.g. {example}")
-        out += fixed[i:m.start()] + (inner if marker == "force" else "")
-        marked.append(inner)
-        i = j
-    out += fixed[i:]
-    if marker == "offset" and marked:  # drop the '+' left where the call was
-        out = re.sub(r"\+\s*(?=\+|$)", "", out.strip()).strip()
-        out = re.sub(r"~\s*\+", "~ ", out)
-        out = re.sub(r"\s+", " ", out)
-        out += " 1" if out.rstrip().endswith("~") else ""
-    return out, marked
-
-
 def offset_values(fm: object, terms: list, data: pd.DataFrame) -> np.ndarray | None:
     """The sum of the ``offset(...)`` expressions evaluated on ``data`` (None if none):
     known parts of the linear predictor, with coefficient 1, not estimated."""
@@ -264,26 +181,6 @@ def offset_values(fm: object, terms: list, data: pd.DataFrame) -> np.ndarray | N
                              f" rows (log of zero or a negative number?); fix those rows")
         total += values
     return total
-
-
-def _binomial_response(fixed):
-    """``cbind(s, f) ~ rhs`` as (``I(s) ~ rhs``, [s, f]); other formulas unchanged."""
-    response, rhs = fixed.split("~", 1)
-    m = re.fullmatch(r"\s*cbind\s*\((.*)\)\s*", response)
-    if not m:
-        return fixed, None
-    parts, depth, last = [], 0, 0
-    inner = m.group(1)
-    for i, ch in enumerate(inner):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            parts.append(inner[last:i].strip())
-            last = i + 1
-    parts.append(inner[last:].strip())
-    if len(parts) != 2 or not all(parts):
-        raise ValueError(f"cbind(...) needs two parts, successes and failures, e.g. "
-                         f"cbind(incidence, size - incidence); got cbind({inner})")
-    return f"I({parts[0]}) ~{rhs}", parts
 
 
 def _variables(expressions, data):
@@ -436,7 +333,7 @@ def _used_columns(fixed, bars, data, offsets=()):
     """The columns of ``data`` that the formula uses (every one, with '.')."""
     fm = _formulaic()
     used = set()
-    dot = _has_dot(fixed)
+    dot = has_dot(fixed)
     for part in ([] if dot else [fixed]) + [t for t, _, _ in bars] + list(offsets):
         try:
             used |= set(fm.Formula(part).required_variables)
@@ -465,11 +362,6 @@ def _handle_missing(data, used, group, missing):
     warnings.warn(f"dropped {int(rows.sum())} of {len(data)} rows with missing values "
                   f"(missing='drop')", UserWarning, stacklevel=4)
     return data.loc[~rows], int(rows.sum())
-
-
-def _has_dot(formula):
-    """Whether the formula uses '.' (every other column)."""
-    return re.search(r"(^|[~+\s(])\.($|[\s+)-])", formula) is not None
 
 
 def _preview(columns, n=12):
