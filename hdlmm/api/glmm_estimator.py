@@ -24,7 +24,7 @@ the chosen (a, k) from its last η.
 Files and Dask: :meth:`SparseGLMM.fit_source`, :meth:`SparseGLMM.fit_dask`
 (:mod:`hdlmm.api.glmm_chunks`). Debiased inference (``inference``): SparseLMM's on the
 working model at the Laplace fit (z and W at its η, the support held, a matched to its
-Ψ̂). Not here yet: forced columns.
+Ψ̂). Not here yet: forced columns (a ``force(...)`` marker in the formula is refused).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from hdlmm.model.glmm_cv import HeldOutRows, choose_by_deviance
 from hdlmm.model.path import default_k_max
 from hdlmm.model.settings import DEFAULT_A_GRID
 from hdlmm.sources.formula import parse_formula
+from hdlmm.sources.formula_text import split_bars, strip_force
 
 __all__ = ["SparseGLMM"]
 
@@ -147,6 +148,12 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         (:meth:`predict_frame`).
         """
         design = parse_formula(formula, data, missing=missing, counts=True)
+        if design.forced is not None and len(design.forced):
+            marked = ", ".join(f"force({t})" for t in strip_force(split_bars(formula)[0])[1])
+            raise ValueError(f"{marked} in the formula: SparseGLMM does not keep forced "
+                             f"columns yet, and would select among them as among the "
+                             f"others; remove the marker (or fit a Gaussian outcome with "
+                             f"SparseLMM, which keeps them)")
         if not design.fit_intercept:
             raise ValueError("SparseGLMM fits an intercept; remove '0 +' or '- 1' from "
                              "the formula")
