@@ -40,6 +40,7 @@ from hdlmm.core._arrays import zeros
 from hdlmm.core.checks import _sort_order, check_lmm_arrays
 from hdlmm.core.folds import FoldLayout
 from hdlmm.core.progress import progress_bar
+from hdlmm.core.restandardize import restandardize_x, restandardize_z, shift_y
 from hdlmm.core.standardize import _own, column_standardization, intercept_column, z_standardization
 
 __all__ = ["ClusterStats"]
@@ -312,52 +313,9 @@ class ClusterStats:
                   and np.array_equal(z_scale, self.z_scale))
         if same_x and same_z and y_shift == self.y_shift:
             return self
-        out = self if same_x else self._restandardize_x(shift, scale)
-        out = out if same_z else out._restandardize_z(z_shift, z_scale)
-        return out if y_shift == self.y_shift else out._shift_y(y_shift)
-
-    def _shift_y(self, y_shift):
-        if not self.intercept:
-            raise ValueError("statistics without an intercept column cannot shift y")
-        delta = self.y_shift - y_shift
-        sum_y = self.Xty[:, 0]  # 1ᵀỹ per block
-        return replace(self, Xty=self.Xty + delta * self.XtX[:, 0, :],
-                       yty=self.yty + 2 * delta * sum_y + self.XtX[:, 0, 0] * delta ** 2,
-                       Zty=self.Zty + delta * self.ZtX[:, :, 0], y_shift=y_shift,
-                       own_standard=False)
-
-    def _restandardize_x(self, shift, scale):
-        if not self.intercept and np.any(shift != self.x_shift):
-            raise ValueError("statistics without an intercept column can only be "
-                             "rescaled, not shifted")
-        D = self.x_scale / scale
-        delta = (self.x_shift - shift) / scale
-        shifted = self.intercept and np.any(delta != 0)
-        XtX = _affine_gram(self.XtX, D, delta, 0, shifted)
-        Xty = self.Xty * D
-        ZtX = self.ZtX * D
-        if shifted:
-            Xty += delta[None, :] * self.Xty[:, :1]
-            ZtX += self.ZtX[:, :, :1] * delta[None, None, :]
-        return replace(self, XtX=XtX, Xty=Xty, ZtX=ZtX, x_shift=shift.copy(),
-                       x_scale=scale.copy(), own_standard=False)
-
-    def _restandardize_z(self, shift, scale):
-        k0 = self.z_one
-        if k0 < 0 and np.any(shift != self.z_shift):
-            raise ValueError("a random-effect design without an intercept column can "
-                             "only be rescaled, not shifted")
-        D = self.z_scale / scale
-        delta = (self.z_shift - shift) / scale
-        shifted = k0 >= 0 and np.any(delta != 0)
-        ZtZ = _affine_gram(self.ZtZ, D, delta, k0, shifted)
-        ZtX = self.ZtX * D[None, :, None]
-        Zty = self.Zty * D
-        if shifted:
-            ZtX += delta[None, :, None] * self.ZtX[:, k0:k0 + 1, :]
-            Zty += delta[None, :] * self.Zty[:, k0:k0 + 1]
-        return replace(self, ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, z_shift=shift.copy(),
-                       z_scale=scale.copy(), own_standard=False)
+        out = self if same_x else restandardize_x(self, shift, scale)
+        out = out if same_z else restandardize_z(out, z_shift, z_scale)
+        return out if y_shift == self.y_shift else shift_y(out, y_shift)
 
     def standardized(self) -> ClusterStats:
         """The statistics re-expressed in their own column means and standard
@@ -431,21 +389,6 @@ class ClusterStats:
                        intercept=bool(self.intercept and columns.size and columns[0] == 0),
                        feature_names=names, x_shift=self.x_shift[columns],
                        x_scale=self.x_scale[columns])
-
-
-def _affine_gram(G, D, delta, one, shifted):
-    """The Gram matrices G (a stack) of columns w mapped to w D + 1δᵀ, where column
-    ``one`` is the intercept column 1 (so D w'ᵀ1 = u is its column, and n = 1ᵀ1 its
-    square: the rows' count, or Σ w with weights, where the column is √w):
-    D G D + u δᵀ + δ uᵀ + n δδᵀ (only D G D when not ``shifted``); exactly symmetric
-    (D_i D_j once for both triangles) when G is."""
-    out = G * np.outer(D, D)[None]
-    if shifted:
-        u = G[:, :, one] * D
-        n = G[:, one, one]
-        out += (u[:, :, None] * delta[None, None, :] + delta[None, :, None] * u[:, None, :]
-                + n[:, None, None] * np.outer(delta, delta)[None])
-    return out
 
 
 def _feature_names(names, p, intercept):
