@@ -1,8 +1,6 @@
 """Careless input never changes the model silently: each case is refused with a message
 that names the problem and the fix, warned about, or handled (docs/bad_inputs.md)."""
 
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -185,25 +183,3 @@ def test_fit_source_on_parquet_files_of_different_columns(tmp_path, frame):
                                          r"a.parquet has .* b.parquet has"):
         SparseLMM(inference=None).fit_source(tmp_path / "parts", y="y", groups="g")
 
-
-def test_a_force_marker_in_a_glmm_formula_is_refused_not_ignored(tmp_path):
-    """SparseGLMM keeps no forced columns: a force(...) marker in its formula is refused
-    by name, on the estimator and on the command line (it used to be dropped silently,
-    leaving the marked columns to the selection)."""
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame(rng.standard_normal((120, 4)), columns=["x0", "x1", "x2", "x3"])
-    df["g"] = np.repeat(np.arange(20), 6)
-    df["y"] = (rng.random(120) < 0.5).astype(int)
-    with pytest.raises(ValueError, match=r"force\(x3\) in the formula: SparseGLMM does "
-                                         r"not keep forced columns"):
-        hdlmm.SparseGLMM.from_formula("y ~ x0 + x1 + force(x3) + x2 + (1 | g)", df)
-    m = hdlmm.SparseGLMM.from_formula("y ~ x0 + x1 + x3 + x2 + (1 | g)", df,
-                                      support_size=1, inference=None)
-    assert m.support_.size == 1  # the same formula without the marker fits
-    df.to_csv(tmp_path / "d.csv", index=False)
-    out = subprocess.run([sys.executable, "-m", "hdlmm.api.cli", "fit", str(tmp_path / "d.csv"),
-                          "--family", "binomial", "--formula",
-                          "y ~ x0 + force(x3) + (1 | g)", "--out", str(tmp_path / "r")],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "force(x3) in the formula: SparseGLMM does not keep forced columns" in out.stderr

@@ -108,3 +108,19 @@ def test_a_pql_that_does_not_converge_says_so(tmp_path):
         model.fit_source(path, y="y", groups="g", X=[f"x{j}" for j in range(8)],
                          offset="expo")
     assert not model.converged_ and model.n_iter_ == 1
+
+
+def test_fit_source_with_forced_columns_is_the_fit_in_memory(tmp_path):
+    """Forced columns on a file: in every pass's working fit, the CV and the Laplace
+    fit, as in memory."""
+    df = _frame(3, "binomial")
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mem = _in_memory(df, "binomial", force=["x4", "x11"])
+        src = SparseGLMM("binomial", random_state=0, force=["x4", "x11"]).fit_source(
+            path, y="y", groups="g", Z=["1", "t"], chunk_rows=97, trials="n")
+    assert {4, 11} <= set(src.support_) and list(src.forced_features_) == ["x4", "x11"]
+    assert src.support_size_ == src.support_.size - 2
+    _same(mem, src)

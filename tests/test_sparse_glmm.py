@@ -163,5 +163,77 @@ def test_cli_family(tmp_path, capsys):
     assert code == 0 and (tmp_path / "cv" / "cv_curve.png").exists()
     code = main(["fit", str(HERE / ref["data"]), "--formula",
                  "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", "--family", "poisson",
-                 "--force", "YEAR", "--out", str(tmp_path / "o2")])
-    assert code == 2 and "--force is not available" in capsys.readouterr().err
+                 "--force", "YEAR", "--support-size", "0", "--a", "1",
+                 "--out", str(tmp_path / "o2"), "--no-plots"])
+    table = pd.read_csv(tmp_path / "o2" / "coefficients.csv")
+    assert code == 0 and table.selected.sum() == 2  # the intercept and the forced YEAR
+    assert table.loc[table.selected, "feature"].tolist()[1:] == ["YEAR"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_column_forced_is_glmers_fit(name):
+    """With every column forced and k = 0 nothing is selected: the fit is glmer's on all
+    of them (as with support_size = p, the test above)."""
+    ref = REFERENCE[name]
+    factors = [ref["factors"]] if isinstance(ref["factors"], str) else ref["factors"]
+    data = pd.read_csv(HERE / ref["data"], dtype={c: str for c in factors})
+    fixed, response, trials, group = CASES[name]
+    X = formulaic.model_matrix(f"~ {fixed}", data).drop(columns=["Intercept"])
+    X = pd.DataFrame(np.asarray(X, dtype=float), columns=list(X.columns))
+    m = SparseGLMM(ref["family"], support_size=0, a=1.0, force=list(X.columns),
+                   random_state=0).fit(
+        X, data[response].to_numpy(float), data[group],
+        trials=None if trials is None else data[trials].to_numpy(float))
+    se = np.asarray(ref["se"])
+    assert m.support_size_ == 0 and m.support_.size == X.shape[1]
+    assert list(m.forced_features_) == list(X.columns)
+    np.testing.assert_array_less(np.abs(m.params_.to_numpy() - ref["fixef"]) / se, 1e-3)
+    np.testing.assert_allclose(m.bse_.to_numpy(), se, rtol=1e-3)
+
+
+def _forced_data(seed=0, n=80, m=6, p=8):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.standard_normal((n * m, p)), columns=[f"x{j}" for j in range(p)])
+    g = np.repeat(np.arange(n), m)
+    eta = 1.5 * (X.x0 - X.x1) + 0.5 * rng.normal(size=n)[g]
+    y = (rng.random(n * m) < 1 / (1 + np.exp(-eta))).astype(float)
+    return X, y, g
+
+
+@pytest.mark.parametrize("k_selection", ["ic", "cv", "working"])
+def test_forced_columns_stay_and_do_not_count(k_selection):
+    """A forced noise column is in every fit's support, not counted in k; the others
+    are chosen as without it (the true x0, x1 here); the formula marker force(x5) is
+    the parameter force="x5"."""
+    X, y, g = _forced_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = SparseGLMM(force="x5", k_selection=k_selection, inference=None,
+                       random_state=0).fit(X, y, g)
+        free = SparseGLMM(k_selection=k_selection, inference=None, random_state=0).fit(X, y, g)
+        df = X.assign(y=y, g=g)
+        f = SparseGLMM.from_formula("y ~ x0 + x1 + x2 + x3 + x4 + force(x5) + x6 + x7 + (1 | g)",
+                                    df, k_selection=k_selection, inference=None,
+                                    random_state=0)
+    assert 5 in m.support_ and list(m.forced_features_) == ["x5"]
+    assert m.support_size_ == m.support_.size - 1
+    assert set(free.support_) == {0, 1} and set(m.support_) == {0, 1, 5}
+    assert m.working_model_.support_.size == m.support_.size
+    pd.testing.assert_series_equal(f.params_, m.params_)
+
+
+def test_forced_columns_with_a_given_k_and_inference():
+    """k = 1 with two forced columns: three fixed effects besides the intercept, the
+    debiased inference on all of them."""
+    X, y, g = _forced_data(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = SparseGLMM(force=["x5", "x2"], support_size=1, random_state=0).fit(X, y, g)
+    assert m.support_size_ == 1 and {2, 5} < set(m.support_) and m.support_.size == 3
+    assert sorted(m.inference_.columns) == sorted(m.support_)
+
+
+def test_force_names_a_missing_column():
+    X, y, g = _forced_data()
+    with pytest.raises(ValueError, match="force names 'nope'"):
+        SparseGLMM(force="nope").fit(X, y, g)

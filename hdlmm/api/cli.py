@@ -157,9 +157,7 @@ def _run_glmm(args, argv, data, options):
     from hdlmm.api.output import write_glmm_results
 
     keep = ("support_size", "a", "cv", "random_state", "progress", "feature_groups",
-            "inference")
-    if args.force:
-        raise ValueError("--force is not available with --family binomial or poisson yet")
+            "inference", "force")
     model = SparseGLMM.from_formula(args.formula, data, args.family, missing=args.missing,
                                     **{k: v for k, v in options.items() if k in keep})
     print(model.summary())

@@ -243,7 +243,8 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
             break
         params = dict(support_size=k, a=a, cv=est.cv, k_max=est.k_max,
                       random_state=est.random_state, inference=None, progress=est.progress,
-                      feature_groups=groups)
+                      feature_groups=groups,
+                      force=[data.names[j] for j in est._forced(data.names, data.p)])
         if held is not None:  # the support has settled: hold it and a
             params.update(support_size=0, a=a_held, feature_groups=[],
                           force=[data.names[j] for j in held])

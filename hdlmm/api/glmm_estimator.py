@@ -24,7 +24,8 @@ the chosen (a, k) from its last η.
 Files and Dask: :meth:`SparseGLMM.fit_source`, :meth:`SparseGLMM.fit_dask`
 (:mod:`hdlmm.api.glmm_chunks`). Debiased inference (``inference``): SparseLMM's on the
 working model at the Laplace fit (z and W at its η, the support held, a matched to its
-Ψ̂). Not here yet: forced columns (a ``force(...)`` marker in the formula is refused).
+Ψ̂). Forced columns (``force``, or ``force(...)`` in the formula) are kept
+unpenalised in every working fit, in the CV's paths and in the Laplace fit.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ from hdlmm.model.glmm_cv import HeldOutRows, choose_by_deviance
 from hdlmm.model.path import default_k_max
 from hdlmm.model.settings import DEFAULT_A_GRID
 from hdlmm.sources.formula import parse_formula
-from hdlmm.sources.formula_text import split_bars, strip_force
 
 __all__ = ["SparseGLMM"]
 
@@ -71,7 +71,8 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         Binomial with the logit link (0/1 outcomes, or successes out of ``trials``);
         Poisson with the log link (counts, with an ``offset`` such as log exposure).
     support_size : int or None
-        k; None chooses it (``k_selection``).
+        k, the number of selected fixed effects (the intercept and the ``force``
+        columns are not counted); None chooses it (``k_selection``).
     a : float or None
         Proxy parameter of the working model; None: grouped CV on the held-out deviance.
     k_selection : {"ic", "cv", "working"}
@@ -85,6 +86,10 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         (benchmarks/RESULTS.md).
     feature_groups : "terms", "columns" or list of lists
         As :class:`SparseLMM`'s: a formula's factor is selected whole by default.
+    force : str, int or list of them, optional
+        Columns kept in every model, unpenalised and not counted in k (as
+        :class:`SparseLMM`'s ``force``; the formula marker ``force(age)`` does the
+        same): in every working fit, in the CV's paths and in the Laplace fit.
     cv, k_max, random_state, progress
         As :class:`SparseLMM`'s.
     inference : "support", "all", list or None
@@ -98,7 +103,9 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
     Attributes
     ----------
     coef_, intercept_, params_ : the Laplace fixed effects (``params_`` by name)
-    support_, support_size_, a_ : the selected columns, k and the working model's a
+    support_, support_size_, a_ : the columns in the model (the forced ones included),
+        k and the working model's a
+    forced_features_ : ndarray of str, the names of the forced columns
     selection_ : str, how a and k were chosen;  cv_results_ : DataFrame or None, the
         held-out deviance per row (mean and SE over folds) per (a, k)
     bse_, pvalues_ : pandas.Series, Wald standard errors and p-values of the Laplace
@@ -117,7 +124,8 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
 
     def __init__(self, family: str = "binomial", support_size: int | None = None,
                  a: float | None = None, *, k_selection: str = "ic",
-                 feature_groups: str | list = "terms", cv: int = 5, k_max: int | None = None,
+                 feature_groups: str | list = "terms", force: str | int | list | None = None,
+                 cv: int = 5, k_max: int | None = None,
                  inference: str | list | None = "support", max_iter: int = 30,
                  tol: float = 1e-6, progress: bool | None = None,
                  random_state: int | np.random.RandomState | None = None) -> None:
@@ -126,6 +134,7 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         self.a = a
         self.k_selection = k_selection
         self.feature_groups = feature_groups
+        self.force = force
         self.cv = cv
         self.k_max = k_max
         self.inference = inference
@@ -148,12 +157,6 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         (:meth:`predict_frame`).
         """
         design = parse_formula(formula, data, missing=missing, counts=True)
-        if design.forced is not None and len(design.forced):
-            marked = ", ".join(f"force({t})" for t in strip_force(split_bars(formula)[0])[1])
-            raise ValueError(f"{marked} in the formula: SparseGLMM does not keep forced "
-                             f"columns yet, and would select among them as among the "
-                             f"others; remove the marker (or fit a Gaussian outcome with "
-                             f"SparseLMM, which keeps them)")
         if not design.fit_intercept:
             raise ValueError("SparseGLMM fits an intercept; remove '0 +' or '- 1' from "
                              "the formula")
@@ -161,9 +164,12 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         names = list(map(str, design.X.columns))
         model._formula_groups = [[names[j] for j in cols] for cols in design.terms.values()
                                  if len(cols) > 1]  # a factor's dummies: one unit
+        model._formula_forced = ([] if design.forced is None else
+                                 [names[j] for j in design.forced])  # force(...) markers
+        model._formula_terms = design.terms
         model.fit(design.X, design.y, design.groups, design.Z, trials=design.trials,
                   offset=design.offset)
-        del model._formula_groups
+        del model._formula_groups, model._formula_forced, model._formula_terms
         if len(design.re_names) == model.random_effects_.shape[1]:
             model.random_effects_.columns = design.re_names
         model.formula_ = formula
@@ -351,7 +357,18 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         groups = self.feature_groups
         if isinstance(groups, str):
             groups = getattr(self, "_formula_groups", []) if groups == "terms" else []
-        return resolve_feature_groups(groups, names or [f"x{j}" for j in range(p)], p)
+        return resolve_feature_groups(groups, names or [f"x{j}" for j in range(p)], p,
+                                      forced=self._forced(names, p))
+
+    def _forced(self, names, p):
+        """Indices of the forced columns: ``force`` and a formula's ``force(...)``
+        markers, sorted."""
+        terms = getattr(self, "_formula_terms", None)
+        extra = list(getattr(self, "_formula_forced", []))
+        forced = resolve_forced(self.force, names, p, terms=terms)
+        if extra:
+            forced = np.union1d(forced, resolve_forced(extra, names, p)).astype(np.intp)
+        return forced
 
     def _choose(self, pql, codes, labels, z, w, k_working):
         """(a, k, support) by grouped CV on the held-out deviance at the converged
@@ -370,7 +387,8 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         fold blocks) and their ``rows``; sets ``cv_results_`` and ``selection_``."""
         N, p = stats.n_samples, stats.n_features - 1
         units = [g + 1 for g in self._groups(names, p)]  # + 1: the intercept
-        n_units = p - sum(g.size - 1 for g in units)
+        forced = self._forced(names, p)
+        n_units = p - forced.size - sum(g.size - 1 for g in units)
         grid = DEFAULT_A_GRID if self.a is None else np.array([float(self.a)])
         if self.support_size is not None:
             k_ic, k_max = self.support_size, self.support_size
@@ -381,13 +399,15 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         a, k, res, how = choose_by_deviance(stats, rows, family, grid, k_max,
                                             k_ic=k_ic, units=units,
                                             lower=self.support_size is None,
-                                            k_start=max(2 * k_working, k_working + 10))
+                                            k_start=max(2 * k_working, k_working + 10),
+                                            free=[0] + (forced + 1).tolist())
         self.cv_results_ = res.table()
         self.selection_ = how
         groups = [[int(j) - 1 for j in g] for g in units]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             at = SparseLMM(support_size=k, a=a, inference=None, feature_groups=groups,
+                           force=[stats.feature_names[j + 1] for j in forced],
                            random_state=self.random_state).fit_stats(stats)
         return a, k, tuple(int(j) for j in at.support_)
 
@@ -405,6 +425,7 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         elif eta is None:
             eta = np.log(y + 0.1)
         groups = [g.tolist() for g in self._groups(names, X.shape[1])]
+        forced = self._forced(names, X.shape[1]).tolist()
         last, model, how, a_held = None, None, "", a  # held: a support given to hold
         cols = np.asarray(held, dtype=np.intp) if held else None
         self.converged_ = False
@@ -413,7 +434,7 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
             z = eta - o + (y - mu) / w
             params = dict(support_size=k, a=a, cv=self.cv, k_max=self.k_max,
                           random_state=self.random_state, inference=None,
-                          progress=self.progress, feature_groups=groups)
+                          progress=self.progress, feature_groups=groups, force=forced)
             data, fit_cols = X, cols  # an array: a frame would be copied at each fit
             if held is not None:  # the support has settled: its columns, a held
                 data = X if cols is None else X[:, cols]
@@ -442,7 +463,9 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         return WorkingFit.of(model, fit_cols, X.shape[1], how), eta, k, z, w
 
     def _set(self, fit, working, support, k, p, labels, names):
+        forced = self._forced(names, p)
         names = names or [f"x{j}" for j in range(p)]
+        self.forced_features_ = np.asarray([names[j] for j in forced], dtype=object)
         self.working_model_ = working.model
         self.a_ = working.a
         self.support_ = np.asarray(support, dtype=np.intp)

@@ -122,13 +122,15 @@ def heldout_deviance(rows: HeldOutRows, f: int, coefs: np.ndarray, psi_scale: fl
 
 def deviance_cv(stats: ClusterStats, rows: HeldOutRows, family: Family, a_values: list,
                 k_max: int, units: list | None = None, max_exchange: int = 2,
-                transform: ProxyTransform | None = None) -> CVResult:
+                transform: ProxyTransform | None = None,
+                free: list | None = None) -> CVResult:
     """Held-out deviance per (a, fold, k) for k = 0..k_max (module docstring).
 
     ``stats``: standardised, weighted statistics of the working model with K ≥ 2 fold
     blocks and an intercept column; ``units``: groups of columns of the statistics
-    selected together. The fold paths of every a are computed first, then the columns
-    they use are loaded at once (one pass over the rows of a file)."""
+    selected together; ``free``: the unpenalised columns (default the intercept, [0];
+    forced columns follow it). The fold paths of every a are computed first, then the
+    columns they use are loaded at once (one pass over the rows of a file)."""
     transform = transform or ProxyTransform(stats)
     w_mean = float(stats.xtx_total[0, 0] / stats.n_rows.sum())  # Σw / N: 1 if normalised
     K = stats.n_blocks
@@ -139,8 +141,8 @@ def deviance_cv(stats: ClusterStats, rows: HeldOutRows, family: Family, a_values
         qa = transform.at(a)
         for f in range(K):
             G, c, d, _, _ = qa.without(f)
-            paths[ia, f] = fit_path(G, c, d, k_max, free=[0], max_exchange=max_exchange,
-                                    units=units).coefs
+            paths[ia, f] = fit_path(G, c, d, k_max, free=free or [0],
+                                    max_exchange=max_exchange, units=units).coefs
     used = np.flatnonzero(np.any(np.vstack(list(paths.values()))[:, 1:] != 0, axis=0))
     rows.ensure(used + 1)
     for (ia, f), coefs in paths.items():
@@ -153,13 +155,15 @@ def deviance_cv(stats: ClusterStats, rows: HeldOutRows, family: Family, a_values
 def choose_by_deviance(stats: ClusterStats, rows: HeldOutRows, family: Family,
                        a_grid: np.ndarray, k_max: int, k_ic: int | None = None,
                        units: list | None = None, max_exchange: int = 2,
-                       lower: bool = True, k_start: int | None = None) -> tuple:
+                       lower: bool = True, k_start: int | None = None,
+                       free: list | None = None) -> tuple:
     """(a, k, CVResult, description): the choice of the module docstring, with a
     searched locally on ``a_grid`` (every third value, then the neighbours of the
     choice until both are evaluated, as SparseLMM's ``a_search="refine"``).
 
     ``k_ic``: the working model's k (``k_selection="ic"``) or a given k, or None
-    (``"cv"``); ``lower``: lower k by the paired rule (False for a given k).
+    (``"cv"``); ``lower``: lower k by the paired rule (False for a given k); ``free``:
+    the unpenalised columns (:func:`deviance_cv`).
     With ``k_ic`` None the fold paths run to ``k_start`` first (default k_max) and are
     extended (doubled, up to k_max) while the best k lies in the top quarter of the
     range computed, so that long paths are computed only where the held-out deviance
@@ -168,7 +172,7 @@ def choose_by_deviance(stats: ClusterStats, rows: HeldOutRows, family: Family,
     k_paths = k_ic if k_ic is not None else min(k_max, k_start or k_max)
     while True:
         a, ik, res, seen = _search_a(stats, rows, family, a_grid, k_paths, k_ic, units,
-                                     max_exchange, lower, transform)
+                                     max_exchange, lower, transform, free)
         k_best = int(res.best(False)[1])
         if k_ic is not None or k_paths >= k_max or k_best < 0.75 * k_paths:
             break
@@ -186,11 +190,12 @@ def choose_by_deviance(stats: ClusterStats, rows: HeldOutRows, family: Family,
 
 
 def _search_a(stats, rows, family, a_grid, k_paths, k_ic, units, max_exchange, lower,
-              transform):
+              transform, free=None):
     """The local search over a (see :func:`choose_by_deviance`) with paths to
     ``k_paths``: (a, index of k, CVResult, the values of a evaluated)."""
     seen = coarse_grid(a_grid)
-    res = deviance_cv(stats, rows, family, seen, k_paths, units, max_exchange, transform)
+    res = deviance_cv(stats, rows, family, seen, k_paths, units, max_exchange, transform,
+                      free)
     while True:
         k_of_a = None if k_ic is None else np.full(res.a_grid.size, k_ic)
         ia, ik = res.best("paired" if lower else False, k_of_a=k_of_a)
@@ -200,4 +205,4 @@ def _search_a(stats, rows, family, a_grid, k_paths, k_ic, units, max_exchange, l
             return a, ik, res, seen
         seen = sorted(seen + todo)
         res = res.merge(deviance_cv(stats, rows, family, todo, k_paths, units,
-                                    max_exchange, transform))
+                                    max_exchange, transform, free))
