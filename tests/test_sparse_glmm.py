@@ -230,6 +230,7 @@ def test_forced_columns_with_a_given_k_and_inference():
         warnings.simplefilter("ignore", RuntimeWarning)
         m = SparseGLMM(force=["x5", "x2"], support_size=1, random_state=0).fit(X, y, g)
     assert m.support_size_ == 1 and {2, 5} < set(m.support_) and m.support_.size == 3
+    assert "Selection: k = 1 (and 2 forced: x2, x5)" in m.summary()
     assert sorted(m.inference_.columns) == sorted(m.support_)
 
 

@@ -52,8 +52,10 @@ class FittedGLMM:
                  f" Family: {self.family}  ( {link} )"]
         if getattr(self, "formula_", None):
             lines.append(f"Formula: {self.formula_}")
-        lines += [f"Selection: k = {self.support_size_} by best subset on the PQL working "
-                  f"model ({self.n_iter_} iterations); a = {self.a_:g}",
+        forced = list(getattr(self, "forced_features_", []))
+        kept = f" (and {len(forced)} forced: {', '.join(forced)})" if forced else ""
+        lines += [f"Selection: k = {self.support_size_}{kept} by best subset on the PQL "
+                  f"working model ({self.n_iter_} iterations); a = {self.a_:g}",
                   f"  ({self.selection_})",
                   "", f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'df':>5}",
                   f"{aic:>10.1f}{bic:>10.1f}{self.loglik_:>10.1f}{df:>5d}",
