@@ -23,14 +23,21 @@ CASES = {  # reference: (fixed part without the intercept, response, trials, gro
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_with_nothing_to_select_the_fit_is_glmers(name):
+def _reference_case(name):
+    """The reference fit, its data, the design of its fixed part (no intercept) and
+    its (response, trials, group) columns."""
     ref = REFERENCE[name]
     factors = [ref["factors"]] if isinstance(ref["factors"], str) else ref["factors"]
     data = pd.read_csv(HERE / ref["data"], dtype={c: str for c in factors})
     fixed, response, trials, group = CASES[name]
     X = formulaic.model_matrix(f"~ {fixed}", data).drop(columns=["Intercept"])
     X = pd.DataFrame(np.asarray(X, dtype=float), columns=list(X.columns))
+    return ref, data, X, (response, trials, group)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_with_nothing_to_select_the_fit_is_glmers(name):
+    ref, data, X, (response, trials, group) = _reference_case(name)
     m = SparseGLMM(ref["family"], support_size=X.shape[1], a=1.0, random_state=0).fit(
         X, data[response].to_numpy(float), data[group],
         trials=None if trials is None else data[trials].to_numpy(float))
@@ -174,12 +181,7 @@ def test_cli_family(tmp_path, capsys):
 def test_every_column_forced_is_glmers_fit(name):
     """With every column forced and k = 0 nothing is selected: the fit is glmer's on all
     of them (as with support_size = p, the test above)."""
-    ref = REFERENCE[name]
-    factors = [ref["factors"]] if isinstance(ref["factors"], str) else ref["factors"]
-    data = pd.read_csv(HERE / ref["data"], dtype={c: str for c in factors})
-    fixed, response, trials, group = CASES[name]
-    X = formulaic.model_matrix(f"~ {fixed}", data).drop(columns=["Intercept"])
-    X = pd.DataFrame(np.asarray(X, dtype=float), columns=list(X.columns))
+    ref, data, X, (response, trials, group) = _reference_case(name)
     m = SparseGLMM(ref["family"], support_size=0, a=1.0, force=list(X.columns),
                    random_state=0).fit(
         X, data[response].to_numpy(float), data[group],
