@@ -240,3 +240,17 @@ def test_force_names_a_missing_column():
     X, y, g = _forced_data()
     with pytest.raises(ValueError, match="force names 'nope'"):
         SparseGLMM(force="nope").fit(X, y, g)
+
+
+def test_every_column_forced_with_nothing_given():
+    """Every column forced, k and a to choose: nothing to select, a chosen by the CV
+    all the same, and the Laplace fit on all the columns (which a does not change)."""
+    X, y, g = _forced_data(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = SparseGLMM(force=list(X.columns), inference=None, random_state=0).fit(X, y, g)
+        ref = SparseGLMM(support_size=X.shape[1], a=1.0, inference=None,
+                         random_state=0).fit(X, y, g)
+    assert m.support_size_ == 0 and m.support_.size == X.shape[1] and np.isfinite(m.a_)
+    np.testing.assert_allclose(m.coef_, ref.coef_, atol=1e-6)
+    assert m.loglik_ == pytest.approx(ref.loglik_, abs=1e-8)

@@ -450,7 +450,8 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
             support = tuple(model.support_) if cols is None else held
             if held is None and support == last:
                 held, k, how = support, model.support_size_, model.selection_
-                cols, a_held = np.asarray(held, dtype=np.intp) if held else None, model.a_
+                cols = np.asarray(held, dtype=np.intp) if held else None
+                a_held = None if np.isnan(model.a_) else model.a_  # (NaN: no candidates)
             last = support
             if held is not None and change < self.tol:
                 self.converged_ = True
