@@ -232,7 +232,7 @@ def test_weighted_rows_one_a_at_a_time(unbalanced, monkeypatch):
     formed = ProxyTransform(s)
     monkeypatch.setattr(ProxyTransform, "_low_rank", lambda self: True)
     T = ProxyTransform(s)
-    rows = T._rows
+    rows = T._weighted_rows
     B1 = T.at(1.0).low_rank.B
     n, q, p = s.ZtX.shape
     rw = np.sqrt(1.0 / (1.0 + T.lam))

@@ -231,6 +231,7 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
     k = est.support_size if k is None else k
     a = est.a if a is None else a
     groups = [[data.names[j] for j in g] for g in est._groups(data.names, data.p)]
+    forced = [data.names[j] for j in est._forced(data.names, data.p)]
     prev, last, fit_cols, model, how, a_held = None, None, None, None, "", a
     cols = np.asarray(held, dtype=np.intp) if held else None
     est.converged_, fits = False, 0
@@ -243,8 +244,7 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
             break
         params = dict(support_size=k, a=a, cv=est.cv, k_max=est.k_max,
                       random_state=est.random_state, inference=None, progress=est.progress,
-                      feature_groups=groups,
-                      force=[data.names[j] for j in est._forced(data.names, data.p)])
+                      feature_groups=groups, force=forced)
         if held is not None:  # the support has settled: hold it and a
             params.update(support_size=0, a=a_held, feature_groups=[],
                           force=[data.names[j] for j in held])

@@ -164,8 +164,7 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         names = list(map(str, design.X.columns))
         model._formula_groups = [[names[j] for j in cols] for cols in design.terms.values()
                                  if len(cols) > 1]  # a factor's dummies: one unit
-        model._formula_forced = ([] if design.forced is None else
-                                 [names[j] for j in design.forced])  # force(...) markers
+        model._formula_forced = design.forced  # the force(...) markers' columns
         model._formula_terms = design.terms
         model.fit(design.X, design.y, design.groups, design.Z, trials=design.trials,
                   offset=design.offset)
@@ -363,12 +362,10 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
     def _forced(self, names, p):
         """Indices of the forced columns: ``force`` and a formula's ``force(...)``
         markers, sorted."""
-        terms = getattr(self, "_formula_terms", None)
-        extra = list(getattr(self, "_formula_forced", []))
-        forced = resolve_forced(self.force, names, p, terms=terms)
-        if extra:
-            forced = np.union1d(forced, resolve_forced(extra, names, p)).astype(np.intp)
-        return forced
+        marked = getattr(self, "_formula_forced", None)
+        return np.union1d(resolve_forced(self.force, names, p,
+                                         terms=getattr(self, "_formula_terms", None)),
+                          np.asarray([] if marked is None else marked, dtype=np.intp))
 
     def _choose(self, pql, codes, labels, z, w, k_working):
         """(a, k, support) by grouped CV on the held-out deviance at the converged

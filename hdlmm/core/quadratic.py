@@ -34,7 +34,7 @@ class LowRank:
         The statistics' blocks (shared, not copied).
     rows : callable
         ``rows()`` gives B, shape (m, p): the blocks' weighted rotated rows, block after
-        block (made on demand, :class:`hdlmm.core.transform.WeightedRows`).
+        block (made on demand, :class:`hdlmm.core.weighted_rows.WeightedRows`).
     bounds : ndarray of int, shape (K + 1,)
     total : ndarray of shape (p, p)
         Σ_k G_k = Σ_k XᵀX_k − BᵀB.

@@ -43,9 +43,9 @@ as its total, XᵀX − Bᵀ diag(w) B (one product over all the rows), and the 
 weighted rows, R_k = (diag(√w) B_k)ᵀ (:class:`~hdlmm.core.quadratic.LowRank`): no
 K × p × p array, and the block products, less efficient on fewer rows, are not made;
 the CV's training matrices are read entry by entry from them. The weighted rows are
-made for one a at a time (:class:`WeightedRows`), when the total is formed and again
-when the CV of that a reads them, written over the last a's when nothing holds those:
-one n q × p array in memory instead of one per value of a.
+made for one a at a time (:class:`~hdlmm.core.weighted_rows.WeightedRows`), when the
+total is formed and again when the CV of that a reads them, written over the last a's
+when nothing holds those: one n q × p array in memory instead of one per value of a.
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.
@@ -54,7 +54,6 @@ doi:10.1080/01621459.2021.1888740
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from functools import partial
 
@@ -66,8 +65,9 @@ from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.checks import check_a
 from hdlmm.core.quadratic import LowRank, Quadratic, objectives
 from hdlmm.core.stats import ClusterStats
+from hdlmm.core.weighted_rows import WeightedRows
 
-__all__ = ["ProxyTransform", "Quadratic", "WeightedRows", "objectives"]
+__all__ = ["ProxyTransform", "Quadratic", "objectives"]
 
 
 class ProxyTransform:
@@ -118,7 +118,7 @@ class ProxyTransform:
         self._buffer = np.empty(0)  # rotated chunks of Z_iᵀX_i, reused by every G(a)
         self.levels, self._level_of = _eigenvalue_levels(self.lam)
         self._level_sums = None
-        self._rows = WeightedRows(self.Vt, stats.ZtX, self.lam)
+        self._weighted_rows = WeightedRows(self.Vt, stats.ZtX, self.lam)
 
     def rotate(self, A: np.ndarray) -> np.ndarray:
         """B_i A = V_iᵀ Z_iᵀX_i A for every cluster: shape (n, q) for A of shape (p,),
@@ -235,17 +235,17 @@ class ProxyTransform:
         XᵀX − BᵀB from one product, and c, d per block."""
         s = self.stats
         bounds = np.r_[0, np.cumsum([(sl.stop - sl.start) * s.n_re for sl in self.slices])]
+        blocks = list(zip(bounds[:-1], bounds[1:]))
         out = []
         for a in a_values:
             w = self.weights(a)
-            B = self._rows(a)
+            B = self._weighted_rows(a)
             bw = (self.b * np.sqrt(w)).ravel()
-            blocks = list(zip(bounds[:-1], bounds[1:]))
             c = s.Xty - np.stack([B[lo:hi].T @ bw[lo:hi] for lo, hi in blocks])
             d = s.yty - np.array([bw[lo:hi] @ bw[lo:hi] for lo, hi in blocks])
             total = np.matmul(B.T, B)  # XᵀX − BᵀB formed where BᵀB is (no buffer)
             np.subtract(self.stats.xtx_total, total, out=total)
-            low = LowRank(s.XtX, partial(self._rows, a), bounds, total)
+            low = LowRank(s.XtX, partial(self._weighted_rows, a), bounds, total)
             out.append(Quadratic(None, c, d, self._trace(w), s.n_rows.copy(), low))
             del B  # (so that the next a's rows can be written over these)
         return out
@@ -347,64 +347,6 @@ class ProxyTransform:
             Vt, b = rw[:, :, None] * Vt, b * rw
         Bw = np.matmul(Vt, ZtX, out=self._buffer[:ZtX.size].reshape(n, q, p))
         return Bw.reshape(n * q, p), b.ravel()
-
-
-class WeightedRows:
-    """The weighted rotated rows diag(√w_i(a)) V_iᵀ Z_iᵀX_i of every cluster, as one
-    (n q × p) array B(a), made for one value of a at a time.
-
-    The low-rank problems (:class:`~hdlmm.core.quadratic.LowRank`) read their blocks'
-    rows from here: B(a) is as large as the statistics' Z_iᵀX_i, and a grid of them
-    held at once was the largest memory of a fit (6 × 64 MB at n q = 4,000, p = 2,000;
-    on a machine where new memory is slow to touch, most of the passes' time). The
-    rows of the last a asked for are kept, read-only; asking for another a makes its
-    rows anew (a batched q × q rotation, far cheaper than the product that uses them),
-    so an array handed out earlier stays valid and unchanged.
-
-    Parameters
-    ----------
-    Vt : ndarray of shape (n, q, q)
-        The rotations V_iᵀ (with the statistics' Z map, as :class:`ProxyTransform`'s).
-    ZtX : ndarray of shape (n, q, p)
-    lam : ndarray of shape (n, q)
-        Eigenvalues of the Z_iᵀZ_i.
-    """
-
-    def __init__(self, Vt: np.ndarray, ZtX: np.ndarray, lam: np.ndarray) -> None:
-        self.Vt, self.ZtX, self.lam = Vt, ZtX, lam
-        self._a, self._rows = None, None
-        self._probe = np.empty(1).reshape(1, 1)  # (see _reusable)
-
-    def __call__(self, a: float) -> np.ndarray:
-        """B(a), shape (n q, p), read-only."""
-        if self._a != a:
-            n, q, p = self.ZtX.shape
-            rw = np.sqrt(a / (1.0 + a * self.lam))
-            out = self._reusable()
-            self._a, self._rows = None, None  # the last one is freed before the next
-            if out is None:
-                out = np.empty((n, q, p))
-            np.matmul(rw[:, :, None] * self.Vt, self.ZtX, out=out)
-            rows = out.reshape(n * q, p)
-            rows.flags.writeable = False
-            self._a, self._rows = a, rows
-        return self._rows
-
-    def _reusable(self):
-        """The last rows' memory, writable, if nothing else refers to it, else None.
-        Rewriting it in place spares touching new memory for every a.
-
-        Nothing else refers to the rows (a view of shape (n q, p)) when their reference
-        count and their base's are those of ``_probe``, a view held the same way that
-        nothing else can hold (the counts are compared, not fixed numbers: how many
-        references a call itself adds differs between Python versions)."""
-        rows, probe = self._rows, self._probe
-        if rows is None or (sys.getrefcount(rows) > sys.getrefcount(probe)
-                            or sys.getrefcount(rows.base) > sys.getrefcount(probe.base)):
-            return None
-        base = rows.base
-        base.flags.writeable = True
-        return base
 
 
 def _congruence(S, A):

@@ -1,0 +1,70 @@
+"""The weighted rotated rows of every cluster for one value of a, made on demand and
+written over the last a's when nothing holds those (the rows behind
+:class:`hdlmm.core.quadratic.LowRank`; see :mod:`hdlmm.core.transform`)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+__all__ = ["WeightedRows"]
+
+
+class WeightedRows:
+    """The weighted rotated rows diag(√w_i(a)) V_iᵀ Z_iᵀX_i of every cluster, as one
+    (n q × p) array B(a), made for one value of a at a time.
+
+    The low-rank problems (:class:`~hdlmm.core.quadratic.LowRank`) read their blocks'
+    rows from here: B(a) is as large as the statistics' Z_iᵀX_i, and a grid of them
+    held at once was the largest memory of a fit (6 × 64 MB at n q = 4,000, p = 2,000;
+    on a machine where new memory is slow to touch, most of the passes' time). The
+    rows of the last a asked for are kept, read-only; asking for another a makes its
+    rows anew (a batched q × q rotation, far cheaper than the product that uses them),
+    so an array handed out earlier stays valid and unchanged.
+
+    Parameters
+    ----------
+    Vt : ndarray of shape (n, q, q)
+        The rotations V_iᵀ (with the statistics' Z map, as
+        :class:`~hdlmm.core.transform.ProxyTransform`'s).
+    ZtX : ndarray of shape (n, q, p)
+    lam : ndarray of shape (n, q)
+        Eigenvalues of the Z_iᵀZ_i.
+    """
+
+    def __init__(self, Vt: np.ndarray, ZtX: np.ndarray, lam: np.ndarray) -> None:
+        self.Vt, self.ZtX, self.lam = Vt, ZtX, lam
+        self._a, self._rows = None, None
+        self._probe = np.empty(1).reshape(1, 1)  # (see _reusable)
+
+    def __call__(self, a: float) -> np.ndarray:
+        """B(a), shape (n q, p), read-only."""
+        if self._a != a:
+            n, q, p = self.ZtX.shape
+            rw = np.sqrt(a / (1.0 + a * self.lam))
+            out = self._reusable()
+            self._a, self._rows = None, None  # the last one is freed before the next
+            if out is None:
+                out = np.empty((n, q, p))
+            np.matmul(rw[:, :, None] * self.Vt, self.ZtX, out=out)
+            rows = out.reshape(n * q, p)
+            rows.flags.writeable = False
+            self._a, self._rows = a, rows
+        return self._rows
+
+    def _reusable(self):
+        """The last rows' memory, writable, if nothing else refers to it, else None.
+        Rewriting it in place spares touching new memory for every a.
+
+        Nothing else refers to the rows (a view of shape (n q, p)) when their reference
+        count and their base's are those of ``_probe``, a view held the same way that
+        nothing else can hold (the counts are compared, not fixed numbers: how many
+        references a call itself adds differs between Python versions)."""
+        rows, probe = self._rows, self._probe
+        if rows is None or (sys.getrefcount(rows) > sys.getrefcount(probe)
+                            or sys.getrefcount(rows.base) > sys.getrefcount(probe.base)):
+            return None
+        base = rows.base
+        base.flags.writeable = True
+        return base
