@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.sparse.linalg import eigsh
 
 from hdlmm.core._kernel_matrix import read_only
 from hdlmm.core._threads import default_blas_threads
@@ -31,6 +32,9 @@ from hdlmm.core.splicing import _inverse_pd
 from hdlmm.inference._fista_kernel import fista
 
 __all__ = ["nodewise_lasso", "NodewiseResult"]
+
+#: p up to which λ_max comes from a full ``eigvalsh`` (cheaper than Lanczos there)
+LANCZOS_MIN_P = 120
 
 
 class NodewiseResult:
@@ -134,18 +138,16 @@ def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
     return NodewiseResult(U, lam, converged)  # the λ_j that U solves exactly
 
 
-def _largest_eigenvalue(G, n_iter=100):
-    """λ_max(G) by power iteration (G is positive semi-definite); exact for small p."""
+def _largest_eigenvalue(G):
+    """An upper bound of λ_max(G) for FISTA's step (G positive semi-definite): exact for
+    small p, else Lanczos (ARPACK's ``eigsh``, a fixed random start) to a relative
+    residual of 1e-4, times 1.01. Lanczos reaches the top of the spectrum in tens of
+    products with G where power iteration takes its full 100 when the top eigenvalues
+    are close (as in random designs): 6.9 against 13 ms at p = 1,000, 0.4 against
+    1.0 ms (a full ``eigvalsh``) at p = 200 (``docs/decisions.md``)."""
     p = G.shape[0]
-    if p <= 200:
+    if p <= LANCZOS_MIN_P:
         return float(np.linalg.eigvalsh(G)[-1])
-    v = np.random.default_rng(0).standard_normal(p)
-    lam = 0.0
-    for _ in range(n_iter):
-        w = G @ v
-        new = float(np.linalg.norm(w))
-        v = w / new
-        if abs(new - lam) <= 1e-6 * new:
-            break
-        lam = new
-    return new * 1.01  # a safe upper bound: a too small L would diverge
+    v0 = np.random.default_rng(0).standard_normal(p)
+    top = eigsh(G, k=1, which="LA", tol=1e-4, ncv=20, v0=v0, return_eigenvectors=False)
+    return float(top[0]) * 1.01  # a safe upper bound: a too small L would diverge
