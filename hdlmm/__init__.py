@@ -17,15 +17,18 @@ from hdlmm.sources.streaming import TableSpec, stream_stats
 
 
 def warm_up() -> None:
-    """Compile hdlmm's numba kernels (splicing, the cross-validation, the mixed model's
-    deviance, the nodewise lasso, and the GLMM's conditional modes) once, or load them
-    from numba's on-disk cache, so that no fit pays for it."""
+    """Compile hdlmm's numba kernels (the per-cluster sums, splicing, the
+    cross-validation, the mixed model's deviance, the nodewise lasso, and the GLMM's
+    conditional modes) once, or load them from numba's on-disk cache, so that no fit
+    pays for it."""
+    from hdlmm.core._cluster_kernel import warm_up as cluster_sums
     from hdlmm.core._cv_kernel import warm_up as cross_validation
     from hdlmm.core._path_kernel import warm_up as splicing
     from hdlmm.inference._fista_kernel import warm_up as nodewise
     from hdlmm.model._deviance_kernel import warm_up as deviance
     from hdlmm.model._pirls_kernel import warm_up as pirls
 
+    cluster_sums()
     splicing()
     cross_validation()
     deviance()

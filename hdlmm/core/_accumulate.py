@@ -4,9 +4,9 @@ pass over the data that every front end makes: arrays, files, Dask partitions)."
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
 
 from hdlmm.core._arrays import runs, zeros
+from hdlmm.core._cluster_kernel import cluster_products
 from hdlmm.core.checks import all_finite
 from hdlmm.core.standardize import _first_chunk_standardization, _first_chunk_z_standardization
 
@@ -109,24 +109,17 @@ class _Accumulator:
         the intercept column, ones when None)."""
         uc, local = np.unique(cluster, return_inverse=True)
         self.n_obs[uc] += np.bincount(local, minlength=uc.size)
-        # Z_iᵀ[X_i, Z_i, y_i] for every cluster i at once: a sparse (clusters·q × rows)
-        # matrix, row i·q + k holding Z[:, k] on the rows of cluster i, times the rows.
-        n_rows, q = Z.shape
-        S = sparse.csr_matrix(
-            (Z.ravel(), ((local[:, None] * q + np.arange(q)).ravel(),
-                         np.repeat(np.arange(n_rows), q))),
-            shape=(uc.size * q, n_rows))
-        # Z_iᵀ1 (Z_iᵀu with weights), (clusters·q, 1)
-        Z1 = np.asarray(S.sum(axis=1)) if u is None else (S @ u)[:, None]
-        ZX = S @ X
+        # Z_iᵀ[X_i, Z_i, y_i] and Z_iᵀ1 (Z_iᵀu with weights) for every cluster at once
+        q = Z.shape[1]
+        ZX, ZZ, Zy, Z1 = cluster_products(X, y, Z, local, uc.size, u)
         if raw is not None:
             ZX -= Z1 * raw[0]
             ZX /= raw[1]
         ZX = ZX.reshape(uc.size, q, -1)
         for run, at in runs(uc):  # ZtX is the largest sum: slices, not fancy indexing
             self.ZtX[at, :, f:] += ZX[run]
-        self.ZtZ[uc] += (S @ Z).reshape(uc.size, q, q)
-        self.Zty[uc] += (S @ y).reshape(uc.size, q)
+        self.ZtZ[uc] += ZZ
+        self.Zty[uc] += Zy
         if f:  # Z_iᵀ1 for the intercept column
             self.ZtX[uc, :, 0] += Z1.reshape(uc.size, q)
 
