@@ -166,3 +166,25 @@ def test_large_offsets_keep_the_spread_of_a_column():
         merged = (half[0] + half[1]).standardized()
         np.testing.assert_allclose(merged.XtX, ref.XtX, rtol=1e-6, atol=1e-5)
         np.testing.assert_allclose(merged.Xty, ref.Xty, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cluster_products_kernel_equals_per_cluster_products(weighted):
+    """The compiled pass gives Z_iᵀX_i, Z_iᵀZ_i, Z_iᵀy_i, Z_iᵀu cluster by cluster, for
+    rows in any order of clusters."""
+    from hdlmm.core._cluster_kernel import cluster_products
+
+    rng = np.random.default_rng(3)
+    n, q, p, N = 5, 3, 7, 40
+    X, Z, y = rng.standard_normal((N, p)), rng.standard_normal((N, q)), rng.standard_normal(N)
+    local = rng.integers(0, n, N)
+    u = rng.uniform(0.5, 2.0, N) if weighted else None
+    ZX, ZZ, Zy, Z1 = cluster_products(X, y, Z, local, n, u)
+    for i in range(n):
+        rows = local == i
+        Zi = Z[rows]
+        np.testing.assert_allclose(ZX.reshape(n, q, p)[i], Zi.T @ X[rows], atol=1e-12)
+        np.testing.assert_allclose(ZZ[i], Zi.T @ Zi, atol=1e-12)
+        np.testing.assert_allclose(Zy[i], Zi.T @ y[rows], atol=1e-12)
+        ones = u[rows] if weighted else np.ones(rows.sum())
+        np.testing.assert_allclose(Z1[i * q:(i + 1) * q, 0], Zi.T @ ones, atol=1e-12)
