@@ -9,7 +9,7 @@ import hdlmm
 from hdlmm import SparseLMM
 from hdlmm.core.row_pass import row_scores
 from hdlmm.inference.debias import adjust_pvalues, debias
-from hdlmm.inference.nodewise import nodewise_lasso
+from hdlmm.inference.nodewise import _largest_eigenvalue, nodewise_lasso
 
 sm = pytest.importorskip("statsmodels.api")
 
@@ -129,9 +129,9 @@ def test_variance_matches_a_direct_computation_from_the_raw_rows():
     assert np.all(df < n) and "Bell-McCaffrey" in m2.inference_.method
 
 
-def test_nodewise_lasso_matches_scikit_learn_at_its_penalty():
+@pytest.mark.parametrize("N, p", [(40, 80), (150, 300)])  # FISTA's step from eigvalsh, Lanczos
+def test_nodewise_lasso_matches_scikit_learn_at_its_penalty(N, p):
     rng = np.random.default_rng(0)
-    N, p = 40, 80
     X = rng.standard_normal((N, p)) + 0.5 * rng.standard_normal((N, 1))
     cols = np.array([0, 3, 17])
     res = nodewise_lasso(X.T @ X, cols, N, tol=1e-9, max_iter=100000)
@@ -145,6 +145,27 @@ def test_nodewise_lasso_matches_scikit_learn_at_its_penalty():
         sigma = np.linalg.norm(X @ res.U[:, k]) / np.sqrt(N)
         np.testing.assert_allclose(res.lam[k], sigma * np.sqrt(2 * np.log(p) / N),
                                    rtol=1e-3)
+
+
+@pytest.mark.parametrize("spectrum", ["gram", "close_pair", "spike"])
+def test_largest_eigenvalue_is_a_tight_upper_bound(spectrum):
+    """FISTA's step needs L ≥ λ_max(G): the bound holds and is within 1.1% of λ_max, on
+    a rank-deficient Gram (p > N), a matrix whose two largest eigenvalues differ by 1e-5
+    (slow for power iteration), and one large eigenvalue over a flat spectrum."""
+    rng = np.random.default_rng(1)
+    p = 300
+    if spectrum == "gram":
+        X = rng.standard_normal((150, p)) + rng.standard_normal((150, 1))
+        G = X.T @ X
+    else:
+        Q, _ = np.linalg.qr(rng.standard_normal((p, p)))
+        w = rng.uniform(0, 1, p)
+        w[:2] = (100.0, 100.0 - 1e-3) if spectrum == "close_pair" else (1e4, 1.0)
+        G = (Q * w) @ Q.T
+        G = (G + G.T) / 2
+    top = np.linalg.eigvalsh(G)[-1]
+    L = _largest_eigenvalue(G)
+    assert top <= L <= 1.011 * top
 
 
 def test_nodewise_lasso_that_stops_short_says_so():
