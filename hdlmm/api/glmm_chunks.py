@@ -1,6 +1,6 @@
 """SparseGLMM on rows read in chunks (``fit_source`` for files, ``fit_dask``): the PQL
 iteration as passes over the data, with the same steps and choices as the fit on rows
-in memory (:mod:`hdlmm.api.glmm_estimator`), and the same result up to rounding.
+in memory (:mod:`hdlmm.api.glmm_memory`), and the same result up to rounding.
 
 The working response and weights depend on η, so the GLMM cannot be fitted from one set
 of cross-products. Passes over the data, each reading every row once:
@@ -226,8 +226,9 @@ def _chunk(frame, spec, trials, offset, start, where):
 def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None,
                a: float | None = None, state: dict | None = None,
                held: tuple | None = None) -> tuple:
-    """The PQL iteration of :meth:`SparseGLMM._pql` as passes (module docstring, 2):
-    (WorkingFit, the state it was fitted at, k); adds its iterations to ``n_iter_``."""
+    """The PQL iteration of :func:`~hdlmm.api.glmm_memory.pql_rows` as passes (module
+    docstring, 2): (WorkingFit, the state it was fitted at, k); adds its iterations to
+    ``n_iter_``."""
     k = est.support_size if k is None else k
     a = est.a if a is None else a
     groups = [[data.names[j] for j in g] for g in est._groups(data.names, data.p)]

@@ -36,23 +36,21 @@ import warnings
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import special
 from scipy import stats as sps
 from sklearn.base import BaseEstimator
 
-from hdlmm.api._working import WorkingFit, laplace_eta, laplace_proxy_a, warn_not_converged
+from hdlmm.api._working import laplace_eta
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.api.fitted_glmm import FittedGLMM
+from hdlmm.api.glmm_memory import choose_rows, debiased_rows, pql_rows
 from hdlmm.api.params import (
     resolve_feature_groups,
     resolve_forced,
 )
 from hdlmm.core.checks import check_lmm_arrays
-from hdlmm.core.row_pass import row_chunks
-from hdlmm.core.stats import ClusterStats
 from hdlmm.model.families import get_family
 from hdlmm.model.glmm import fit_laplace
-from hdlmm.model.glmm_cv import HeldOutRows, choose_by_deviance
+from hdlmm.model.glmm_cv import choose_by_deviance
 from hdlmm.model.path import default_k_max
 from hdlmm.model.settings import DEFAULT_A_GRID
 from hdlmm.sources.formula import parse_formula
@@ -210,20 +208,21 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         pql = dict(X=Xa, y=ya, Z=Za, row_labels=row_labels, m=m, o=o, family=family,
                    names=names)
         self.n_iter_ = 0
-        working, eta, k, z, w = self._pql(**pql)
+        working, eta, k, z, w = pql_rows(self, **pql)
         self.cv_results_, self.selection_ = None, working.selection
         if self.k_selection != "working" and (self.support_size is None or self.a is None):
-            a, k_cv, support = self._choose(pql, codes, labels, z, w, k)
+            a, k_cv, support = choose_rows(self, pql, codes, labels, z, w, k)
             if (a, k_cv) != (working.a, k):  # η again, with that support and a held
-                working, eta, k, z, w = self._pql(**pql, eta=eta, k=k_cv, a=a, held=support)
+                working, eta, k, z, w = pql_rows(
+                    self, **pql, eta=eta, k=k_cv, a=a, held=support)
         support = working.support
         Xs = np.c_[np.ones(ya.size), Xa[:, support]]
         start = None  # from the working model: glmer's first stage, near the optimum
         if working.cov_re is not None:
             start = (np.r_[working.intercept, working.coef[support]], working.cov_re)
         fit = fit_laplace(Xs, ya, Za, codes, family, trials=m, offset=o, start=start)
-        self.inference_ = self._debiased(pql, fit, support, laplace_eta(fit, Xs, Za, codes, o),
-                                         codes, labels)
+        eta = laplace_eta(fit, Xs, Za, codes, o)
+        self.inference_ = debiased_rows(self, pql, fit, support, eta, codes, labels)
         self._set(fit, working, support, k, Xa.shape[1], labels, names)
         return self
 
@@ -324,33 +323,6 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
             raise ValueError(f"k_selection must be one of {K_SELECTIONS}; got "
                              f"{self.k_selection!r}")
 
-    def _debiased(self, pql, fit, support, eta, codes, labels):
-        """The debiased inference (or None) of the working model at the Laplace fit:
-        z and W at its η (modes included), the support held, a matched to its Ψ̂
-        (:func:`~hdlmm.api._working.laplace_proxy_a`)."""
-        if self.inference is None:
-            return None
-        names, X, family, m = pql["names"], pql["X"], pql["family"], pql["m"]
-        inference = self.inference
-        if names is not None and not isinstance(inference, str):  # names → columns
-            inference = resolve_forced(inference, names, X.shape[1]).tolist()
-        w = np.maximum(family.variance(eta, m), 1e-10)
-        z = eta - pql["o"] + (pql["y"] - family.mean(eta, m)) / w
-        stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels,
-                                          weights=w / np.mean(w)).standardized()
-        a = laplace_proxy_a(stats, fit.cov_re, float(np.mean(w)))
-        index, u = stats.cluster_index(labels)[codes], np.sqrt(w / np.mean(w))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            model = SparseLMM(support_size=0, a=a, force=support.tolist(),
-                              inference=inference, progress=self.progress,
-                              random_state=self.random_state).fit_stats(
-                stats, lambda: row_chunks(X, z, index, u=u))
-        inf = model.inference_
-        if inf is not None and names is not None:
-            inf.names = [names[j] for j in inf.columns]
-        return inf
-
     def _groups(self, names, p):
         """The groups of columns selected together, as lists of column indices."""
         groups = self.feature_groups
@@ -366,17 +338,6 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
         return np.union1d(resolve_forced(self.force, names, p,
                                          terms=getattr(self, "_formula_terms", None)),
                           np.asarray([] if marked is None else marked, dtype=np.intp))
-
-    def _choose(self, pql, codes, labels, z, w, k_working):
-        """(a, k, support) by grouped CV on the held-out deviance at the converged
-        working model (rows in memory); sets ``cv_results_`` and ``selection_``."""
-        X = pql["X"]
-        stats = ClusterStats.from_checked(X, z, pql["Z"], codes, labels, n_blocks=self.cv,
-                                          random_state=self.random_state,
-                                          weights=w / np.mean(w)).standardized()
-        rows = HeldOutRows.from_stats(stats, lambda cols: X[:, cols], pql["Z"], pql["y"],
-                                      pql["m"], pql["o"], pql["row_labels"])
-        return self._choose_on(stats, rows, pql["family"], k_working, pql["names"])
 
     def _choose_on(self, stats, rows, family, k_working, names):
         """(a, k, the best subset of size k at a) by grouped CV on the held-out deviance
@@ -407,58 +368,6 @@ class SparseGLMM(FittedGLMM, BaseEstimator):
                            force=[stats.feature_names[j + 1] for j in forced],
                            random_state=self.random_state).fit_stats(stats)
         return a, k, tuple(int(j) for j in at.support_)
-
-    def _pql(self, X, y, Z, row_labels, m, o, family, names, eta=None, k=None, a=None,
-             held=None):
-        """The PQL iteration (module docstring, step 1) from η (default: glm's start),
-        with k and a given (None: the estimator's). Once the support repeats it is held
-        (and a with it), and the working model is fitted on its columns alone. Returns
-        (WorkingFit, η, k, z, W), z and W those of the last working fit; adds its
-        iterations to ``n_iter_``."""
-        k = self.support_size if k is None else k
-        a = self.a if a is None else a
-        if eta is None and family.name == "binomial":  # R's glm start: (y + ½)/(m + 1)
-            eta = special.logit((y + 0.5) / (m + 1.0))
-        elif eta is None:
-            eta = np.log(y + 0.1)
-        groups = [g.tolist() for g in self._groups(names, X.shape[1])]
-        forced = self._forced(names, X.shape[1]).tolist()
-        last, model, how, a_held = None, None, "", a  # held: a support given to hold
-        cols = np.asarray(held, dtype=np.intp) if held else None
-        self.converged_ = False
-        for it in range(1, self.max_iter + 1):
-            mu, w = family.mean(eta, m), np.maximum(family.variance(eta, m), 1e-10)
-            z = eta - o + (y - mu) / w
-            params = dict(support_size=k, a=a, cv=self.cv, k_max=self.k_max,
-                          random_state=self.random_state, inference=None,
-                          progress=self.progress, feature_groups=groups, force=forced)
-            data, fit_cols = X, cols  # an array: a frame would be copied at each fit
-            if held is not None:  # the support has settled: its columns, a held
-                data = X if cols is None else X[:, cols]
-                params.update(support_size=0, a=a_held, feature_groups=[],
-                              force=[] if cols is None else list(range(cols.size)))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
-                model = SparseLMM(**params).fit(data, z, row_labels, Z, sample_weight=w)
-            rows = X if cols is None else X[:, cols]
-            new = np.asarray(model.predict(rows, row_labels, Z)) + o
-            change = float(np.max(np.abs(new - eta)))
-            eta = new
-            support = tuple(model.support_) if cols is None else held
-            if held is None and support == last:
-                held, k, how = support, model.support_size_, model.selection_
-                cols = np.asarray(held, dtype=np.intp) if held else None
-                a_held = None if np.isnan(model.a_) else model.a_  # (NaN: no candidates)
-            last = support
-            if held is not None and change < self.tol:
-                self.converged_ = True
-                break
-        if held is None:
-            k, how = model.support_size_, model.selection_
-        self.n_iter_ += it
-        if not self.converged_:
-            warn_not_converged(self.max_iter, change)
-        return WorkingFit.of(model, fit_cols, X.shape[1], how), eta, k, z, w
 
     def _set(self, fit, working, support, k, p, labels, names):
         forced = self._forced(names, p)
