@@ -1,6 +1,6 @@
-"""The PQL working model of a SparseGLMM, in the user's columns (shared by the fit on
-rows in memory, :mod:`hdlmm.api.glmm_estimator`, and the fit by passes over chunks,
-:mod:`hdlmm.api.glmm_chunks`)."""
+"""The PQL working model of a SparseGLMM, in the user's columns, and the hold of its
+support (shared by the fit on rows in memory, :mod:`hdlmm.api.glmm_memory`, and the
+fit by passes over chunks, :mod:`hdlmm.api.glmm_chunks`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.core.stats import ClusterStats
 
-__all__ = ["WorkingFit", "warn_not_converged", "laplace_proxy_a", "laplace_eta"]
+__all__ = ["WorkingFit", "SupportHold", "warn_not_converged", "laplace_proxy_a", "laplace_eta"]
 
 
 @dataclass
@@ -39,6 +39,39 @@ class WorkingFit:
             coef[cols] = model.coef_
         return cls(model=model, support=support, coef=coef, a=float(model.a_),
                    intercept=float(model.intercept_), cov_re=model.cov_re_, selection=how)
+
+
+@dataclass
+class SupportHold:
+    """The support of the PQL iteration: free until a working fit's support repeats
+    the last one, then held, with that fit's k, description and a (the working model
+    is then fitted on its columns alone). ``held``: a support to hold from the start,
+    at ``a``; ``k`` and ``a`` are those of the free fits until then."""
+
+    k: int | None
+    a: float | None
+    held: tuple | None = None
+    how: str = ""
+    last: tuple | None = None
+
+    @property
+    def cols(self) -> np.ndarray | None:
+        """The held support's columns (None while free or when it is empty)."""
+        return np.asarray(self.held, dtype=np.intp) if self.held else None
+
+    def see(self, model: SparseLMM, support: tuple) -> None:
+        """Take the working fit ``model``, whose support in all columns is
+        ``support``."""
+        if self.held is None and support == self.last:
+            self.held, self.k, self.how = support, model.support_size_, model.selection_
+            self.a = None if np.isnan(model.a_) else model.a_  # (NaN: no candidates)
+        self.last = support
+
+    def end(self, model: SparseLMM) -> None:
+        """After the last fit: a support never held takes that fit's k and
+        description."""
+        if self.held is None:
+            self.k, self.how = model.support_size_, model.selection_
 
 
 def warn_not_converged(max_iter: int, change: float) -> None:

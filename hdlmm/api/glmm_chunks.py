@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from hdlmm.api._working import WorkingFit, laplace_proxy_a, warn_not_converged
+from hdlmm.api._working import SupportHold, WorkingFit, laplace_proxy_a, warn_not_converged
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core.folds import FoldLayout
@@ -233,39 +233,32 @@ def pql_passes(est: object, data: GLMMRows, family: Family, k: int | None = None
     a = est.a if a is None else a
     groups = [[data.names[j] for j in g] for g in est._groups(data.names, data.p)]
     forced = [data.names[j] for j in est._forced(data.names, data.p)]
-    prev, last, fit_cols, model, how, a_held = None, None, None, None, "", a
-    cols = np.asarray(held, dtype=np.intp) if held else None
+    prev, fit_cols, model = None, None, None
+    hold = SupportHold(k, a, held)
     est.converged_, fits = False, 0
     while True:
-        step = working_pass(data, family, state, prev, cols)
-        if held is not None and model is not None and step.change < est.tol:
+        step = working_pass(data, family, state, prev, hold.cols)
+        if hold.held is not None and model is not None and step.change < est.tol:
             est.converged_ = True
             break
         if fits == est.max_iter:
             break
-        params = dict(support_size=k, a=a, cv=est.cv, k_max=est.k_max,
+        params = dict(support_size=hold.k, a=a, cv=est.cv, k_max=est.k_max,
                       random_state=est.random_state, inference=None, progress=est.progress,
                       feature_groups=groups, force=forced)
-        if held is not None:  # the support has settled: hold it and a
-            params.update(support_size=0, a=a_held, feature_groups=[],
-                          force=[data.names[j] for j in held])
-        fit_cols = cols
-        stats = step.stats
-        model = fit_working(params, data, stats)
+        if hold.held is not None:  # the support has settled: hold it and a
+            params.update(support_size=0, a=hold.a, feature_groups=[],
+                          force=[data.names[j] for j in hold.held])
+        fit_cols = hold.cols
+        model = fit_working(params, data, step.stats)
         fits += 1
         prev, state = state, state_of(model, fit_cols, data.p)
-        support = tuple(model.support_) if fit_cols is None else held
-        if held is None and support == last:
-            held, k, how = support, model.support_size_, model.selection_
-            cols = np.asarray(held, dtype=np.intp) if held else None
-            a_held = None if np.isnan(model.a_) else model.a_  # (NaN: no candidates)
-        last = support
-    if held is None:
-        k, how = model.support_size_, model.selection_
+        hold.see(model, tuple(model.support_) if fit_cols is None else hold.held)
+    hold.end(model)
     est.n_iter_ += fits
     if not est.converged_:
         warn_not_converged(est.max_iter, step.change)
-    return WorkingFit.of(model, fit_cols, data.p, how), prev, k
+    return WorkingFit.of(model, fit_cols, data.p, hold.how), prev, hold.k
 
 
 def fit_chunked(est: object, data: GLMMRows, family: Family) -> None:

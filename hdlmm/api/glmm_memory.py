@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from scipy import special
 
-from hdlmm.api._working import WorkingFit, laplace_proxy_a, warn_not_converged
+from hdlmm.api._working import SupportHold, WorkingFit, laplace_proxy_a, warn_not_converged
 from hdlmm.api.estimator import SparseLMM
 from hdlmm.api.params import resolve_forced
 from hdlmm.core.row_pass import row_chunks
@@ -40,42 +40,34 @@ def pql_rows(est: object, X: np.ndarray, y: np.ndarray, Z: np.ndarray,
         eta = np.log(y + 0.1)
     groups = [g.tolist() for g in est._groups(names, X.shape[1])]
     forced = est._forced(names, X.shape[1]).tolist()
-    last, model, how, a_held = None, None, "", a  # held: a support given to hold
-    cols = np.asarray(held, dtype=np.intp) if held else None
+    hold, model = SupportHold(k, a, held), None
     est.converged_ = False
     for it in range(1, est.max_iter + 1):
         mu, w = family.mean(eta, m), np.maximum(family.variance(eta, m), 1e-10)
         z = eta - o + (y - mu) / w
-        params = dict(support_size=k, a=a, cv=est.cv, k_max=est.k_max,
+        params = dict(support_size=hold.k, a=a, cv=est.cv, k_max=est.k_max,
                       random_state=est.random_state, inference=None,
                       progress=est.progress, feature_groups=groups, force=forced)
-        data, fit_cols = X, cols  # an array: a frame would be copied at each fit
-        if held is not None:  # the support has settled: its columns, a held
-            data = X if cols is None else X[:, cols]
-            params.update(support_size=0, a=a_held, feature_groups=[],
-                          force=[] if cols is None else list(range(cols.size)))
+        data, fit_cols = X, hold.cols  # an array: a frame would be copied at each fit
+        if hold.held is not None:  # the support has settled: its columns, a held
+            data = X if fit_cols is None else X[:, fit_cols]
+            params.update(support_size=0, a=hold.a, feature_groups=[],
+                          force=[] if fit_cols is None else list(range(fit_cols.size)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # boundary fits say so
             model = SparseLMM(**params).fit(data, z, row_labels, Z, sample_weight=w)
-        rows = X if cols is None else X[:, cols]
-        new = np.asarray(model.predict(rows, row_labels, Z)) + o
+        new = np.asarray(model.predict(data, row_labels, Z)) + o
         change = float(np.max(np.abs(new - eta)))
         eta = new
-        support = tuple(model.support_) if cols is None else held
-        if held is None and support == last:
-            held, k, how = support, model.support_size_, model.selection_
-            cols = np.asarray(held, dtype=np.intp) if held else None
-            a_held = None if np.isnan(model.a_) else model.a_  # (NaN: no candidates)
-        last = support
-        if held is not None and change < est.tol:
+        hold.see(model, tuple(model.support_) if fit_cols is None else hold.held)
+        if hold.held is not None and change < est.tol:
             est.converged_ = True
             break
-    if held is None:
-        k, how = model.support_size_, model.selection_
+    hold.end(model)
     est.n_iter_ += it
     if not est.converged_:
         warn_not_converged(est.max_iter, change)
-    return WorkingFit.of(model, fit_cols, X.shape[1], how), eta, k, z, w
+    return WorkingFit.of(model, fit_cols, X.shape[1], hold.how), eta, hold.k, z, w
 
 
 def choose_rows(est: object, pql: dict, codes: np.ndarray, labels: np.ndarray,
