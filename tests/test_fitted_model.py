@@ -133,3 +133,32 @@ def test_prediction_interval_coverage_small_simulation():
         hits["new"] += list((pi.lower < y_new) & (y_new < pi.upper))
     for kind, h in hits.items():
         assert 0.93 < np.mean(h) < 0.97, (kind, np.mean(h))
+
+
+def test_path_and_cv_tables_are_made_when_first_read(tutorial_data):
+    """``path_`` and ``cv_results_`` are made on first read and then kept: each path row
+    has k columns, its support the nonzeros of its coefficients, the chosen row the
+    fit's proxy coefficients; the CV table has one row per (a, k). Absent before a fit,
+    kept through pickling (made before it), replaced by a refit."""
+    import pickle
+
+    d = tutorial_data
+    model = SparseLMM(random_state=0)
+    assert not hasattr(model, "path_") and not hasattr(model, "cv_results_")
+    model.fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    assert "path_" not in vars(model) and "cv_results_" not in vars(model)
+    path, cv = model.path_, model.cv_results_
+    assert "path_" in vars(model) and model.path_ is path  # made once, then kept
+    assert list(path.columns) == ["k", "rss", "ic", "support", "coef"]
+    for k, support, coef in zip(path["k"], path["support"], path["coef"]):
+        assert len(support) == k
+        np.testing.assert_array_equal(np.flatnonzero(coef), support)
+    np.testing.assert_allclose(path["coef"][model.support_size_], model.coef_proxy_)
+    assert list(cv.columns) == ["a", "k", "mean", "se"]
+    assert len(cv) == cv["a"].nunique() * cv["k"].nunique()
+    fresh = SparseLMM(random_state=0).fit(d.X, d.y, groups=d.groups, Z=d.Z)
+    restored = pickle.loads(pickle.dumps(fresh))  # pickled before any read
+    pd.testing.assert_frame_equal(restored.cv_results_, cv)
+    np.testing.assert_array_equal(restored.path_["rss"], path["rss"])
+    model.fit(d.X[:, :50], d.y, groups=d.groups, Z=d.Z)  # a refit: the new tables
+    assert all(len(c) == 50 for c in model.path_["coef"])

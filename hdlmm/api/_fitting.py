@@ -29,6 +29,7 @@ from hdlmm.core.screening import screened_columns
 from hdlmm.core.stats import ClusterStats
 from hdlmm.inference.fixed_effects import fixed_effect_inference
 from hdlmm.model.checks import warn_constant_columns
+from hdlmm.model.deferred import then
 from hdlmm.model.random_part import likelihood_summaries, random_part
 from hdlmm.model.selection import Selector
 from hdlmm.model.settings import SelectionSettings
@@ -126,10 +127,13 @@ def expand_screened(fitted: dict, cols: ArrayLike, p: int, names: list) -> dict:
                n_features_in_=p, screened_features_=cols)
     if fitted["bse_"] is not None:
         out["bse_"] = full(fitted["bse_"], np.nan)
-    path = fitted["path_"].copy()
-    path["support"] = [cols[s] for s in path["support"]]
-    path["coef"] = [full(c, 0.0) for c in path["coef"]]
-    out["path_"] = path
+    def on_all_columns(path):
+        path = path.copy()
+        path["support"] = [cols[s] for s in path["support"]]
+        path["coef"] = [full(c, 0.0) for c in path["coef"]]
+        return path
+
+    out["path_"] = then(fitted["path_"], on_all_columns)
     if fitted["inference_"] is not None:
         fitted["inference_"].columns = cols[fitted["inference_"].columns]
     params = fitted["params_"]

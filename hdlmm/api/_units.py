@@ -19,10 +19,12 @@ maps the fitted attributes back once, at the end of a fit.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
 from hdlmm.core.stats import ClusterStats
+from hdlmm.model.deferred import then
 from hdlmm.model.random_part import likelihood_summaries
 
 __all__ = ["to_user_units"]
@@ -71,12 +73,17 @@ def to_user_units(fitted: dict, stats: ClusterStats, refit: bool) -> dict:
         if f and refit:
             out["intercept_bse_"] = float(vc.bse[0])
     if fitted.get("path_") is not None:
-        path = fitted["path_"].copy()
-        path["coef"] = [cf / c for cf in path["coef"]]
-        out["path_"] = path
+        out["path_"] = then(fitted["path_"], partial(_path_in_units, c=c))
     inf = fitted.get("inference_")
     if inf is not None:
         cj = c[inf.columns]
         out["inference_"] = replace(inf, estimate=inf.estimate / cj,
                                     debiased=inf.debiased / cj, se=inf.se / cj)
     return out
+
+
+def _path_in_units(path, c):
+    """The path table with its coefficients divided by the columns' scales ``c``."""
+    path = path.copy()
+    path["coef"] = [cf / c for cf in path["coef"]]
+    return path

@@ -32,11 +32,41 @@ def _kind(kind):
     return kind
 
 
+class _TableAttribute:
+    """A fitted DataFrame attribute (``path_``, ``cv_results_``) that the fit leaves as
+    a :class:`~hdlmm.model.deferred.DeferredTable`: made when first read, then kept
+    as an ordinary attribute. Absent (AttributeError) before a fit sets it."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        deferred = obj.__dict__.get("_deferred_tables", {}).get(self.name)
+        if deferred is None:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute "
+                                 f"{self.name!r}")
+        table = obj.__dict__[self.name] = deferred.make()  # later reads find it here
+        return table
+
+
 class FittedLMM:
     """The queries of a fitted linear mixed model (the attributes ``coef_``,
     ``intercept_``, ``random_effects_``, ``scale_``, ``inference_``, the training rows'
     ``fittedvalues_``, ``fittedvalues_marginal_`` and ``resid_``, and, after a formula
     fit, ``formula_design_``)."""
+
+    path_ = _TableAttribute()
+    cv_results_ = _TableAttribute()
+
+    def __getstate__(self):
+        """Pickled with the deferred tables made (their makers are closures)."""
+        for name in self.__dict__.get("_deferred_tables", {}):
+            getattr(self, name)
+        state = super().__getstate__()
+        state.pop("_deferred_tables", None)
+        return state
 
     def predict(self, X: ArrayLike, groups: ArrayLike | None = None, Z: ArrayLike | None = None,
                 random_effects: bool = True) -> np.ndarray:

@@ -21,6 +21,7 @@ the same (a, k) as the exhaustive one (docs/decisions.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from hdlmm.core.stats import ClusterStats
 from hdlmm.core.transform import ProxyTransform
 from hdlmm.model.a_grid import coarse_grid, evaluate, new_neighbours
 from hdlmm.model.checks import check_forced_columns, check_support_rank, check_support_size
+from hdlmm.model.deferred import DeferredTable
 from hdlmm.model.efficiency import most_efficient_a
 from hdlmm.model.full_paths import FullDataPaths
 from hdlmm.model.path import default_k_max, fit_path
@@ -62,9 +64,9 @@ class Selection:
     intercept : float
     n_eff : float
         tr(Σ_a⁻¹).
-    path : pandas.DataFrame
+    path : DeferredTable
         Per k at a: RSS, information criterion, support and coefficients.
-    cv_results : pandas.DataFrame or None
+    cv_results : DeferredTable or None
         Per (a, k): mean and standard error of the held-out criterion.
     forced : ndarray of int or None
         The columns kept in the model unpenalised.
@@ -76,8 +78,8 @@ class Selection:
     coef: np.ndarray
     intercept: float
     n_eff: float
-    path: pd.DataFrame
-    cv_results: pd.DataFrame | None = None
+    path: DeferredTable
+    cv_results: DeferredTable | None = None
     forced: np.ndarray | None = None
 
     @property
@@ -192,7 +194,7 @@ class Selector:
             cvres = cross_validate(self.transform, [a], k_max, free=self.free,
                                    units=self.units, progress=self._bar,
                                    criterion=s.cv_criterion, max_exchange=s.max_exchange)
-            cv_results = cvres.table()
+            cv_results = DeferredTable(cvres.table)
             k = int(cvres.ks[cvres.best(s.one_se)[1]])
             how += f"; k by {s.cv}-fold grouped CV ({s.cv_criterion})"
         return self.fit_at(a, k, how, k_max, cv_results)
@@ -271,7 +273,7 @@ class Selector:
         if not full:
             how += (f"; {len(seen)} of the {len(a_grid)} values of a evaluated (every "
                     f"third, then the neighbours of the choice)")
-        return self.fit_at(a, k, how, k_max, cvres.table())
+        return self.fit_at(a, k, how, k_max, DeferredTable(cvres.table))
 
     def _ic_choices(self, a_values, k_max):
         """The index of the k the information criterion allows at each a (a dict), a
@@ -329,7 +331,7 @@ class Selector:
         return k, int(np.argmin(dev(k)))
 
     def fit_at(self, a: float, k: int | None, how: str, k_max: int,
-               cv_results: pd.DataFrame | None = None) -> Selection:
+               cv_results: DeferredTable | None = None) -> Selection:
         """The best-subset fit of size k at a (k None: by the information criterion on
         the full-data path)."""
         s, p, free, lead = self.settings, self.n_candidates, self.free, self.n_lead
@@ -349,8 +351,9 @@ class Selector:
         coef = path.coefs[k]  # k_max() guarantees k ≤ k_max
         supports = [np.union1d(self.forced, np.flatnonzero(cf[lead:])) for cf in path.coefs]
         check_support_rank(self.stats, lead, supports[k], path.df[k] + self.forced.size)
-        table = pd.DataFrame({"k": path.ks, "rss": path.rss, "ic": ic, "support": supports,
-                              "coef": [cf[lead:] for cf in path.coefs]})
+        table = DeferredTable(partial(pd.DataFrame, {
+            "k": path.ks, "rss": path.rss, "ic": ic, "support": supports,
+            "coef": [cf[lead:] for cf in path.coefs]}))
         return Selection(a=a, k=k, how=how, coef=coef[lead:].copy(),
                          intercept=float(coef[0]) if lead else 0.0, n_eff=n_eff,
                          path=table, cv_results=cv_results, forced=self.forced)
