@@ -212,7 +212,8 @@ class SparseLMM(FittedLMM, RegressorMixin, BaseEstimator):
     selection_ : str
         How a and k were chosen.
     path_ : pandas.DataFrame
-        Per k at ``a_``: support, coefficients, RSS and information criterion.
+        Per k at ``a_``: support, coefficients, RSS and information criterion. Made
+        when first read, as ``cv_results_`` (most fits are never asked for them).
     cv_results_ : pandas.DataFrame or None
         Per (a, k): mean and standard error of the held-out criterion. With
         ``k_selection="ic"`` the paths of each a stop at the k its criterion chose
