@@ -28,7 +28,6 @@ from hdlmm.api.params import (
     resolve_forced,
 )
 from hdlmm.core.stats import ClusterStats
-from hdlmm.model.deferred import DeferredTable
 from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
 from hdlmm.sources.dask_frames import DaskRows, check_dask_frame, dask_stats
 from hdlmm.sources.formula import FormulaDesign, parse_formula
@@ -516,21 +515,3 @@ class SparseLMM(FittedLMM, RegressorMixin, BaseEstimator):
 
     def _settings(self):
         return SelectionSettings.from_params(self.get_params())
-
-    def _reset_fitted(self):
-        """Forget every fitted attribute of an earlier fit (scikit-learn's contract: a
-        new ``fit`` leaves nothing of the previous one, e.g. its ``feature_names_in_``
-        or formula design)."""
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, name)
-        self.__dict__.pop("_deferred_tables", None)
-
-    def _set(self, attributes):
-        """Set the fitted attributes; deferred tables are kept to be made when first
-        read (:class:`~hdlmm.api.fitted_lmm.FittedLMM`)."""
-        for name, value in attributes.items():
-            if isinstance(value, DeferredTable):
-                self.__dict__.setdefault("_deferred_tables", {})[name] = value
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, value)

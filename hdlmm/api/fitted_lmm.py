@@ -18,6 +18,7 @@ from hdlmm.api.params import (
     match_columns,
     warn_unseen_clusters,
 )
+from hdlmm.model.deferred import DeferredTable
 from hdlmm.sources.formula import design_offset, design_rows
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class FittedLMM:
     """The queries of a fitted linear mixed model (the attributes ``coef_``,
     ``intercept_``, ``random_effects_``, ``scale_``, ``inference_``, the training rows'
     ``fittedvalues_``, ``fittedvalues_marginal_`` and ``resid_``, and, after a formula
-    fit, ``formula_design_``)."""
+    fit, ``formula_design_``), and how a fit sets and forgets them (``path_`` and
+    ``cv_results_`` made when first read)."""
 
     path_ = _TableAttribute()
     cv_results_ = _TableAttribute()
@@ -67,6 +69,24 @@ class FittedLMM:
         state = super().__getstate__()
         state.pop("_deferred_tables", None)
         return state
+
+    def _reset_fitted(self):
+        """Forget every fitted attribute of an earlier fit (scikit-learn's contract: a
+        new ``fit`` leaves nothing of the previous one, e.g. its ``feature_names_in_``
+        or formula design)."""
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
+        self.__dict__.pop("_deferred_tables", None)
+
+    def _set(self, attributes):
+        """Set the fitted attributes; deferred tables are kept to be made when first
+        read (:class:`_TableAttribute`)."""
+        for name, value in attributes.items():
+            if isinstance(value, DeferredTable):
+                self.__dict__.setdefault("_deferred_tables", {})[name] = value
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
 
     def predict(self, X: ArrayLike, groups: ArrayLike | None = None, Z: ArrayLike | None = None,
                 random_effects: bool = True) -> np.ndarray:
