@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["fista", "warm_up"]
+__all__ = ["fista", "largest_ritz_value", "warm_up"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -72,6 +72,49 @@ def fista(G: np.ndarray, U: np.ndarray, cols: np.ndarray, n: float, lam: np.ndar
     return U, False
 
 
+@njit(cache=True, error_model="numpy")
+def largest_ritz_value(G: np.ndarray, v0: np.ndarray, tol: float, max_steps: int) -> float:
+    """The largest eigenvalue of a symmetric G by Lanczos from ``v0`` (FISTA's step):
+    the top Ritz value θ of the tridiagonal T_j once its residual β_j |s_j| ≤ tol · |θ|
+    (ARPACK's test), or exactly when the Krylov space is invariant; after ``max_steps``
+    without that, θ plus its residual. Every new vector is orthogonalised twice
+    against all the earlier ones, so T_j stays the projection of G."""
+    p = G.shape[0]
+    m = min(max_steps, p)
+    V = np.zeros((m + 1, p))  # the Lanczos vectors, as rows
+    alpha, beta = np.zeros(m), np.zeros(m)
+    V[0] = v0 / np.linalg.norm(v0)
+    theta = 0.0
+    for j in range(m):
+        w = np.dot(G, V[j])
+        for _ in range(2):  # full reorthogonalisation, twice (Gram-Schmidt)
+            for i in range(j + 1):
+                h = np.dot(w, V[i])
+                for l in range(p):
+                    w[l] -= h * V[i, l]
+                if i == j:
+                    alpha[j] += h
+        b = np.linalg.norm(w)
+        beta[j] = b
+        if j < m - 1 and b > 1e-14 * abs(alpha[j]) and (j < 7 or j % 4 != 3):
+            V[j + 1] = w / b  # (the Ritz values tested at step 8, then every fourth)
+            continue
+        T = np.zeros((j + 1, j + 1))
+        for i in range(j + 1):
+            T[i, i] = alpha[i]
+            if i < j:
+                T[i, i + 1] = T[i + 1, i] = beta[i]
+        values, vectors = np.linalg.eigh(T)
+        theta = values[j]
+        residual = b * abs(vectors[j, j])
+        if residual <= tol * abs(theta) or b <= 1e-14 * abs(theta):
+            return theta
+        if j == m - 1:
+            return theta + residual
+        V[j + 1] = w / b
+    return theta
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) on a tiny problem."""
     X = np.random.default_rng(0).standard_normal((10, 4))
@@ -80,3 +123,4 @@ def warm_up() -> None:
     G = X.T @ X
     G.flags.writeable = False  # (the type the fits pass: read-only, as cached problems)
     fista(G, U, np.array([0, 2]), 10.0, np.array([0.1, 0.1]), 50.0, 20, 1e-4)
+    largest_ritz_value(G, np.ones(4), 1e-4, 20)

@@ -24,17 +24,16 @@ import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.sparse.linalg import eigsh
 
 from hdlmm.core._kernel_matrix import read_only
 from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.splicing import _inverse_pd
-from hdlmm.inference._fista_kernel import fista
+from hdlmm.inference._fista_kernel import fista, largest_ritz_value
 
 __all__ = ["nodewise_lasso", "NodewiseResult"]
 
 #: p up to which λ_max comes from a full ``eigvalsh`` (cheaper than Lanczos there)
-LANCZOS_MIN_P = 120
+LANCZOS_MIN_P = 50
 
 
 class NodewiseResult:
@@ -140,14 +139,15 @@ def _scaled_fista(G, cols, n, lam0, max_iter, tol, n_scale_iter):
 
 def _largest_eigenvalue(G):
     """An upper bound of λ_max(G) for FISTA's step (G positive semi-definite): exact for
-    small p, else Lanczos (ARPACK's ``eigsh``, a fixed random start) to a relative
-    residual of 1e-4, times 1.01. Lanczos reaches the top of the spectrum in tens of
-    products with G where power iteration takes its full 100 when the top eigenvalues
-    are close (as in random designs): 6.9 against 13 ms at p = 1,000, 0.4 against
-    1.0 ms (a full ``eigvalsh``) at p = 200 (``docs/decisions.md``)."""
+    small p, else compiled Lanczos (a fixed random start, full reorthogonalisation) to
+    ARPACK's relative residual of 1e-4, times 1.01. Lanczos reaches the top of the
+    spectrum in tens of products with G where power iteration takes its full 100 when
+    the top eigenvalues are close (as in random designs); compiled, it avoids ARPACK's
+    Python round trip per product: 0.23 against 0.59 ms at p = 200 (``eigsh``), 7.1
+    against 8.1 ms at p = 1,000 (``docs/decisions.md``)."""
     p = G.shape[0]
     if p <= LANCZOS_MIN_P:
         return float(np.linalg.eigvalsh(G)[-1])
     v0 = np.random.default_rng(0).standard_normal(p)
-    top = eigsh(G, k=1, which="LA", tol=1e-4, ncv=20, v0=v0, return_eigenvectors=False)
-    return float(top[0]) * 1.01  # a safe upper bound: a too small L would diverge
+    top = largest_ritz_value(read_only(G), v0, 1e-4, 300)
+    return float(top) * 1.01  # a safe upper bound: a too small L would diverge
