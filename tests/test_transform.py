@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hdlmm import ClusterStats, ProxyTransform
+from hdlmm.core.weighted_rows import WeightedRows
 
 
 def raw_stats(*args, **kwargs):
@@ -231,6 +232,7 @@ def test_weighted_rows_one_a_at_a_time(unbalanced, monkeypatch):
     s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
     formed = ProxyTransform(s)
     monkeypatch.setattr(ProxyTransform, "_low_rank", lambda self: True)
+    monkeypatch.setattr(WeightedRows, "keep_bytes", 0)  # (small rows: see the next test)
     T = ProxyTransform(s)
     rows = T._weighted_rows
     B1 = T.at(1.0).low_rank.B
@@ -250,3 +252,27 @@ def test_weighted_rows_one_a_at_a_time(unbalanced, monkeypatch):
     assert rows(3.0).base is base()  # nothing held the rows of 2.0: rewritten in place
     np.testing.assert_array_equal(T.at(1.0).low_rank.B,
                                   ((rw[:, :, None] * T.Vt) @ s.ZtX).reshape(n * q, p))
+
+
+def test_small_weighted_rows_are_kept_for_every_a(unbalanced, monkeypatch):
+    """Rows of several a that fit in ``keep_bytes`` together are made once each and
+    kept (asked for again, the same array); beyond it, one a at a time again, and
+    every array is the formula's."""
+    d = unbalanced
+    s = ClusterStats.from_arrays(d.X, d.y, d.groups, d.Z, n_blocks=3, random_state=0)
+    monkeypatch.setattr(ProxyTransform, "_low_rank", lambda self: True)
+    monkeypatch.setattr(WeightedRows, "keep_bytes", 2 * s.ZtX.nbytes)
+    T = ProxyTransform(s)
+    rows = T._weighted_rows
+    n, q, p = s.ZtX.shape
+
+    def formula(a):
+        rw = np.sqrt(a / (1.0 + a * T.lam))
+        return ((rw[:, :, None] * T.Vt) @ s.ZtX).reshape(n * q, p)
+
+    B1, B2 = rows(1.0), rows(2.0)
+    assert rows(1.0) is B1 and rows(2.0) is B2 and not np.shares_memory(B1, B2)
+    B3 = rows(3.0)  # a third does not fit: made alone, the kept ones unchanged
+    assert rows(1.0) is B1 and rows(3.0) is B3 and not B3.flags.writeable
+    for a, B in ((1.0, B1), (2.0, B2), (3.0, B3), (4.0, rows(4.0))):
+        np.testing.assert_array_equal(B, formula(a))

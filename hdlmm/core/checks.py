@@ -205,6 +205,8 @@ def _reject_block_diagonal(Z, codes, n_clusters):
 
 def check_a(a: float, name: str = "a") -> float:
     """Validate one proxy parameter a ≥ 0."""
+    if type(a) in (float, np.float64) and 0.0 <= a < np.inf:  # (the fits' own: no ABC)
+        return float(a)
     if isinstance(a, bool) or not isinstance(a, numbers.Real):
         raise ValueError(f"{name} must be a non-negative number; got {a!r}")
     if not np.isfinite(a) or a < 0:

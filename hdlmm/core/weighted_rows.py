@@ -33,25 +33,40 @@ class WeightedRows:
         Eigenvalues of the Z_iᵀZ_i.
     """
 
+    #: the rows of every a asked for are kept while together no larger than this (a
+    #: small problem's CV, criterion and inference ask for the same a several times);
+    #: beyond, those of one a at a time
+    keep_bytes = 4 * 2 ** 20
+
     def __init__(self, Vt: np.ndarray, ZtX: np.ndarray, lam: np.ndarray) -> None:
         self.Vt, self.ZtX, self.lam = Vt, ZtX, lam
         self._a, self._rows = None, None
+        self._kept = {}  # a -> rows, while they fit in keep_bytes
         self._probe = np.empty(1).reshape(1, 1)  # (see _reusable)
 
     def __call__(self, a: float) -> np.ndarray:
         """B(a), shape (n q, p), read-only."""
-        if self._a != a:
-            n, q, p = self.ZtX.shape
-            rw = np.sqrt(a / (1.0 + a * self.lam))
-            out = self._reusable()
-            self._a, self._rows = None, None  # the last one is freed before the next
-            if out is None:
-                out = np.empty((n, q, p))
-            np.matmul(rw[:, :, None] * self.Vt, self.ZtX, out=out)
-            rows = out.reshape(n * q, p)
-            rows.flags.writeable = False
-            self._a, self._rows = a, rows
+        if a in self._kept:
+            return self._kept[a]
+        if self._a == a:
+            return self._rows
+        if self.ZtX.nbytes * (len(self._kept) + 1) <= self.keep_bytes:
+            self._kept[a] = self._make(a, np.empty(self.ZtX.shape))
+            return self._kept[a]
+        out = self._reusable()
+        self._a, self._rows = None, None  # the last one is freed before the next
+        self._a, self._rows = a, self._make(a, np.empty(self.ZtX.shape) if out is None
+                                            else out)
         return self._rows
+
+    def _make(self, a, out):
+        """B(a) written into ``out`` (n, q, p), as a read-only (n q, p) view."""
+        n, q, p = self.ZtX.shape
+        rw = np.sqrt(a / (1.0 + a * self.lam))
+        np.matmul(rw[:, :, None] * self.Vt, self.ZtX, out=out)
+        rows = out.reshape(n * q, p)
+        rows.flags.writeable = False
+        return rows
 
     def _reusable(self):
         """The last rows' memory, writable, if nothing else refers to it, else None.
