@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from hdlmm.api._units import to_user_units
 from hdlmm.api.params import resolve_feature_groups, resolve_forced
-from hdlmm.core._threads import default_blas_threads, one_blas_thread
+from hdlmm.core._threads import one_blas_thread
 from hdlmm.core.aliasing import warn_aliased_columns
 from hdlmm.core.checks import check_lmm_arrays, check_weights
 from hdlmm.core.row_pass import row_chunks
@@ -184,13 +184,12 @@ def fit_arrays(X: ArrayLike, y: ArrayLike, groups: ArrayLike, Z: ArrayLike | Non
         forced = np.searchsorted(kept, forced)
         groups = [np.searchsorted(kept, g) for g in groups]
         X, names = X[:, kept], [all_names[j] for j in kept]
-    with default_blas_threads(2.0 * X.shape[0] * X.shape[1] ** 2):  # the XᵀX pass
-        stats = ClusterStats.from_checked(
-            X, y, Z, codes, labels, fit_intercept=params["fit_intercept"],
-            n_blocks=params["cv"] if settings.needs_cv else 1,
-            random_state=params["random_state"],
-            feature_names=names if frame_names is not None or kept is not None else None,
-            weights=w, progress=params["progress"])
+    stats = ClusterStats.from_checked(
+        X, y, Z, codes, labels, fit_intercept=params["fit_intercept"],
+        n_blocks=params["cv"] if settings.needs_cv else 1,
+        random_state=params["random_state"],
+        feature_names=names if frame_names is not None or kept is not None else None,
+        weights=w, progress=params["progress"])
     index = stats.cluster_index(labels)[codes]
     u = None if w is None else np.sqrt(w)
     fitted = fit_statistics(stats, lambda: row_chunks(X, y, index, u=u), params,

@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike
 
 from hdlmm.core._accumulate import _Accumulator
 from hdlmm.core._arrays import zeros
+from hdlmm.core._threads import default_blas_threads
 from hdlmm.core.checks import _sort_order, check_lmm_arrays
 from hdlmm.core.folds import FoldLayout
 from hdlmm.core.progress import progress_bar
@@ -226,16 +227,15 @@ class ClusterStats:
         u = None if weights is None else np.sqrt(weights)
         bar = progress_bar(X.shape[0], "cross-products", progress, unit="rows",
                            unit_scale=True)
-        for start in range(0, X.shape[0], chunk_rows):
-            rows = slice(start, start + chunk_rows)
-            if u is None:
-                acc.add_rows(X[rows], y[rows], Z[rows], layout.position[codes[rows]],
-                             layout.block, fit_intercept)
-            else:
-                ur = u[rows]
-                acc.add_rows(X[rows] * ur[:, None], y[rows] * ur, Z[rows] * ur[:, None],
-                             layout.position[codes[rows]], layout.block, fit_intercept, ur)
-            bar.update(X[rows].shape[0])
+        with default_blas_threads(2.0 * X.shape[0] * p ** 2):  # (small: one thread)
+            for start in range(0, X.shape[0], chunk_rows):
+                rows = slice(start, start + chunk_rows)
+                ur = None if u is None else u[rows]
+                Xr, yr, Zr = ((X[rows], y[rows], Z[rows]) if u is None else
+                              (X[rows] * ur[:, None], y[rows] * ur, Z[rows] * ur[:, None]))
+                acc.add_rows(Xr, yr, Zr, layout.position[codes[rows]], layout.block,
+                             fit_intercept, ur)
+                bar.update(Xr.shape[0])
         bar.close()
         stats = cls.from_sums(acc, layout.labels, layout.block, fit_intercept, names, X, y)
         stats.own_standard = standardize and weights is None

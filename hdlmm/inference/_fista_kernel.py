@@ -90,8 +90,8 @@ def largest_ritz_value(G: np.ndarray, v0: np.ndarray, tol: float, max_steps: int
         for _ in range(2):  # full reorthogonalisation, twice (Gram-Schmidt)
             for i in range(j + 1):
                 h = np.dot(w, V[i])
-                for l in range(p):
-                    w[l] -= h * V[i, l]
+                for e in range(p):
+                    w[e] -= h * V[i, e]
                 if i == j:
                     alpha[j] += h
         b = np.linalg.norm(w)
