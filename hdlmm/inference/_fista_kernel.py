@@ -1,8 +1,9 @@
 """FISTA for the nodewise lasso, compiled: the iterations of
 :func:`hdlmm.inference.nodewise._scaled_fista` without Python work per step (one
 product G V per iteration, by BLAS, and the proximal step, the restart test and the
-momentum in loops; in numpy each iteration was some fifteen library calls). Compiled
-by numba on first use and cached on disk.
+momentum in loops; in numpy each iteration was some fifteen library calls), and the
+largest eigenvalue behind its step by Lanczos (ARPACK's ``eigsh`` made a Python round
+trip per product). Compiled by numba on first use and cached on disk.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def largest_ritz_value(G: np.ndarray, v0: np.ndarray, tol: float, max_steps: int
     against all the earlier ones, so T_j stays the projection of G."""
     p = G.shape[0]
     m = min(max_steps, p)
-    V = np.zeros((m + 1, p))  # the Lanczos vectors, as rows
+    V = np.empty((m + 1, p))  # the Lanczos vectors, as rows (each written before read)
     alpha, beta = np.zeros(m), np.zeros(m)
     V[0] = v0 / np.linalg.norm(v0)
     theta = 0.0
