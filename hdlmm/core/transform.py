@@ -43,9 +43,10 @@ as its total, XᵀX − Bᵀ diag(w) B (one product over all the rows), and the 
 weighted rows, R_k = (diag(√w) B_k)ᵀ (:class:`~hdlmm.core.quadratic.LowRank`): no
 K × p × p array, and the block products, less efficient on fewer rows, are not made;
 the CV's training matrices are read entry by entry from them. The weighted rows are
-made for one a at a time (:class:`~hdlmm.core.weighted_rows.WeightedRows`), when the
-total is formed and again when the CV of that a reads them, written over the last a's
-when nothing holds those: one n q × p array in memory instead of one per value of a.
+made on demand (:class:`~hdlmm.core.weighted_rows.WeightedRows`), when the total is
+formed and again when the CV of that a reads them: kept for every a while they are
+small together, else for one a at a time, written over the last a's when nothing holds
+those (one n q × p array in memory instead of one per value of a).
 
 Reference: Li, S., Cai, T. T. & Li, H. (2022). Inference for high-dimensional linear
 mixed-effects models: a quasi-likelihood approach. JASA 117, 1835-1846.

@@ -1,6 +1,7 @@
-"""The weighted rotated rows of every cluster for one value of a, made on demand and
-written over the last a's when nothing holds those (the rows behind
-:class:`hdlmm.core.quadratic.LowRank`; see :mod:`hdlmm.core.transform`)."""
+"""The weighted rotated rows of every cluster for a value of a, made on demand: kept
+for every a while small together, else for one a at a time and written over the last
+a's when nothing holds those (the rows behind :class:`hdlmm.core.quadratic.LowRank`;
+see :mod:`hdlmm.core.transform`)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ __all__ = ["WeightedRows"]
 
 class WeightedRows:
     """The weighted rotated rows diag(√w_i(a)) V_iᵀ Z_iᵀX_i of every cluster, as one
-    (n q × p) array B(a), made for one value of a at a time.
+    (n q × p) array B(a), made on demand.
 
     The low-rank problems (:class:`~hdlmm.core.quadratic.LowRank`) read their blocks'
     rows from here: B(a) is as large as the statistics' Z_iᵀX_i, and a grid of them
     held at once was the largest memory of a fit (6 × 64 MB at n q = 4,000, p = 2,000;
     on a machine where new memory is slow to touch, most of the passes' time). The
-    rows of the last a asked for are kept, read-only; asking for another a makes its
-    rows anew (a batched q × q rotation, far cheaper than the product that uses them),
-    so an array handed out earlier stays valid and unchanged.
+    rows of every a asked for are kept while together under ``keep_bytes`` (a small
+    problem asks for the same a several times); beyond, only those of the last a are
+    kept, read-only, and asking for another a makes its rows anew (a batched q × q
+    rotation, far cheaper than the product that uses them). Either way an array handed
+    out earlier stays valid and unchanged.
 
     Parameters
     ----------
