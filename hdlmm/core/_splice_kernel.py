@@ -262,7 +262,6 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, HT_I, g_I, n_candid
     w2 = np.empty(L)
     Dd = np.empty(L)
     valid = np.empty(L, dtype=np.bool_)
-    v_l = np.empty(L)
     for o1 in range(k):
         for o2 in range(o1 + 1, k):
             m11, m12, m22 = M[o1, o1], M[o1, o2], M[o2, o2]
@@ -285,24 +284,29 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, HT_I, g_I, n_candid
             for j in range(L):
                 if not valid[j]:
                     continue
-                # f after the exchange for every l > j, inf where the pair is infeasible
-                # (a loop without branches, which the compiler vectorises), then the
-                # first smallest in the order of l
+                # whether some l > j brings f below the best so far (a loop without
+                # branches or stores, which the compiler vectorises); only then f again
+                # for each l in order, the first smallest kept (the same operations:
+                # the same numbers)
                 Dj, gj, w1j, w2j = Dd[j], g2[j], w1[j], w2[j]
-                better = 0
+                better = False
                 for l in range(L):
                     Sjl = S[j, l] + w1j * h1[l] + w2j * h2[l]
                     DD = Dj * Dd[l]
                     det = DD - Sjl * Sjl
                     quad = gj * gj * Dd[l] + Dj * g2[l] * g2[l] - 2 * Sjl * gj * g2[l]
                     v = rss_R - quad / det
-                    ok = valid[l] & (det > 1e-10 * abs(DD)) & (l > j)
-                    v_l[l] = v if ok else np.inf
-                    better |= v_l[l] < best  # (an integer reduction: vectorised too)
-                if better:  # the row has an l better than the best so far
-                    for l in range(j + 1, L):
-                        if v_l[l] < best:
-                            best, bo1, bo2, bj, bl = v_l[l], o1, o2, j, l
+                    better |= valid[l] & (det > 1e-10 * abs(DD)) & (l > j) & (v < best)
+                if not better:
+                    continue
+                for l in range(j + 1, L):
+                    Sjl = S[j, l] + w1j * h1[l] + w2j * h2[l]
+                    DD = Dj * Dd[l]
+                    det = DD - Sjl * Sjl
+                    quad = gj * gj * Dd[l] + Dj * g2[l] * g2[l] - 2 * Sjl * gj * g2[l]
+                    v = rss_R - quad / det
+                    if valid[l] and det > 1e-10 * abs(DD) and v < best:
+                        best, bo1, bo2, bj, bl = v, o1, o2, j, l
     if not best < below:
         return empty
     return _sorted_with(A, np.array([bo1, bo2]), np.array([C[bj], C[bl]]))
