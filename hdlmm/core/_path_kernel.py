@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 
 from hdlmm.core._kernel_matrix import TINY, first_column, is_symmetric, matrix, read_only
-from hdlmm.core._splice_kernel import _shrink, _support, splice
+from hdlmm.core._splice_kernel import _sorted_with, _support, search, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "warm_up"]
 
@@ -74,13 +74,17 @@ def splice_path(G: tuple, c: np.ndarray, d: float, k_min: int, k_max: int,
     B = np.zeros((K, k_max))
     R = np.empty(K)
     ok = np.ones(K, dtype=np.bool_)
+    XI = np.empty((K, k_max))  # backward sacrifices β² / diag M of each support
     best = _criterion(d, 0, n, p, code) if code >= 0 else 0.0
     k_best = 0
     prev = np.zeros(0, dtype=np.int64)
+    zeta, I = np.empty(0), np.empty(0, dtype=np.int64)  # forward sacrifices of prev
     m = 0
     for k in range(k_min, k_max + 1):
-        A, beta, rss, conv = splice(G, c, d, k, prev, max_exchange, n_candidates, max_iter)
+        A, M, beta, rss, conv, zeta, I = search(G, c, d, k, prev, max_exchange,
+                                                n_candidates, max_iter, zeta, I)
         S[m, :k], B[m, :k], R[m], ok[m] = A, beta, rss, conv
+        _xi(M, beta, XI[m])
         m += 1
         prev = A
         if code >= 0:
@@ -91,18 +95,29 @@ def splice_path(G: tuple, c: np.ndarray, d: float, k_min: int, k_max: int,
                 break
             if ratio > 0 and k >= max(ratio * k_best, k_best + extra):
                 break
+    none = np.empty(0, dtype=np.int64)
     for i in range(m - 2, -1, -1):
         k = k_min + i
         # splice's start from the (k + 1)-support: its weakest member dropped; when that
         # is the forward sweep's support (a fixed point of splicing), nothing can change
-        start = _shrink(G, c, d, S[i + 1, :k + 1].copy(), k)
+        start = _sorted_with(S[i + 1, :k + 1], np.array([np.argmin(XI[i + 1, :k + 1])]),
+                             none)
         if ok[i] and np.array_equal(start, S[i, :k]):
             continue
-        A, beta, rss, conv = splice(G, c, d, k, start, max_exchange, n_candidates,
-                                    max_iter)
+        A, M, beta, rss, conv, _, _ = search(G, c, d, k, start, max_exchange, n_candidates,
+                                             max_iter, np.empty(0), none)
         if rss < R[i]:
             S[i, :k], B[i, :k], R[i], ok[i] = A, beta, rss, conv
+            _xi(M, beta, XI[i])
     return S[:m], B[:m], R[:m], ok[:m]
+
+
+@njit(cache=True, error_model="numpy")
+def _xi(M, beta, out):
+    """The backward sacrifices β_a² / M_aa of a support into ``out`` (what
+    :func:`~hdlmm.core._splice_kernel._shrink` computes of it)."""
+    for a in range(beta.size):
+        out[a] = beta[a] * beta[a] / M[a, a]
 
 
 def warm_up() -> None:

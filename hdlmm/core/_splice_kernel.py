@@ -26,7 +26,7 @@ from numba import njit
 
 from hdlmm.core._kernel_matrix import TINY, _dim, _gather, _gather_columns
 
-__all__ = ["splice"]
+__all__ = ["splice", "search"]
 
 EPS = np.finfo(np.float64).eps
 
@@ -314,7 +314,8 @@ def _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, HT_I, g_I, n_candid
 
 @njit(cache=True, error_model="numpy")
 def _improve(G, c, d, A, M, beta, rss, max_exchange, n_candidates):
-    """One splicing iteration: (A, M, β, f) improved, and whether it improved."""
+    """One splicing iteration: (A, M, β, f) improved, whether it improved, and ζ and I
+    of the sacrifices it computed (those of the returned A when nothing improved)."""
     xi, zeta, I, HT, g, D = _sacrifices(G, c, A, M, beta)
     k = A.size
     tol = 1e-10 * max(abs(rss), 1e-12 * abs(d), TINY)
@@ -338,12 +339,12 @@ def _improve(G, c, d, A, M, beta, rss, max_exchange, n_candidates):
         dA = _best_double_exchange(G, c, d, A, M, beta, rss, zeta, I, HT, g, n_candidates,
                                    rss - tol)
         if dA.size == 0:
-            return A, M, beta, rss, False
+            return A, M, beta, rss, False, zeta, I
         bA = dA
         bM, bbeta, brss = _support(G, c, d, bA, True)
     if brss >= rss - tol:
-        return A, M, beta, rss, False
-    return bA, bM, bbeta, brss, True
+        return A, M, beta, rss, False, zeta, I
+    return bA, bM, bbeta, brss, True, zeta, I
 
 
 @njit(cache=True, error_model="numpy")
@@ -377,13 +378,33 @@ def splice(G: tuple, c: np.ndarray, d: float, k: int, init: np.ndarray, max_exch
 
     Returns (support, coefficients, f, converged).
     """
-    A = _shrink(G, c, d, _grow(G, c, d, init, k), k)
+    none = np.empty(0, dtype=np.int64)
+    A, _, beta, rss, converged, _, _ = search(G, c, d, k, init, max_exchange, n_candidates,
+                                              max_iter, np.empty(0), none)
+    return A, beta, rss, converged
+
+
+@njit(cache=True, error_model="numpy")
+def search(G: tuple, c: np.ndarray, d: float, k: int, init: np.ndarray, max_exchange: int,
+           n_candidates: int, max_iter: int, zeta0: np.ndarray, I0: np.ndarray) -> tuple:
+    """:func:`splice`, given the forward sacrifices ζ0 of the inactive I0 of ``init``
+    when known (a path's previous search computed them; I0 empty when not), and
+    returning what the next search of a path can use: (support, M, coefficients, f,
+    converged, ζ, I), with ζ and I those of the support when its last iteration found
+    no improvement (else I empty). M is the inverse of the support's Gram matrix, for
+    its backward sacrifices ξ = β² / diag M. The same operations on the same numbers
+    as without them: ζ0 and I0 replace a computation of the same quantities."""
+    none = np.empty(0, dtype=np.int64)
+    A = init
+    if A.size < k and I0.size:  # grow's first step, from the known sacrifices
+        A = np.concatenate((A, I0[np.argmax(zeta0):np.argmax(zeta0) + 1]))
+    A = _shrink(G, c, d, _grow(G, c, d, A, k), k)
     M, beta, rss = _support(G, c, d, A, False)
     if k == _dim(G):
-        return A, beta, rss, True
+        return A, M, beta, rss, True, np.empty(0), none
     for _ in range(max_iter):
-        A, M, beta, rss, improved = _improve(G, c, d, A, M, beta, rss, max_exchange,
-                                             n_candidates)
+        A, M, beta, rss, improved, zeta, I = _improve(G, c, d, A, M, beta, rss,
+                                                      max_exchange, n_candidates)
         if not improved:
-            return A, beta, rss, True
-    return A, beta, rss, False
+            return A, M, beta, rss, True, zeta, I
+    return A, M, beta, rss, False, np.empty(0), none
