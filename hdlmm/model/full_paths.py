@@ -5,8 +5,12 @@ Each a's path stops where its criterion's window says (``window``, see
 :func:`~hdlmm.model.path.fit_path`). The maximum-likelihood rule of the criterion
 (:meth:`~hdlmm.model.selection.Selector`'s ``ic_samples="ml"``) also asks for the RSS
 at one k of paths it does not need whole: those come from paths computed only to that
-k, without their coefficients (:func:`~hdlmm.model.path.path_rss`). The paths at one a
-share the kernel's form of that a's problem (:func:`~hdlmm.core.splicing.profiled_matrix`).
+k. When the compiled kernel runs the paths (at most the intercept unpenalised, units of
+one column), each a's path is a :class:`~hdlmm.model.sweep.PathSweep`, continued as far
+as it is asked for (the RSS at k of a path computed to k, and the whole path later,
+without computing a step twice); otherwise each is computed afresh
+(:func:`~hdlmm.model.path.path_rss`). The paths at one a share the kernel's form of that
+a's problem (:func:`~hdlmm.core.splicing.profiled_matrix`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from hdlmm.model.path import (
     runs_in_kernel,
 )
 from hdlmm.model.settings import SelectionSettings
+from hdlmm.model.sweep import PathSweep
 
 __all__ = ["FullDataPaths"]
 
@@ -62,6 +67,7 @@ class FullDataPaths:
         self._short = {}  # a -> (k, RSS of the path to k)
         self._problems = {}  # a -> the kernel's problem
         self._ls = {}  # a -> RSS of least squares on all columns (the paths' bound)
+        self._sweeps = {}  # a -> its PathSweep (None where the kernel does not run it)
 
     def full(self, a: float, k_max: int) -> tuple[PathFit, float, float]:
         """(path, IC sample size, tr(Σ_a⁻¹)): the path at a to k_max. An undefined a
@@ -76,9 +82,11 @@ class FullDataPaths:
     def rss_at(self, a: float, k: int, k_max: int) -> float:
         """RSS of the best subset of size k at a (inf where the criterion's path stops
         before k): from the whole path to k_max if it was computed, else from a path
-        computed to k."""
+        computed to k (or further, if an earlier call asked for a larger k)."""
         if (float(a), int(k_max)) in self._paths:
             rss = self.full(a, k_max)[0].rss
+        elif (sweep := self._sweep(a, k_max)) is not None:
+            return sweep.rss(k)
         else:
             reached, rss = self._short.get(float(a), (-1, None))
             if reached < k:
@@ -103,6 +111,22 @@ class FullDataPaths:
             return Criterion(n_ic, self.n_candidates, s.ic)
         return None
 
+    def _sweep(self, a, k_max):
+        """The resumable path at a to k_max (None where the kernel does not run the
+        path, or for another k_max than the first asked for)."""
+        a = 0.0 if np.isnan(a) else float(a)
+        if a not in self._sweeps:
+            G, _, _, n_eff, n_rows = self.transform.at(a).total()
+            ic = self._criterion(n_eff, n_rows)
+            problem = (self._problem(a) if k_max >= 1 and runs_in_kernel(self.free,
+                                                                         self.units, ic)
+                       else None)
+            self._sweeps[a] = (None if problem is None or not problem[3].size else
+                               PathSweep(problem, G.shape[0], self.free, k_max,
+                                         self.settings.max_exchange, ic, self.window))
+        sweep = self._sweeps[a]
+        return sweep if sweep is not None and sweep.asked == int(k_max) else None
+
     def _problem(self, a):
         """The kernel's problem of the full data at a."""
         if a not in self._problems:
@@ -117,6 +141,9 @@ class FullDataPaths:
         G, c, d, n_eff, n_rows = self.transform.at(a).total()
         n_ic = n_eff if s.ic_samples == "effective" else float(n_rows)
         ic = self._criterion(n_eff, n_rows)
+        sweep = self._sweep(a, k_max)
+        if sweep is not None:
+            return sweep.path(), n_ic, n_eff
         problem = self._problem(a) if runs_in_kernel(self.free, self.units, ic) else None
         rss_ls = None
         if ic is not None and self.units and G.shape[0] < n_rows:  # exact bound, once per a

@@ -25,7 +25,7 @@ from hdlmm.core.splicing import best_subset_path, profile_out, profiled_matrix
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 
 __all__ = ["PathFit", "Criterion", "fit_path", "path_rss", "default_k_max",
-           "information_criterion", "least_squares_bound"]
+           "information_criterion", "least_squares_bound", "warn_unconverged"]
 
 
 @dataclass
@@ -299,9 +299,14 @@ def _kernel_path(Q, c, d, k_max, max_exchange, criterion, rss_ls, window):
     S, B, R, ok = splice_path(Q, c, float(d), 1, k_max, int(max_exchange), 20, 1000, code,
                               n, p, bound, int(ratio), int(extra))
     if not ok.all():
-        warnings.warn("splicing reached max_iter=1000 before converging at some k of the "
-                      "path", RuntimeWarning, stacklevel=3)
+        warn_unconverged(stacklevel=4)
     return S, B, R
+
+
+def warn_unconverged(stacklevel: int) -> None:
+    """The warning of a path whose search reached its iteration limit at some k."""
+    warnings.warn("splicing reached max_iter=1000 before converging at some k of the path",
+                  RuntimeWarning, stacklevel=stacklevel)
 
 
 def least_squares_bound(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int] = ()) -> float:
