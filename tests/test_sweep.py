@@ -18,7 +18,8 @@ def _problem(seed):
     X = rng.standard_normal((n, p)) * np.sqrt(1 - rho) + rng.standard_normal((n, 1)) * np.sqrt(rho)
     X[:, 0] = 1.0
     beta = np.zeros(p)
-    beta[rng.choice(np.arange(1, p), 5, replace=False)] = rng.choice([-1, 1], 5) * rng.uniform(0.2, 1.5, 5)
+    size = rng.choice([-1, 1], 5) * rng.uniform(0.2, 1.5, 5)
+    beta[rng.choice(np.arange(1, p), 5, replace=False)] = size
     y = X @ beta + rng.normal(size=n)
     return X.T @ X, X.T @ y, float(y @ y), n
 
