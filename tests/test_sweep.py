@@ -45,6 +45,7 @@ def test_sweep_gives_the_rss_of_paths_computed_from_scratch(seed):
     whole = fit_path(G, c, d, k_max, free=[0], ic=ic, window=window, n_rows=n)
     got = sweep.path()
     np.testing.assert_array_equal(got.ks, whole.ks)
+    assert got.k_max == whole.k_max
     np.testing.assert_array_equal(got.rss, whole.rss)
     np.testing.assert_array_equal(got.coefs, whole.coefs)
     assert sweep.rss(min(3, whole.ks[-1])) == whole.rss[min(3, whole.ks[-1])]

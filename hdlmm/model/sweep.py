@@ -99,7 +99,7 @@ class PathSweep:
         if not ok[:m].all():
             warn_unconverged(stacklevel=4)
         return _arrays_path(S[:m], B[:m], R[:m], self.d, self.p, self.rest, self.recover,
-                            self.free, self.k_max)
+                            self.free, self.asked)
 
     def _extend(self, k):
         """The forward sweep continued to k (the backward sweep restarts from the top)."""
