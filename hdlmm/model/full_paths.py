@@ -9,7 +9,7 @@ k. When the compiled kernel runs the paths (at most the intercept unpenalised, u
 one column), each a's path is a :class:`~hdlmm.model.sweep.PathSweep`, continued as far
 as it is asked for (the RSS at k of a path computed to k, and the whole path later,
 without computing a step twice); otherwise each is computed afresh
-(:func:`~hdlmm.model.path.path_rss`). The paths at one a share the kernel's form of that
+(:func:`~hdlmm.model.path.fit_path`). The paths at one a share the kernel's form of that
 a's problem (:func:`~hdlmm.core.splicing.profiled_matrix`).
 """
 
@@ -25,7 +25,6 @@ from hdlmm.model.path import (
     PathFit,
     fit_path,
     least_squares_bound,
-    path_rss,
     runs_in_kernel,
 )
 from hdlmm.model.settings import SelectionSettings
@@ -67,7 +66,7 @@ class FullDataPaths:
         self._short = {}  # a -> (k, RSS of the path to k)
         self._problems = {}  # a -> the kernel's problem
         self._ls = {}  # a -> RSS of least squares on all columns (the paths' bound)
-        self._sweeps = {}  # a -> its PathSweep (None where the kernel does not run it)
+        self._sweeps = {}  # (a, k_max) -> PathSweep, None where the kernel does not run
 
     def full(self, a: float, k_max: int) -> tuple[PathFit, float, float]:
         """(path, IC sample size, tr(Σ_a⁻¹)): the path at a to k_max. An undefined a
@@ -95,13 +94,9 @@ class FullDataPaths:
         return rss[k] if k < rss.size else np.inf
 
     def _short_rss(self, a, k):
-        """RSS along the path at a to k (the path :meth:`_path` computes, without its
-        coefficients when the kernel runs it)."""
-        _, _, _, n_eff, n_rows = self.transform.at(a).total()
-        ic = self._criterion(n_eff, n_rows)
-        if not runs_in_kernel(self.free, self.units, ic):
-            return self._path(a, k)[0].rss
-        return path_rss(self._problem(a), k, self.settings.max_exchange, ic, self.window)
+        """RSS along the path at a to k, where the kernel does not run it (the path
+        :meth:`_path` computes)."""
+        return self._path(a, k)[0].rss
 
     def _criterion(self, n_eff, n_rows):
         """The criterion the paths stop by (None when k is not chosen by one)."""
@@ -112,20 +107,19 @@ class FullDataPaths:
         return None
 
     def _sweep(self, a, k_max):
-        """The resumable path at a to k_max (None where the kernel does not run the
-        path, or for another k_max than the first asked for)."""
+        """The resumable path at a to k_max (None where the kernel does not run it)."""
         a = 0.0 if np.isnan(a) else float(a)
-        if a not in self._sweeps:
+        key = (a, int(k_max))
+        if key not in self._sweeps:
             G, _, _, n_eff, n_rows = self.transform.at(a).total()
             ic = self._criterion(n_eff, n_rows)
             problem = (self._problem(a) if k_max >= 1 and runs_in_kernel(self.free,
                                                                          self.units, ic)
                        else None)
-            self._sweeps[a] = (None if problem is None or not problem[3].size else
-                               PathSweep(problem, G.shape[0], self.free, k_max,
-                                         self.settings.max_exchange, ic, self.window))
-        sweep = self._sweeps[a]
-        return sweep if sweep is not None and sweep.asked == int(k_max) else None
+            self._sweeps[key] = (None if problem is None or not problem[3].size else
+                                 PathSweep(problem, G.shape[0], self.free, k_max,
+                                           self.settings.max_exchange, ic, self.window))
+        return self._sweeps[key]
 
     def _problem(self, a):
         """The kernel's problem of the full data at a."""

@@ -24,8 +24,12 @@ from hdlmm.core.splicing import best_subset_path, profile_out, profiled_matrix
 
 IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 
+#: the kernel's limits on a search: candidates of the double exchange, iterations
+N_CANDIDATES, MAX_ITER = 20, 1000
+
 __all__ = ["PathFit", "Criterion", "fit_path", "path_rss", "default_k_max",
-           "information_criterion", "least_squares_bound", "warn_unconverged"]
+           "information_criterion", "least_squares_bound", "arrays_path",
+           "kernel_criterion", "warn_unconverged"]
 
 
 @dataclass
@@ -177,7 +181,7 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
             if k_max >= 1 and rest.size:
                 S, B, R = _kernel_path(Q, ct, dt, k_max, max_exchange, ic,
                                        0.0 if exact_fit else rss_ls, window)
-                return _arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
+                return arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
             fits = []
         else:
             Gt, ct, dt, rest, recover = profile_out(formed_difference(G, minus), c, d, free)
@@ -190,7 +194,7 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
             elif ic is None or exact_fit or isinstance(ic, Criterion):
                 S, B, R = _kernel_path(matrix(Gt), ct, dt, k_max, max_exchange, ic,
                                        0.0 if exact_fit else rss_ls, window)
-                return _arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
+                return arrays_path(S, B, R, dt, p, rest, recover, free, k_max)
             else:
                 fits = best_subset_path(Gt, ct, dt, k_max, max_exchange=max_exchange,
                                         stop=_ic_stop(Gt, ct, dt, ic, rss_ls))
@@ -215,7 +219,7 @@ def path_rss(problem: tuple, k_max: int, max_exchange: int = 2,
     return np.concatenate(([dt], R))
 
 
-def _arrays_path(S, B, R, d, p, rest, recover, free, k_max):
+def arrays_path(S, B, R, d, p, rest, recover, free, k_max):
     """The PathFit of the kernel's supports S (padded with −1), coefficients B and RSS R
     for k = 1..m, with the null model at k = 0 (the free columns recovered for every k
     at once)."""
@@ -291,16 +295,20 @@ def _kernel_path(Q, c, d, k_max, max_exchange, criterion, rss_ls, window):
     c = read_only(c)
     k_max = min(int(k_max), c.size)
     ratio, extra = window or (0, 0)
-    if criterion is None:
-        code, n, p, bound = -1, 1.0, 1, 0.0
-    else:
-        code, n, p = IC_CODES[criterion.kind], float(criterion.n), int(criterion.p)
-        bound = 0.0 if rss_ls is None else float(rss_ls)
-    S, B, R, ok = splice_path(Q, c, float(d), 1, k_max, int(max_exchange), 20, 1000, code,
-                              n, p, bound, int(ratio), int(extra))
+    bound = 0.0 if criterion is None or rss_ls is None else float(rss_ls)
+    S, B, R, ok = splice_path(Q, c, float(d), 1, k_max, int(max_exchange), N_CANDIDATES,
+                              MAX_ITER, *kernel_criterion(criterion), bound, int(ratio),
+                              int(extra))
     if not ok.all():
         warn_unconverged(stacklevel=4)
     return S, B, R
+
+
+def kernel_criterion(criterion: Criterion | None) -> tuple:
+    """(code, n, p) of a criterion as the path kernel takes it (code −1: none)."""
+    if criterion is None:
+        return -1, 1.0, 1
+    return IC_CODES[criterion.kind], float(criterion.n), int(criterion.p)
 
 
 def warn_unconverged(stacklevel: int) -> None:

@@ -15,14 +15,19 @@ from __future__ import annotations
 import numpy as np
 
 from hdlmm.core._kernel_matrix import read_only
-from hdlmm.core._path_kernel import IC_CODES, backward_sweep, forward_sweep, new_path
+from hdlmm.core._path_kernel import backward_sweep, forward_sweep, new_path
 from hdlmm.core._threads import one_blas_thread
-from hdlmm.model.path import Criterion, PathFit, _arrays_path, warn_unconverged
+from hdlmm.model.path import (
+    MAX_ITER,
+    N_CANDIDATES,
+    Criterion,
+    PathFit,
+    arrays_path,
+    kernel_criterion,
+    warn_unconverged,
+)
 
 __all__ = ["PathSweep"]
-
-#: the kernel's limits on a search: candidates of the double exchange, iterations
-N_CANDIDATES, MAX_ITER = 20, 1000
 
 
 class PathSweep:
@@ -53,11 +58,7 @@ class PathSweep:
         self.rest, self.recover, self.p, self.free = rest, recover, p, free
         self.asked, self.k_max = int(k_max), min(int(k_max), ct.size)
         self.max_exchange = int(max_exchange)
-        if criterion is None:
-            self.code, self.n, self.n_penalised = -1, 1.0, 1
-        else:
-            self.code = IC_CODES[criterion.kind]
-            self.n, self.n_penalised = float(criterion.n), int(criterion.p)
+        self.code, self.n, self.n_penalised = kernel_criterion(criterion)
         self.ratio, self.extra = window or (0, 0)
         arrays = new_path(self.d, 1, max(self.k_max, 1), self.code, self.n,
                           self.n_penalised)
@@ -98,8 +99,8 @@ class PathSweep:
         S, B, R, ok, _ = self.backward
         if not ok[:m].all():
             warn_unconverged(stacklevel=4)
-        return _arrays_path(S[:m], B[:m], R[:m], self.d, self.p, self.rest, self.recover,
-                            self.free, self.asked)
+        return arrays_path(S[:m], B[:m], R[:m], self.d, self.p, self.rest, self.recover,
+                           self.free, self.asked)
 
     def _extend(self, k):
         """The forward sweep continued to k (the backward sweep restarts from the top)."""
