@@ -208,7 +208,7 @@ def test_scalar_inverse_is_the_matrix_route_to_the_last_bit():
 def test_largest_is_the_head_of_a_stable_descending_argsort():
     """The kernel's top-L selection equals np.argsort(-v, kind="mergesort")[:L]: ties in
     index order, signed zeros equal, NaN after every number, ±inf in place."""
-    from hdlmm.core._splice_kernel import _largest
+    from hdlmm.core._double_exchange import _largest
 
     rng = np.random.default_rng(1)
     for t in range(3000):

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hdlmm.core._double_exchange import _sorted_with
 from hdlmm.core._kernel_matrix import TINY, first_column, is_symmetric, matrix, read_only
-from hdlmm.core._splice_kernel import _sorted_with, _support, search, splice
+from hdlmm.core._splice_kernel import _support, search, splice
 
 __all__ = ["IC_CODES", "profile_first", "splice_path", "new_path", "forward_sweep",
            "backward_sweep", "warm_up"]
