@@ -15,9 +15,9 @@ kernel needs its entries; p × p training and profiled matrices are never formed
 exact double exchange is in :mod:`hdlmm.core._double_exchange`.
 
 Numba's on-disk cache follows each file's own edits only: after editing this module,
-:mod:`~hdlmm.core._double_exchange` or :mod:`~hdlmm.core._kernel_matrix`, delete the ``*.nbi``/``*.nbc`` files under
-``hdlmm/core/__pycache__`` (``make clean-cache``), or the path kernel of
-:mod:`~hdlmm.core._path_kernel` keeps the old code.
+:mod:`~hdlmm.core._double_exchange` or :mod:`~hdlmm.core._kernel_matrix`, delete the
+``*.nbi``/``*.nbc`` files under ``hdlmm/core/__pycache__`` (``make clean-cache``), or
+the path kernel of :mod:`~hdlmm.core._path_kernel` keeps the old code.
 """
 
 from __future__ import annotations
