@@ -219,7 +219,9 @@ def path_rss(problem: tuple, k_max: int, max_exchange: int = 2,
     return np.concatenate(([dt], R))
 
 
-def arrays_path(S, B, R, d, p, rest, recover, free, k_max):
+def arrays_path(S: np.ndarray, B: np.ndarray, R: np.ndarray, d: float, p: int,
+                rest: np.ndarray, recover: Callable, free: Sequence[int],
+                k_max: int) -> PathFit:
     """The PathFit of the kernel's supports S (padded with −1), coefficients B and RSS R
     for k = 1..m, with the null model at k = 0 (the free columns recovered for every k
     at once)."""
