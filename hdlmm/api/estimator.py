@@ -1,18 +1,16 @@
 """SparseLMM: best-subset fixed effects of a linear mixed model (scikit-learn API).
 
-Every front end (arrays, formulas, files, Dask, statistics built elsewhere) builds a
-:class:`~hdlmm.core.stats.ClusterStats` and calls the one fit on statistics,
-:func:`hdlmm.api._fitting.fit_statistics`; the estimator only stores parameters, routes
-data and sets the fitted attributes.
+Every front end (arrays and formulas here; files, Dask and statistics built elsewhere in
+:mod:`hdlmm.api.out_of_core`) builds a :class:`~hdlmm.core.stats.ClusterStats` and
+calls the one fit on statistics, :func:`hdlmm.api._fitting.fit_statistics`; the
+estimator only stores parameters, routes data and sets the fitted attributes.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,28 +18,12 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _num_samples
 
-from hdlmm.api._fitting import fit_arrays, fit_statistics, named_outputs
+from hdlmm.api._fitting import fit_arrays, named_outputs
 from hdlmm.api.fitted_lmm import FittedLMM
-from hdlmm.api.params import (
-    check_params,
-    resolve_feature_groups,
-    resolve_forced,
-)
-from hdlmm.core.stats import ClusterStats
-from hdlmm.model.settings import DEFAULT_A_GRID, SelectionSettings
-from hdlmm.sources.dask_frames import DaskRows, check_dask_frame, dask_stats
+from hdlmm.api.out_of_core import OutOfCoreFits
+from hdlmm.api.params import check_params
+from hdlmm.model.settings import DEFAULT_A_GRID
 from hdlmm.sources.formula import FormulaDesign, parse_formula
-from hdlmm.sources.streaming import (
-    INTERCEPT,
-    StreamRows,
-    TableSpec,
-    check_chunk_rows,
-    stream_stats,
-)
-
-if TYPE_CHECKING:
-    import dask.dataframe
-
 
 __all__ = ["SparseLMM", "DEFAULT_A_GRID"]
 
@@ -54,7 +36,7 @@ NO_GROUPS_WARNING = (
     "SparseLMM().set_fit_request(groups=True))")
 
 
-class SparseLMM(FittedLMM, RegressorMixin, BaseEstimator):
+class SparseLMM(FittedLMM, OutOfCoreFits, RegressorMixin, BaseEstimator):
     """Sparse fixed effects of a linear mixed model by best-subset selection.
 
     Model: y_i = X_i β + Z_i γ_i + ε_i for clusters i = 1..n, γ_i ~ (0, Ψ),
@@ -359,108 +341,6 @@ class SparseLMM(FittedLMM, RegressorMixin, BaseEstimator):
         return self._fit_design(formula, parse_formula(formula, data, missing=missing,
                                                        weights=weights))
 
-    def fit_source(self, source: str | os.PathLike, *, y: str, groups: str, X: list | None = None,
-                   Z: list | None = None, chunk_rows: int = 50_000, sep: str | None = None,
-                   progress: bool | None = None) -> SparseLMM:
-        """Fit on a Parquet/CSV file (or a folder of Parquet files) too big for memory
-        (:mod:`hdlmm.sources.streaming`).
-
-        Parameters
-        ----------
-        source : str or Path
-        y, groups : str
-            Response and cluster-label columns.
-        X : list of str, optional
-            Candidate predictors (default: every column but y and groups, the random
-            slopes included, as the formula's ``.``).
-        Z : list of str, optional
-            Random-effect columns, ``"1"`` for the intercept (default: ``["1"]``).
-        chunk_rows : int
-        sep : str, optional
-        progress : bool or None
-            Progress bars on the passes (None: the estimator's ``progress``).
-
-        Returns
-        -------
-        self
-        """
-        chunk_rows = check_chunk_rows(chunk_rows)
-        spec = TableSpec(y, groups, X, Z)
-        progress = self.progress if progress is None else progress
-        stats = stream_stats(source, spec, chunk_rows=chunk_rows, sep=sep,
-                             progress=progress, **self._stats_options())
-        return self._fit_table(spec, stats, StreamRows(source, spec, stats, chunk_rows,
-                                                       sep, progress))
-
-    def fit_dask(self, ddf: dask.dataframe.DataFrame, *, y: str, groups: str, X: list | None = None,
-                 Z: list | None = None, split_every: int = 8) -> SparseLMM:
-        """Fit on a Dask DataFrame (on the current Dask client, if any;
-        :mod:`hdlmm.sources.dask_frames`).
-
-        Parameters
-        ----------
-        ddf : dask.dataframe.DataFrame
-        y, groups : str
-            Response and cluster-label columns.
-        X : list of str, optional
-            Candidate predictors (default: every column but y and groups, the random
-            slopes included, as the formula's ``.``).
-        Z : list of str, optional
-            Random-effect columns, ``"1"`` for the intercept (default ``["1"]``).
-        split_every : int
-            Fan-in of the tree reduction.
-
-        Returns
-        -------
-        self
-        """
-        check_dask_frame(ddf)
-        spec = TableSpec(y, groups, X, Z)
-        stats = dask_stats(ddf, spec, split_every=split_every, **self._stats_options())
-        return self._fit_table(spec, stats, DaskRows(ddf, spec, stats.labels))
-
-    def fit_stats(self, stats: ClusterStats, chunks: Callable | None = None,
-                  re_names: list | None = None) -> SparseLMM:
-        """Fit from cross-products built elsewhere (files in chunks, Dask partitions).
-
-        Parameters
-        ----------
-        stats : ClusterStats
-            Built with ``n_blocks=cv`` (and this ``random_state``) when a or k is chosen
-            by cross-validation, else with any number of blocks.
-        chunks : callable, optional
-            ``chunks()`` yields ``(X, y, cluster_index)`` row chunks, needed for the
-            debiased inference (a second pass over the rows); without it, ``inference``
-            is skipped with a warning.
-        re_names : list of str, optional
-            Names of the random effects (columns of Z).
-
-        Returns
-        -------
-        self
-        """
-        t0 = time.perf_counter()
-        check_params(self)
-        self._reset_fitted()
-        if not isinstance(stats, ClusterStats):
-            raise TypeError(f"fit_stats needs a ClusterStats; got {type(stats).__name__}")
-        needs_cv = self._settings().needs_cv
-        if needs_cv and stats.n_blocks != self.cv:
-            raise ValueError(f"the statistics have {stats.n_blocks} fold(s) but cv={self.cv} "
-                             f"is needed to choose a or k; build them with n_blocks={self.cv}")
-        if not needs_cv and stats.n_blocks > 1:
-            stats = stats.merge_blocks()
-        lead = 1 if stats.intercept else 0
-        names, p = list(stats.feature_names[lead:]), stats.n_features - lead
-        forced = resolve_forced(self.force, names, p)
-        groups = resolve_feature_groups(self.feature_groups, names, p, forced=forced)
-        fitted = fit_statistics(stats, chunks, self.get_params(), re_names=re_names,
-                                forced=forced, feature_groups=groups)
-        fitted.update(fittedvalues_=None, fittedvalues_marginal_=None, resid_=None)
-        self._set(named_outputs(fitted))
-        self.fit_time_ = time.perf_counter() - t0
-        return self
-
     # ------------------------------------------------------- the front ends' parts
     def _fit_arrays(self, X, y, groups, Z, re_names=None, re_blocks=None,
                     allow_no_features=False, terms=None, forced=None, weights=None):
@@ -499,19 +379,3 @@ class SparseLMM(FittedLMM, RegressorMixin, BaseEstimator):
         self.formula_design_ = design.without_data()  # not the training rows
         self.column_types_ = design.column_types
         return self
-
-    def _fit_table(self, spec, stats, rows):
-        """fit_stats with the names of a TableSpec (fit_source, fit_dask)."""
-        self.fit_stats(stats, rows, re_names=["(Intercept)" if c == INTERCEPT else c
-                                              for c in spec.Z])
-        self.feature_names_in_ = np.asarray(spec.X, dtype=object)
-        return self
-
-    def _stats_options(self):
-        """Checked parameters, and how the statistics must be built for them."""
-        check_params(self)
-        return dict(fit_intercept=self.fit_intercept, random_state=self.random_state,
-                    n_blocks=self.cv if self._settings().needs_cv else 1)
-
-    def _settings(self):
-        return SelectionSettings.from_params(self.get_params())
