@@ -36,10 +36,10 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from hdlmm.core._accumulate import _Accumulator
-from hdlmm.core._arrays import zeros
 from hdlmm.core._threads import default_blas_threads
-from hdlmm.core.checks import _sort_order, check_lmm_arrays
+from hdlmm.core.checks import check_lmm_arrays
 from hdlmm.core.folds import FoldLayout
+from hdlmm.core.merge import merged
 from hdlmm.core.progress import progress_bar
 from hdlmm.core.restandardize import restandardize_x, restandardize_z, shift_y
 from hdlmm.core.standardize import _own, column_standardization, intercept_column, z_standardization
@@ -255,34 +255,7 @@ class ClusterStats:
         """Merge two statistics (e.g. two chunks of rows); clusters with equal labels add."""
         if not isinstance(other, ClusterStats):
             return NotImplemented
-        _check_compatible(self, other)
-        other = other.restandardize(self.x_shift, self.x_scale, self.z_shift,
-                                    self.z_scale, self.y_shift)
-        labels = np.concatenate([self.labels, other.labels])
-        block = np.concatenate([self.block, other.block])
-        uniq, inv = _factorize(labels)
-        ublock = np.full(uniq.size, -1)
-        ublock[inv] = block
-        if np.any(ublock[inv] != block):
-            raise ValueError("a cluster is in different folds in the two statistics; "
-                             "build both with the same fold assignment")
-        order = np.lexsort((np.arange(uniq.size), ublock))
-        pos = np.empty_like(order)
-        pos[order] = np.arange(order.size)
-        tgt = pos[inv]
-
-        def merge(a, b):
-            out = zeros((uniq.size,) + a.shape[1:], dtype=a.dtype)
-            np.add.at(out, tgt, np.concatenate([a, b]))
-            return out
-
-        return replace(
-            self, labels=uniq[order], block=ublock[order],
-            n_obs=merge(self.n_obs, other.n_obs), ZtZ=merge(self.ZtZ, other.ZtZ),
-            ZtX=merge(self.ZtX, other.ZtX), Zty=merge(self.Zty, other.Zty),
-            XtX=self.XtX + other.XtX, Xty=self.Xty + other.Xty,
-            yty=self.yty + other.yty, n_rows=self.n_rows + other.n_rows,
-            own_standard=False)
+        return merged(self, other)
 
     # ----------------------------------------------------------- units
     def restandardize(self, shift: np.ndarray, scale: np.ndarray, z_shift: np.ndarray | None = None,
@@ -398,21 +371,3 @@ def _feature_names(names, p, intercept):
     if len(names) != p:
         raise ValueError(f"feature_names has {len(names)} names but X has {p} columns")
     return (["(Intercept)"] if intercept else []) + names
-
-
-def _factorize(labels):
-    """Unique labels (sorted) and the index of each input into them."""
-    codes, uniq = pd.factorize(labels)
-    order = _sort_order(uniq)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return np.asarray(uniq, dtype=object)[order], rank[codes]
-
-
-def _check_compatible(a, b):
-    if (a.XtX.shape != b.XtX.shape or a.n_re != b.n_re or a.intercept != b.intercept
-            or a.z_one != b.z_one):
-        raise ValueError(
-            f"cannot add ClusterStats of different layouts: {a.n_blocks} vs {b.n_blocks} "
-            f"folds, p={a.n_features} vs {b.n_features}, q={a.n_re} vs {b.n_re}, "
-            f"intercept {a.intercept} vs {b.intercept}")
