@@ -8,6 +8,11 @@
                   the default fit of ``speed.py`` at ``size`` (tutorial or medium),
                   with timers around its phases and compiled kernels (each function's
                   inclusive wall time per fit, and its calls per fit).
+    cv [size] [reps]
+                  the compiled cross-validation of the default fit at ``size``: its
+                  ``fold_scores`` calls (every fold's path and held-out scores at one a)
+                  captured during a fit, then run again ``reps`` times; the minimum and
+                  median of five such timings, per fit.
     micro         three costs behind them: one dense G(a) product of the seed's rotated
                   rows (numpy's matmul, OpenBLAS's syrk), scipy's L-BFGS-B per
                   evaluation of a 10-parameter quadratic (the size of the tutorial's
@@ -18,7 +23,8 @@ Timers wrap module attributes, so a part is timed where its callers look it up (
 function imported by name is wrapped in the importing module). Each timer costs about
 a microsecond a call. Run with ``OPENBLAS_NUM_THREADS=1`` for the one-thread figures.
 
-Run:  PYTHONPATH=CHECKOUT python benchmarks/time_parts.py seed | fit tutorial 300 | micro
+Run:  PYTHONPATH=CHECKOUT python benchmarks/time_parts.py seed | fit tutorial 300 |
+          cv medium 5 | micro
 """
 
 from __future__ import annotations
@@ -125,6 +131,31 @@ def fit_parts(size, fits):
     return whole, {q: (total[q] / fits * 1e3, calls[q] / fits) for _, q in FIT_PARTS}
 
 
+def cv_kernels(size, reps):
+    """(number of calls, min and median ms of all of them) of the fit's compiled CV."""
+    import hdlmm.model.tuning as tuning
+
+    calls, original = [], tuning.fold_scores
+
+    def spy(*args):
+        calls.append(args)
+        return original(*args)
+
+    tuning.fold_scores = spy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run_hdlmm(*problem(size)[:4])
+    tuning.fold_scores = original
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(reps):
+            for args in calls:
+                original(*args)
+        times.append((time.perf_counter() - t) / reps * 1e3)
+    return len(calls), min(times), float(np.median(times))
+
+
 def _per_call(f, n):
     """Mean wall time (µs) of ``f()`` over n calls, after one."""
     f()
@@ -183,6 +214,13 @@ def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "seed"
     if what == "micro":
         micro()
+        return
+    if what == "cv":
+        size = sys.argv[2] if len(sys.argv) > 2 else "tutorial"
+        reps = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+        n, low, mid = cv_kernels(size, reps)
+        print(f"{size}: {n} fold_scores calls a fit, all of them: min {low:.3f} ms, "
+              f"median {mid:.3f} ms")
         return
     if what == "seed":
         runs = int(sys.argv[2]) if len(sys.argv) > 2 else 200

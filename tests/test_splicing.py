@@ -219,6 +219,39 @@ def test_largest_is_the_head_of_a_stable_descending_argsort():
         np.testing.assert_array_equal(_largest(v, L), np.argsort(-v, kind="mergesort")[:L])
 
 
+@pytest.mark.parametrize("lead", [0, 1])
+def test_low_rank_entries_read_one_by_one_equal_those_of_whole_columns(lead):
+    """In low rank, a column of which few entries are asked for is read entry by entry
+    (not computed whole and kept): the same numbers, bit for bit, as the whole column
+    gives, for columns kept or not, with the fold's matrix F and the profiled column."""
+    from hdlmm.core._kernel_matrix import (
+        FEW_ENTRIES,
+        _gather_columns,
+        first_column,
+        matrix,
+    )
+
+    rng = np.random.default_rng(3)
+    p, m = 200, 12
+    W = rng.standard_normal((3 * p, p))
+    G = W.T @ W
+    V = rng.standard_normal((40, p))
+    F = V.T @ V
+    R = rng.standard_normal((p, m)) * 0.5
+    h = first_column(G, F, R) if lead else None
+    Q = matrix(G, F, h, 1.0 / h[0] if lead else None, R)
+    rows = rng.choice(p - lead, 15, replace=False)
+    cols = rng.choice(p - lead, 15, replace=False)
+    assert FEW_ENTRIES * rows.size < p  # this read goes entry by entry
+    few = _gather_columns(Q, rows, cols)
+    assert (Q[7][:-1] == -1).all()  # and keeps no column
+    many = np.arange(p - lead)
+    whole = _gather_columns(Q, many, cols)  # these columns computed whole, kept
+    assert (Q[7][cols + lead] >= 0).all()
+    np.testing.assert_array_equal(few, whole[:, rows])
+    np.testing.assert_array_equal(_gather_columns(Q, rows, cols), few)  # now from the kept
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_path_on_low_rank_training_entries_equals_the_path_on_the_formed_matrix(seed):
     """fit_path(G, minus=(F, R)) reads G − F + R Rᵀ entry by entry (a fold's matrix in low

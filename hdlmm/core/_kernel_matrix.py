@@ -28,6 +28,9 @@ __all__ = ["matrix", "first_column", "read_only", "is_symmetric", "TINY"]
 TINY = np.finfo(np.float64).tiny
 #: columns of a low-rank matrix a path keeps (:func:`_column`)
 COLUMNS_KEPT = 256
+#: a column not kept is read entry by entry, not computed whole, when fewer than
+#: 1 / FEW_ENTRIES of its entries are asked for (:func:`_gather_columns`)
+FEW_ENTRIES = 4
 #: the absent F and R of a matrix tuple, and its empty store (never written)
 _NO_MATRIX = np.zeros((0, 0))
 _NO_MATRIX.flags.writeable = False
@@ -121,19 +124,27 @@ def _gather_columns(Q, rows, cols):
     """The entries (rows[r], cols[b]) of the matrix tuple Q as an array (len(cols),
     len(rows)); entry (i, j) is read from row j, which holds column j's entries in the
     order of the rows (contiguous in r). (The formula is written out in the loop: numba
-    does not inline a per-entry function here, which cost 3-4×.) In low rank the
-    columns are computed whole and kept (:func:`_column`)."""
+    does not inline a per-entry function here, which cost 3-4×.) In low rank a column
+    is computed whole and kept (:func:`_column`) when it is kept already or when many of
+    its entries are asked for; a column of which few are asked for (the double
+    exchange's candidates among themselves) is read entry by entry
+    (:func:`_raw_entry`, the same sums in the same order), not computed whole."""
     G, F, h, t, lead, Rt = Q[0], Q[1], Q[2], Q[3], Q[4], Q[6]
     minus = F.shape[0] > 0
     out = np.empty((cols.size, rows.size))
+    col = np.empty(0)
     for b in range(cols.size):
         j = cols[b]
-        if Rt.shape[0]:
+        whole = Rt.shape[0] > 0 and (Q[7][j + lead] >= 0
+                                     or FEW_ENTRIES * rows.size >= G.shape[0])
+        if whole:
             col = _column(Q, j + lead)
         for r in range(rows.size):
             i = rows[r]
-            if Rt.shape[0]:
+            if whole:
                 x = col[i + lead]
+            elif Rt.shape[0]:
+                x = _raw_entry(G, F, Rt, i + lead, j + lead)
             else:
                 x = G[j + lead, i + lead]
                 if minus:
@@ -142,6 +153,19 @@ def _gather_columns(Q, rows, cols):
                 x = ((x - t[i] * h[j + lead]) + (x - t[j] * h[i + lead])) * 0.5
             out[b, r] = x
     return out
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _raw_entry(G, F, Rt, i1, j1):
+    """Entry (i1, j1) of G − F + R Rᵀ, read from row j1: what :func:`_raw_column`
+    writes there (R Rᵀ's entry summed over the rows of Rt in order, then added)."""
+    acc = 0.0
+    for u in range(Rt.shape[0]):
+        acc += Rt[u, i1] * Rt[u, j1]
+    x = G[j1, i1]
+    if F.shape[0] > 0:
+        x = x - F[j1, i1]
+    return x + acc
 
 
 @njit(cache=True, error_model="numpy")
