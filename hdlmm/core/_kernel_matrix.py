@@ -13,7 +13,9 @@ reads O(p k) of them. G and F must be exactly symmetric, as every cross-product 
 of the package is (G[i, j] and G[j, i] the same number: ``tests/test_transform.py``
 checks it on each route that builds them); entry (i, j) is read from row j, which holds
 an active column's entries in the order of the rows. In low rank the columns the path
-visits are computed whole and kept (``slot``, ``store``); R is held transposed (Rt, m ×
+visits are computed whole and kept (``slot``, ``store``), except that a column of which
+only a few entries are asked for (the double exchange's candidates among themselves) is
+read entry by entry, by the same sums in the same order; R is held transposed (Rt, m ×
 p), so that a column of R Rᵀ is a sum of m rows of Rt, a loop the compiler vectorises
 (no library call per column).
 """
