@@ -5,6 +5,7 @@ re-expressed in the first's, :meth:`~hdlmm.core.stats.ClusterStats.restandardize
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,10 +13,13 @@ import pandas as pd
 from hdlmm.core._arrays import zeros
 from hdlmm.core.checks import _sort_order
 
+if TYPE_CHECKING:
+    from hdlmm.core.stats import ClusterStats
+
 __all__ = ["merged"]
 
 
-def merged(first, second):
+def merged(first: ClusterStats, second: ClusterStats) -> ClusterStats:
     """``first + second``: clusters with equal labels add (they must be in the same
     fold in both), the totals of each fold add, in ``first``'s standardisation.
 
