@@ -5,8 +5,10 @@ Settings (seed = replicate): 150 clusters of 5-20 rows (N ≈ 1,900), p = 500, k
 with coefficients ±U(0.5, 1), a random intercept and slope (Ψ = [[0.5, 0.1], [0.1,
 0.3]], slope covariate U(0, 1)):
 
-    binary   y ~ Bernoulli(logistic(η))
-    poisson  y ~ Poisson(exp(0.5 + η))
+    binary        y ~ Bernoulli(logistic(η))
+    poisson       y ~ Poisson(exp(0.5 + η))
+    binary_small  a small sample: 60 clusters of 6 rows (N = 360), p = 50, k = 2 with
+                  coefficients ±1, otherwise as binary
 
 Estimators:
 
@@ -34,6 +36,7 @@ the debiased ones (``confint()``: the debiased estimator on the final working mo
 cluster-robust SEs).
 
 Run:  python benchmarks/glmm_accuracy.py --setting binary --reps 200 --also-cv
+      python benchmarks/glmm_accuracy.py --setting binary_small --reps 200 --also-cv
       python benchmarks/glmm_accuracy.py --summary
       python benchmarks/glmm_accuracy.py --setting poisson --reps 100 --coverage
 """
@@ -52,22 +55,31 @@ from hdlmm.api.glmm_estimator import SparseGLMM
 from hdlmm.model.families import get_family
 from hdlmm.model.glmm import fit_laplace
 
+#: each setting's family and sizes (see the module docstring)
+SETTINGS = {
+    "binary": dict(family="binomial"),
+    "poisson": dict(family="poisson"),
+    "binary_small": dict(family="binomial", n_clusters=60, p=50, k=2, smallest=6,
+                         largest=6, magnitude=(1.0, 1.0)),
+}
+
 
 def simulate(seed: int, setting: str, n_clusters: int = 150, p: int = 500, k: int = 5,
-             largest: int = 20):
-    """(X, y, groups, Z, β, true support, η) of one replicate; clusters of 5..largest."""
+             smallest: int = 5, largest: int = 20, magnitude: tuple = (0.5, 1.0)):
+    """(X, y, groups, Z, β, true support, η) of one replicate; clusters of
+    smallest..largest rows, coefficients ±U(magnitude)."""
     rng = np.random.default_rng(seed)
-    sizes = rng.integers(5, largest + 1, n_clusters)
+    sizes = rng.integers(smallest, largest + 1, n_clusters)
     g = np.repeat(np.arange(n_clusters), sizes)
     N = g.size
     X = rng.normal(size=(N, p))
     beta = np.zeros(p)
     S = np.sort(rng.choice(p, k, replace=False))
-    beta[S] = rng.choice([-1, 1], k) * rng.uniform(0.5, 1.0, k)
+    beta[S] = rng.choice([-1, 1], k) * rng.uniform(*magnitude, k)
     Z = np.c_[np.ones(N), rng.uniform(0, 1, N)]
     gamma = rng.multivariate_normal([0, 0], [[0.5, 0.1], [0.1, 0.3]], n_clusters)
     eta = X @ beta + np.sum(Z * gamma[g], axis=1)
-    if setting == "binary":
+    if SETTINGS[setting]["family"] == "binomial":
         y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
     else:
         y = rng.poisson(np.exp(0.5 + eta))
@@ -81,6 +93,12 @@ def _row(name, seed, coef, beta, S, seconds):
                 l2=float(np.linalg.norm(coef - beta)), seconds=seconds)
 
 
+def _simulated(seed, setting):
+    """:func:`simulate` with the sizes of ``setting``."""
+    sizes = {k: v for k, v in SETTINGS[setting].items() if k != "family"}
+    return simulate(seed, setting, **sizes)
+
+
 def bayes(X, y, g, Z, setting):
     """statsmodels' Bayesian mixed GLM (variational Bayes, random intercept and slope
     per cluster, every column a fixed effect: it does not select): posterior means."""
@@ -92,15 +110,16 @@ def bayes(X, y, g, Z, setting):
     G = pd.get_dummies(g).to_numpy(float)
     vc = np.c_[G, G * Z[:, 1:2]]
     ident = np.r_[np.zeros(G.shape[1], int), np.ones(G.shape[1], int)]
-    cls = BinomialBayesMixedGLM if setting == "binary" else PoissonBayesMixedGLM
+    cls = (BinomialBayesMixedGLM if SETTINGS[setting]["family"] == "binomial"
+           else PoissonBayesMixedGLM)
     fit = cls(y, np.c_[np.ones(len(y)), X], vc, ident, vcp_p=1, fe_p=2).fit_vb()
     return np.asarray(fit.fe_mean[1:])
 
 
 def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False,
               with_bayes: bool = False) -> list[dict]:
-    X, y, g, Z, beta, S, _ = simulate(seed, setting)
-    family = "binomial" if setting == "binary" else "poisson"
+    X, y, g, Z, beta, S, _ = _simulated(seed, setting)
+    family = SETTINGS[setting]["family"]
     rows = []
     for name, how in [("hdlmm", "ic")] + [("hdlmm_cv", "cv")] * also_cv:
         t0 = time.perf_counter()
@@ -116,7 +135,7 @@ def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False
     try:
         import abess
         t0 = time.perf_counter()
-        est = (abess.LogisticRegression() if setting == "binary"
+        est = (abess.LogisticRegression() if family == "binomial"
                else abess.PoissonRegression())
         est.fit(X, y)
         rows.append(_row("abess", seed, np.asarray(est.coef_).ravel(), beta, S,
@@ -129,7 +148,7 @@ def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False
             warnings.simplefilter("ignore")
             coef = bayes(X, y, g, Z, setting)
         rows.append(_row("bayes", seed, coef, beta, S, time.perf_counter() - t0))
-    if setting == "binary" and lasso:
+    if family == "binomial" and lasso:
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.model_selection import GroupKFold
         t0 = time.perf_counter()
@@ -146,8 +165,8 @@ def replicate(seed: int, setting: str, lasso: bool = True, also_cv: bool = False
 def coverage(seed: int, setting: str) -> dict:
     """Coverage of hdlmm's 95% intervals for the selected true nonzeros: the Wald
     intervals of the Laplace fit, and the debiased ones of the final working model."""
-    X, y, g, Z, beta, S, _ = simulate(seed, setting)
-    family = "binomial" if setting == "binary" else "poisson"
+    X, y, g, Z, beta, S, _ = _simulated(seed, setting)
+    family = SETTINGS[setting]["family"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = SparseGLMM(family, random_state=seed).fit(X, y, g, Z)
@@ -178,7 +197,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=["binary", "poisson"], default="binary")
+    parser.add_argument("--setting", choices=list(SETTINGS), default="binary")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--summary", action="store_true")
@@ -201,7 +220,7 @@ def main():
                   f"nonzeros (MC SE over replicates)")
         return
     if args.summary:
-        for setting in ("binary", "poisson"):
+        for setting in SETTINGS:
             files = glob.glob(f"benchmarks/out/glmm_{setting}_from*.csv")
             if files:
                 table = pd.concat([pd.read_csv(f) for f in files])
