@@ -139,6 +139,7 @@ class OutOfCoreFits:
         self._set(named_outputs(fitted))
         self.fit_time_ = time.perf_counter() - t0
         return self
+
     def _fit_table(self, spec, stats, rows):
         """fit_stats with the names of a TableSpec (fit_source, fit_dask)."""
         self.fit_stats(stats, rows, re_names=["(Intercept)" if c == INTERCEPT else c
@@ -153,4 +154,5 @@ class OutOfCoreFits:
                     n_blocks=self.cv if self._settings().needs_cv else 1)
 
     def _settings(self):
+        """The selection's settings from the estimator's parameters."""
         return SelectionSettings.from_params(self.get_params())
