@@ -5,8 +5,19 @@ import numpy as np
 import pytest
 
 from hdlmm.core.splicing import profiled_matrix
-from hdlmm.model.path import Criterion, fit_path, path_rss
+from hdlmm.model.path import Criterion, _kernel_path, fit_path
 from hdlmm.model.sweep import PathSweep
+
+
+def path_rss(problem, k_max, max_exchange=2, ic=None, window=None):
+    """The reference: RSS of the path of a problem in the kernel's form for k = 0..m,
+    computed from scratch by one call of the path kernel (m ≤ k_max: the path stops
+    where ``ic``'s window says, as fit_path's; no least-squares bound)."""
+    Q, ct, dt, rest, _ = problem
+    if k_max < 1 or not rest.size:
+        return np.array([dt])
+    return np.concatenate(([dt], _kernel_path(Q, ct, dt, k_max, max_exchange, ic, None,
+                                              window)[2]))
 
 
 def _problem(seed):

@@ -27,7 +27,7 @@ IC_TYPES = ("ebic", "gic", "sic", "bic", "aic")
 #: the kernel's limits on a search: candidates of the double exchange, iterations
 N_CANDIDATES, MAX_ITER = 20, 1000
 
-__all__ = ["PathFit", "Criterion", "fit_path", "path_rss", "default_k_max",
+__all__ = ["PathFit", "Criterion", "fit_path", "default_k_max",
            "information_criterion", "least_squares_bound", "arrays_path",
            "kernel_criterion", "warn_unconverged"]
 
@@ -205,20 +205,6 @@ def fit_path(G: np.ndarray, c: np.ndarray, d: float, k_max: int, free: Sequence[
                    rss=np.array([dt] + [f.rss for f in fits]), k_max=int(k_max))
 
 
-def path_rss(problem: tuple, k_max: int, max_exchange: int = 2,
-             ic: Criterion | None = None, window: tuple[int, int] | None = None) -> np.ndarray:
-    """RSS of the path of a problem in the kernel's form
-    (:func:`~hdlmm.core.splicing.profiled_matrix`) for k = 0..m (m ≤ k_max: the path
-    stops where ``ic``'s window says, as :func:`fit_path`'s; no least-squares bound),
-    without building its coefficients."""
-    Q, ct, dt, rest, _ = problem
-    if k_max < 1 or not rest.size:
-        return np.array([dt])
-    with one_blas_thread():
-        R = _kernel_path(Q, ct, dt, k_max, max_exchange, ic, None, window)[2]
-    return np.concatenate(([dt], R))
-
-
 def arrays_path(S: np.ndarray, B: np.ndarray, R: np.ndarray, d: float, p: int,
                 rest: np.ndarray, recover: Callable, free: Sequence[int],
                 k_max: int) -> PathFit:
@@ -315,8 +301,8 @@ def kernel_criterion(criterion: Criterion | None) -> tuple:
 
 def warn_unconverged(stacklevel: int) -> None:
     """The warning of a path whose search reached its iteration limit at some k."""
-    warnings.warn("splicing reached max_iter=1000 before converging at some k of the path",
-                  RuntimeWarning, stacklevel=stacklevel)
+    warnings.warn(f"splicing reached max_iter={MAX_ITER} before converging at some k of "
+                  f"the path", RuntimeWarning, stacklevel=stacklevel)
 
 
 def least_squares_bound(G: np.ndarray, c: np.ndarray, d: float, free: Sequence[int] = ()) -> float:
