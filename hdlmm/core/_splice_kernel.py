@@ -284,7 +284,8 @@ def search(G: tuple, c: np.ndarray, d: float, k: int, init: np.ndarray, max_exch
     none = np.empty(0, dtype=np.int64)
     A = init
     if A.size < k and I0.size:  # grow's first step, from the known sacrifices
-        A = np.concatenate((A, I0[np.argmax(zeta0):np.argmax(zeta0) + 1]))
+        top = np.argmax(zeta0)
+        A = np.concatenate((A, I0[top:top + 1]))
     A = _shrink(G, c, d, _grow(G, c, d, A, k), k)
     M, beta, rss = _support(G, c, d, A, False)
     if k == _dim(G):
